@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Starts the whole stack locally: private PostgreSQL and Redis (installed if
+# missing), migrations, the development mailbox on http://127.0.0.1:8025 and
+# the API on http://127.0.0.1:8000 (docs at /docs). Ctrl-C stops it all.
+#
+# Emails go to the mailbox: open http://127.0.0.1:8025 to read the codes.
+# Settings come from the environment or .env (see .env.example); this script
+# only fills in what local development needs.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+started_services=0
+if scripts/services.sh status; then
+  eval "$(scripts/services.sh env)"
+else
+  eval "$(scripts/services.sh start)"
+  started_services=1
+fi
+export DATABASE_URL REDIS_URL
+export SECRET_KEY="${SECRET_KEY:-local-development-secret-key}"
+export MAILBOX_PORT="${MAILBOX_PORT:-8025}"
+export EMAIL_API_URL="${EMAIL_API_URL:-http://127.0.0.1:$MAILBOX_PORT/v1/send}"
+
+cargo build --locked
+bin=target/debug/activator
+
+mailbox_pid=""
+cleanup() {
+  [ -n "$mailbox_pid" ] && kill "$mailbox_pid" 2>/dev/null && wait "$mailbox_pid" 2>/dev/null
+  [ "$started_services" = 1 ] && scripts/services.sh stop
+  return 0
+}
+trap cleanup EXIT
+
+"$bin" migrate
+"$bin" mailbox --port "$MAILBOX_PORT" &
+mailbox_pid=$!
+
+echo "API on http://127.0.0.1:${ROCKET_PORT:-8000} (docs at /docs); mailbox on http://127.0.0.1:$MAILBOX_PORT" >&2
+"$bin" serve

@@ -1,0 +1,287 @@
+//! The account workflows: register, authenticate, issue a code (resend and
+//! its support variant), activate, unlock. Plain async functions shared by
+//! the HTTP handlers and the CLI; they know nothing of HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use diesel_async::AsyncPgConnection;
+
+use crate::codes::{Code, CodeHasher};
+use crate::db::users::{NewUser, User};
+use crate::db::{self, Pool, codes, outbox, users};
+use crate::email::Email;
+use crate::limits::{Attempt, Cleared, Decision, Limiter};
+use crate::mail::Templates;
+use crate::mail::templates::TemplateError;
+use crate::password::{HashError, Hasher, Password};
+
+/// Why a workflow did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("account already active")]
+    AlreadyActive,
+    #[error("an activation code was already issued for this account")]
+    CodeAlreadyIssued,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("invalid or expired activation code")]
+    InvalidCode,
+    #[error("rate limited for {0:?}")]
+    RateLimited(Duration),
+    #[error("no account for {0}")]
+    UnknownUser(String),
+    #[error("too many password hashes waiting")]
+    Busy,
+    #[error("database unavailable: {0}")]
+    Pool(#[from] deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>),
+    #[error("database error: {0}")]
+    Database(#[from] diesel::result::Error),
+    #[error("redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("password hashing failed: {0}")]
+    Hash(HashError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+}
+
+impl From<HashError> for AccountError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Busy => Self::Busy,
+            other => Self::Hash(other),
+        }
+    }
+}
+
+/// What the workflows need besides the database. Cheap to clone.
+#[derive(Clone)]
+pub struct Accounts {
+    pub hasher: Hasher,
+    pub codes: CodeHasher,
+    pub limiter: Limiter,
+    pub templates: Arc<Templates>,
+    pub code_ttl: Duration,
+}
+
+fn refusal_for_existing(user: &User) -> AccountError {
+    if user.is_active {
+        AccountError::AlreadyActive
+    } else {
+        AccountError::CodeAlreadyIssued
+    }
+}
+
+/// The stored email is normalized by construction (a CHECK enforces it).
+fn email_of(user: &User) -> Result<Email, AccountError> {
+    crate::email::normalize(&user.email).map_err(|_| AccountError::UnknownUser(user.email.clone()))
+}
+
+impl Accounts {
+    /// Creates a pending account and queues its activation email, all in one
+    /// transaction. One account per address also under concurrency: the
+    /// unique constraint decides, the losers get the winner's state.
+    pub async fn register(
+        &self,
+        pool: &Pool,
+        email: &Email,
+        password: &Password,
+    ) -> Result<User, AccountError> {
+        // Refuse known addresses before paying for a hash.
+        {
+            let mut conn = pool.get().await?;
+            if let Some(user) = users::find_by_email(&mut conn, email).await? {
+                return Err(refusal_for_existing(&user));
+            }
+        }
+        let hash = self.hasher.hash(password).await?;
+        let mut conn = pool.get().await?;
+        conn.transaction(async |conn| {
+            let new = NewUser {
+                email: email.as_str(),
+                password_hash: &hash.0,
+            };
+            let Some(user) = users::insert(conn, &new).await? else {
+                let user = users::find_by_email(conn, email)
+                    .await?
+                    .ok_or_else(|| AccountError::UnknownUser(email.to_string()))?;
+                return Err(refusal_for_existing(&user));
+            };
+            self.issue_code(conn, &user).await?;
+            Ok(user)
+        })
+        .await
+    }
+
+    /// Checks HTTP Basic credentials. An unknown or malformed email costs a
+    /// bcrypt verification too, so it cannot be told apart by timing.
+    pub async fn authenticate(
+        &self,
+        pool: &Pool,
+        email: &str,
+        password: &Password,
+    ) -> Result<User, AccountError> {
+        let user = match crate::email::normalize(email) {
+            Ok(email) => {
+                let mut conn = pool.get().await?;
+                users::find_by_email(&mut conn, &email).await?
+            }
+            Err(_) => None,
+        };
+        let matches = self
+            .hasher
+            .verify(password, user.as_ref().map(|user| &user.password_hash))
+            .await?;
+        match user {
+            Some(user) if matches => Ok(user),
+            _ => Err(AccountError::InvalidCredentials),
+        }
+    }
+
+    /// A user's request for a new code: rate limited, then as `reissue`.
+    pub async fn resend(&self, pool: &Pool, user: &User) -> Result<(), AccountError> {
+        if user.is_active {
+            return Err(AccountError::AlreadyActive);
+        }
+        match self.limiter.check_resend(&email_of(user)?).await? {
+            Decision::Allowed => self.reissue(pool, user).await,
+            Decision::Limited { retry_after } => Err(AccountError::RateLimited(retry_after)),
+        }
+    }
+
+    /// Issues a new code (superseding older ones) and queues its email,
+    /// regardless of resend limits: the support action.
+    pub async fn reissue(&self, pool: &Pool, user: &User) -> Result<(), AccountError> {
+        let mut conn = pool.get().await?;
+        conn.transaction(async |conn| {
+            // Lock the user: issuers of one user's codes take turns, and an
+            // activation that committed meanwhile is seen.
+            let user = users::lock(conn, user.id)
+                .await?
+                .ok_or_else(|| AccountError::UnknownUser(user.email.clone()))?;
+            if user.is_active {
+                return Err(AccountError::AlreadyActive);
+            }
+            self.issue_code(conn, &user).await
+        })
+        .await
+    }
+
+    /// Supersedes the live code, stores a new one and queues its email. Runs
+    /// inside the caller's transaction.
+    async fn issue_code(
+        &self,
+        conn: &mut AsyncPgConnection,
+        user: &User,
+    ) -> Result<(), AccountError> {
+        let now = Utc::now();
+        let expires_at =
+            now + chrono::TimeDelta::from_std(self.code_ttl).unwrap_or(chrono::TimeDelta::MAX);
+        let code = Code::generate();
+        codes::supersede_live(conn, user.id, now).await?;
+        codes::insert(
+            conn,
+            &codes::NewCode {
+                user_id: user.id,
+                code_hash: &self.codes.hash(user.id, &code),
+                expires_at,
+            },
+        )
+        .await?;
+        let mail = self
+            .templates
+            .activation(&user.email, &code, self.code_ttl)?;
+        outbox::insert(
+            conn,
+            &outbox::NewMessage {
+                user_id: user.id,
+                recipient: &user.email,
+                subject: &mail.subject,
+                body_text: &mail.text,
+                body_html: &mail.html,
+                expires_at,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Activates `user` with `code`. The attempt is counted before the code
+    /// is looked at (see `crate::limits`); marking the code used and the user
+    /// active is one transaction.
+    pub async fn activate(
+        &self,
+        pool: &Pool,
+        user: &User,
+        code: &Code,
+    ) -> Result<(), AccountError> {
+        if user.is_active {
+            return Err(AccountError::AlreadyActive);
+        }
+        let email = email_of(user)?;
+        let attempt: Attempt = match self.limiter.reserve_attempt(&email).await? {
+            Ok(attempt) => attempt,
+            Err(wait) => return Err(AccountError::RateLimited(wait)),
+        };
+        let mut conn = pool.get().await?;
+        let activated = conn
+            .transaction(async |conn| {
+                let now = Utc::now();
+                let Some(stored) = codes::find_live(conn, user.id).await? else {
+                    return Ok(false);
+                };
+                if stored.expires_at <= now || !self.codes.verify(user.id, code, &stored.code_hash)
+                {
+                    return Ok(false);
+                }
+                if !codes::mark_used(conn, stored.id, now).await? {
+                    return Ok(false);
+                }
+                if !users::activate(conn, user.id, now).await? {
+                    // Activated by a concurrent request: roll back the code.
+                    return Err(AccountError::AlreadyActive);
+                }
+                Ok::<_, AccountError>(true)
+            })
+            .await?;
+        if activated {
+            // The account is active whatever Redis says now; stale counters
+            // only matter to an account that can no longer activate.
+            if let Err(err) = self.limiter.clear_attempts(&email).await {
+                tracing::warn!(error = %err, "could not clear activation counters");
+            }
+            Ok(())
+        } else {
+            self.limiter.record_failure(&email, attempt).await?;
+            Err(AccountError::InvalidCode)
+        }
+    }
+
+    /// Clears the activation lockout (and with `resend_limits` the resend
+    /// counters) of an existing account.
+    pub async fn unlock(
+        &self,
+        pool: &Pool,
+        email: &Email,
+        resend_limits: bool,
+    ) -> Result<Cleared, AccountError> {
+        find_user(pool, email).await?;
+        Ok(self.limiter.unlock(email, resend_limits).await?)
+    }
+}
+
+/// The account registered for `email`.
+pub async fn find_user(pool: &Pool, email: &Email) -> Result<User, AccountError> {
+    let mut conn = pool.get().await?;
+    users::find_by_email(&mut conn, email)
+        .await?
+        .ok_or_else(|| AccountError::UnknownUser(email.to_string()))
+}
+
+/// Answers whether the database runs a query, for health checks.
+pub async fn database_ready(pool: &Pool) -> Result<(), AccountError> {
+    let mut conn = pool.get().await?;
+    Ok(db::ping(&mut conn).await?)
+}

@@ -1,0 +1,93 @@
+//! API documentation: the OpenAPI document generated from the handlers'
+//! annotations, and the Scalar UI, served from assets compiled into the
+//! binary so it works without internet access.
+
+use rocket::get;
+use rocket::http::ContentType;
+use rocket::response::content::RawHtml;
+use rocket::serde::json::Json;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::api::error::FieldError;
+
+/// The vendored Scalar bundle (see `assets/scalar/LICENSE.md`).
+const SCALAR_JS: &[u8] = include_bytes!("../../assets/scalar/standalone.js");
+
+/// A 422 body: `{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ValidationErrors {
+    detail: Vec<FieldError>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "activator",
+        description = "Register with an email and a password, receive a 4-digit code by email, activate the account with it.\n\nEvery error body is a JSON object with a `detail` key. Endpoints that take HTTP Basic credentials answer 401 with `WWW-Authenticate: Basic`; rate-limited answers (429) carry `Retry-After` in seconds.",
+    ),
+    paths(
+        crate::api::auth::register,
+        crate::api::auth::resend,
+        crate::api::auth::activate,
+        crate::api::health::check,
+        crate::api::health::live,
+    ),
+    components(schemas(crate::api::auth::Detail, ValidationErrors, FieldError)),
+    modifiers(&BasicAuthScheme),
+    tags(
+        (name = "auth", description = "Registration and activation"),
+        (name = "health", description = "Probes for orchestrators"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BasicAuthScheme;
+
+impl Modify for BasicAuthScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+    }
+}
+
+#[get("/openapi.json")]
+pub fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+#[get("/docs")]
+pub fn docs() -> RawHtml<&'static str> {
+    RawHtml(
+        r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>activator API</title>
+</head>
+<body>
+  <div id="app"></div>
+  <script src="/docs/scalar.js"></script>
+  <script>
+    Scalar.createApiReference('#app', {
+      url: '/openapi.json',
+      withDefaultFonts: false,
+      hideClientButton: true,
+      telemetry: false,
+    })
+  </script>
+</body>
+</html>
+"#,
+    )
+}
+
+#[get("/docs/scalar.js")]
+pub fn scalar_js() -> (ContentType, &'static [u8]) {
+    (ContentType::JavaScript, SCALAR_JS)
+}

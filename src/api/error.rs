@@ -1,0 +1,206 @@
+//! The API's error type and its one JSON shape.
+//!
+//! Policy: every error answer is a JSON object with a `detail` key, using the
+//! exact texts of the service this one replaces. Client mistakes are 4xx.
+//! Failures of PostgreSQL or Redis are logged with their cause and answered
+//! 503 with a generic text; nothing internal reaches the client. Only a bug
+//! is a 500.
+
+use std::time::Duration;
+
+use rocket::http::{ContentType, Header, Status};
+use rocket::response::{self, Responder, Response};
+use rocket::{Request, catch};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::accounts::AccountError;
+use crate::limits::retry_after_seconds;
+
+/// One entry of a FastAPI-style 422 body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// Where: `["body"]`, `["body", "email"]`, ...
+    #[schema(value_type = Vec<String>)]
+    pub loc: Vec<serde_json::Value>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl FieldError {
+    pub fn new(loc: &[&str], msg: impl Into<String>, kind: &str) -> Self {
+        Self {
+            loc: loc.iter().map(|part| json!(part)).collect(),
+            msg: msg.into(),
+            kind: kind.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("not authenticated")]
+    NotAuthenticated,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("account already active")]
+    AlreadyActive,
+    #[error("activation code already issued")]
+    CodeAlreadyIssued,
+    #[error("invalid or expired activation code")]
+    InvalidCode,
+    #[error("rate limited")]
+    RateLimited { retry_after: Duration },
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("busy")]
+    Busy,
+    /// A dependency failed; the cause is logged, not shown.
+    #[error("{what} unavailable")]
+    Unavailable { what: &'static str },
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn status(&self) -> Status {
+        match self {
+            Self::Validation(_) => Status::UnprocessableEntity,
+            Self::NotAuthenticated | Self::InvalidCredentials => Status::Unauthorized,
+            Self::AlreadyActive | Self::CodeAlreadyIssued => Status::Conflict,
+            Self::InvalidCode => Status::BadRequest,
+            Self::RateLimited { .. } => Status::TooManyRequests,
+            Self::PayloadTooLarge => Status::PayloadTooLarge,
+            Self::Busy | Self::Unavailable { .. } => Status::ServiceUnavailable,
+            Self::Internal => Status::InternalServerError,
+        }
+    }
+
+    fn body(&self) -> serde_json::Value {
+        let detail = match self {
+            Self::Validation(errors) => return json!({ "detail": errors }),
+            Self::NotAuthenticated => "Not authenticated",
+            Self::InvalidCredentials => "Invalid authentication credentials",
+            Self::AlreadyActive => "Account already active",
+            Self::CodeAlreadyIssued => "Activation code already issued",
+            Self::InvalidCode => "Invalid or expired activation code",
+            Self::RateLimited { .. } => "Too many requests, try again later",
+            Self::PayloadTooLarge => "Request body too large",
+            Self::Busy => "Server busy, try again shortly",
+            Self::Unavailable { what: "redis" } => "Rate limiter unavailable, try again shortly",
+            Self::Unavailable { .. } => "Service temporarily unavailable",
+            Self::Internal => "Internal server error",
+        };
+        json!({ "detail": detail })
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::AlreadyActive => Self::AlreadyActive,
+            AccountError::CodeAlreadyIssued => Self::CodeAlreadyIssued,
+            AccountError::InvalidCredentials | AccountError::UnknownUser(_) => {
+                Self::InvalidCredentials
+            }
+            AccountError::InvalidCode => Self::InvalidCode,
+            AccountError::RateLimited(retry_after) => Self::RateLimited { retry_after },
+            AccountError::Busy => {
+                tracing::warn!("password hashing queue is full; answering 503");
+                Self::Busy
+            }
+            AccountError::Pool(err) => {
+                tracing::error!(error = %err, "no database connection");
+                Self::Unavailable { what: "postgres" }
+            }
+            AccountError::Database(err) => database(err),
+            AccountError::Redis(err) => {
+                tracing::error!(error = %err, "redis failed");
+                Self::Unavailable { what: "redis" }
+            }
+            err @ (AccountError::Hash(_) | AccountError::Template(_)) => {
+                tracing::error!(error = %err, "request failed");
+                Self::Internal
+            }
+        }
+    }
+}
+
+/// A lost or refused connection is an outage (503); anything else is a bug.
+fn database(err: diesel::result::Error) -> ApiError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match &err {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        )
+        | Error::BrokenTransactionManager => {
+            tracing::error!(error = %err, "database connection failed");
+            ApiError::Unavailable { what: "postgres" }
+        }
+        // statement_timeout and lock timeouts land here too: a sick database.
+        Error::DatabaseError(_, info) if info.message().contains("statement timeout") => {
+            tracing::error!(error = %err, "database statement timed out");
+            ApiError::Unavailable { what: "postgres" }
+        }
+        _ => {
+            tracing::error!(error = %err, "database query failed");
+            ApiError::Internal
+        }
+    }
+}
+
+impl<'r> Responder<'r, 'static> for ApiError {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        let mut response =
+            Response::build_from(rocket::serde::json::Json(self.body()).respond_to(request)?);
+        response.status(self.status()).header(ContentType::JSON);
+        match &self {
+            Self::NotAuthenticated | Self::InvalidCredentials => {
+                response.header(Header::new("WWW-Authenticate", "Basic"));
+            }
+            Self::RateLimited { retry_after } => {
+                response.header(Header::new(
+                    "Retry-After",
+                    retry_after_seconds(*retry_after).to_string(),
+                ));
+            }
+            Self::Busy | Self::Unavailable { .. } => {
+                response.header(Header::new("Retry-After", "1"));
+            }
+            _ => {}
+        }
+        response.ok()
+    }
+}
+
+/// Every error Rocket answers by itself (no route, a failed guard, a panic)
+/// gets the same JSON shape. A path that exists under another method is a
+/// 405, as clients of the original service expect.
+#[catch(default)]
+pub fn default_catcher(
+    status: Status,
+    request: &Request<'_>,
+) -> (Status, rocket::serde::json::Json<serde_json::Value>) {
+    let status = if status == Status::NotFound && path_has_other_methods(request) {
+        Status::MethodNotAllowed
+    } else {
+        status
+    };
+    let detail = status.reason().unwrap_or("Error");
+    (
+        status,
+        rocket::serde::json::Json(json!({ "detail": detail })),
+    )
+}
+
+fn path_has_other_methods(request: &Request<'_>) -> bool {
+    let path = request.uri().path();
+    request
+        .rocket()
+        .routes()
+        .any(|route| route.method != request.method() && route.uri.path() == path.as_str())
+}

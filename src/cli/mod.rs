@@ -1,0 +1,96 @@
+//! The command line: one module per subcommand, each with its options and
+//! `run`. Errors come back as `anyhow::Error`; `main` prints them as one line
+//! and exits 1. Usage errors exit 2 (clap).
+
+pub mod mailbox;
+pub mod migrate;
+pub mod purge;
+pub mod serve;
+pub mod user;
+
+use clap::{Parser, Subcommand};
+
+use crate::settings::{Environment, LogFormat};
+
+/// User registration and activation service, and its admin tool.
+#[derive(Debug, Parser)]
+#[command(name = "activator", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API and deliver queued emails.
+    Serve(serve::Opts),
+    /// Apply the database migrations embedded in this binary.
+    Migrate(migrate::Opts),
+    /// Support actions on one account.
+    #[command(subcommand)]
+    User(user::Command),
+    /// Delete spent codes and old delivered emails (for cron).
+    Purge(purge::Opts),
+    /// Run a local email API that shows received mail (development).
+    Mailbox(mailbox::Opts),
+}
+
+/// Filters for commands that run as services, and for one-shot commands
+/// whose output is on stdout.
+/// Rocket reports every unmatched request at error level under
+/// `rocket::server::_`; a 404 is not an operator's problem.
+const SERVICE_LOG_FILTER: &str =
+    "info,rocket=warn,rocket::launch=info,rocket::server::_=off,_=warn";
+const COMMAND_LOG_FILTER: &str = "warn";
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let env = Environment::load()?;
+    let log_format = LogFormat::from_source(&env)?;
+    match cli.command {
+        Command::Serve(opts) => {
+            crate::logging::init(log_format, SERVICE_LOG_FILTER);
+            serve::run(opts, &env)
+        }
+        Command::Mailbox(opts) => {
+            crate::logging::init(log_format, SERVICE_LOG_FILTER);
+            mailbox::run(opts)
+        }
+        Command::Migrate(opts) => {
+            crate::logging::init(log_format, COMMAND_LOG_FILTER);
+            migrate::run(opts, &env)
+        }
+        Command::User(command) => {
+            crate::logging::init(log_format, COMMAND_LOG_FILTER);
+            user::run(command, &env)
+        }
+        Command::Purge(opts) => {
+            crate::logging::init(log_format, COMMAND_LOG_FILTER);
+            purge::run(opts, &env)
+        }
+    }
+}
+
+/// Runs a one-shot command's async part.
+fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(future))
+}
+
+/// Parses an email argument (a usage error when malformed).
+fn email_arg(raw: &str) -> Result<crate::email::Email, String> {
+    crate::email::normalize(raw).map_err(|err| err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_cli() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

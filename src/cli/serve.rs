@@ -1,0 +1,87 @@
+//! `activator serve`: the HTTP API and the email dispatcher.
+
+use anyhow::{Context, bail};
+
+use crate::db::migrations;
+use crate::mail::Templates;
+use crate::mail::dispatcher::{self, Dispatcher};
+use crate::mail::transport::Transport;
+use crate::settings::{Environment, Settings};
+
+#[derive(Debug, clap::Args)]
+pub struct Opts {
+    /// Apply pending migrations before serving (otherwise pending migrations
+    /// stop start-up).
+    #[arg(long)]
+    migrate: bool,
+}
+
+pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
+    let settings = Settings::from_source(env)?;
+    if settings.bcrypt_cost < 10 {
+        tracing::warn!(
+            cost = settings.bcrypt_cost,
+            "BCRYPT_COST is below 10: fine for tests and benchmarks, too weak for production"
+        );
+    }
+    let templates = Templates::load(settings.templates_dir.as_deref())?;
+    check_migrations(&settings, opts.migrate)?;
+
+    let transport = match &settings.email_api_url {
+        Some(url) => {
+            tracing::info!(url, "emails are posted to the email API");
+            Transport::new(Some(url))
+        }
+        None => {
+            tracing::warn!(
+                "EMAIL_API_URL is unset: emails, activation codes included, go to the log (development only)"
+            );
+            Transport::new(None)
+        }
+    };
+
+    rocket::execute(async move {
+        let app = crate::App::build(&settings, templates).await?;
+        let dispatcher = Dispatcher::start(dispatcher::Config {
+            database_url: settings.database.url.clone(),
+            transport,
+            from: settings.system_email.clone(),
+            max_attempts: settings.email_max_attempts,
+        })
+        .context("cannot start the email dispatcher")?;
+
+        let served = crate::rocket(rocket::Config::figment(), app).launch().await;
+
+        // The server has stopped taking requests; let the dispatcher finish
+        // its in-flight posts before the process exits.
+        tokio::task::spawn_blocking(move || dispatcher.stop())
+            .await
+            .context("email dispatcher did not stop cleanly")?;
+        served
+            .map(drop)
+            .map_err(|err| anyhow::anyhow!("server failed: {err}"))
+    })
+}
+
+/// Applies pending migrations with `migrate`, else refuses to serve a schema
+/// older than this binary.
+fn check_migrations(settings: &Settings, migrate: bool) -> anyhow::Result<()> {
+    let mut conn = migrations::connect(&settings.database.url)
+        .context("cannot connect to the database (DATABASE_URL)")?;
+    if migrate {
+        let applied = migrations::run_pending(&mut conn).map_err(anyhow::Error::from_boxed)?;
+        if !applied.is_empty() {
+            tracing::info!(migrations = ?applied, "applied migrations");
+        }
+        return Ok(());
+    }
+    let pending = migrations::pending(&mut conn).map_err(anyhow::Error::from_boxed)?;
+    if !pending.is_empty() {
+        bail!(
+            "the database has {} pending migration(s) ({}); run `activator migrate` or start with `activator serve --migrate`",
+            pending.len(),
+            pending.join(", ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! `activator user resend|unlock|show EMAIL`: support actions on one account.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::accounts::{self, AccountError};
+use crate::db::{codes, outbox};
+use crate::email::Email;
+use crate::limits::LockState;
+use crate::mail::Templates;
+use crate::settings::{Environment, Settings};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Issue a new code (superseding older ones) and queue its email,
+    /// regardless of the user's resend limits.
+    Resend {
+        #[arg(value_parser = super::email_arg)]
+        email: Email,
+    },
+    /// Clear the activation lockout and failure counters.
+    Unlock {
+        #[arg(value_parser = super::email_arg)]
+        email: Email,
+        /// Also clear the per-minute and daily resend counters.
+        #[arg(long)]
+        resend_limits: bool,
+    },
+    /// Show account, lockout, code and email-delivery state (never the code).
+    Show {
+        #[arg(value_parser = super::email_arg)]
+        email: Email,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(command: Command, env: &Environment) -> anyhow::Result<()> {
+    let mut settings = Settings::from_source(env)?;
+    // One command needs a connection or two, not a pool of them.
+    settings.database.pool_size = 2;
+    let templates = Templates::load(settings.templates_dir.as_deref())?;
+    super::block_on(async move {
+        let app = crate::App::build(&settings, templates).await?;
+        match command {
+            Command::Resend { email } => resend(&app, &email).await,
+            Command::Unlock {
+                email,
+                resend_limits,
+            } => unlock(&app, &email, resend_limits).await,
+            Command::Show { email, json } => show(&app, &email, json).await,
+        }
+    })?
+}
+
+/// Phrases a workflow refusal for an operator.
+fn explain(err: AccountError, email: &Email) -> anyhow::Error {
+    match err {
+        AccountError::UnknownUser(_) => anyhow::anyhow!("no account for {email}"),
+        AccountError::AlreadyActive => anyhow::anyhow!("the account {email} is already active"),
+        AccountError::Pool(err) => {
+            anyhow::anyhow!("cannot reach the database (DATABASE_URL): {err}")
+        }
+        AccountError::Redis(err) => anyhow::anyhow!("cannot reach Redis (REDIS_URL): {err}"),
+        other => anyhow::Error::new(other),
+    }
+}
+
+async fn resend(app: &crate::App, email: &Email) -> anyhow::Result<()> {
+    let user = accounts::find_user(&app.pool, email)
+        .await
+        .map_err(|err| explain(err, email))?;
+    app.accounts
+        .reissue(&app.pool, &user)
+        .await
+        .map_err(|err| explain(err, email))?;
+    println!(
+        "queued a new activation code for {email}, valid for {}s; a running `activator serve` sends it",
+        app.accounts.code_ttl.as_secs()
+    );
+    Ok(())
+}
+
+async fn unlock(app: &crate::App, email: &Email, resend_limits: bool) -> anyhow::Result<()> {
+    let cleared = app
+        .accounts
+        .unlock(&app.pool, email, resend_limits)
+        .await
+        .map_err(|err| explain(err, email))?;
+    let mut what = Vec::new();
+    if cleared.lock {
+        what.push("the activation lockout");
+    }
+    if cleared.failures {
+        what.push("the failed-attempt counter");
+    }
+    if cleared.resend_limits {
+        what.push("the resend counters");
+    }
+    if what.is_empty() {
+        println!("{email} had nothing to clear");
+    } else {
+        println!("cleared {} for {email}", what.join(", "));
+    }
+    Ok(())
+}
+
+/// Everything support may want to know about an account, secrets excluded.
+#[derive(Debug, Serialize)]
+struct Report {
+    email: String,
+    state: &'static str,
+    created_at: DateTime<Utc>,
+    activated_at: Option<DateTime<Utc>>,
+    locked: bool,
+    lock_seconds_left: Option<u64>,
+    attempts_in_window: u32,
+    code: Option<CodeReport>,
+    last_email: Option<EmailReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct CodeReport {
+    issued_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    expired: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct EmailReport {
+    status: &'static str,
+    queued_at: DateTime<Utc>,
+    attempts: i32,
+    next_attempt_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+}
+
+async fn show(app: &crate::App, email: &Email, json: bool) -> anyhow::Result<()> {
+    let user = accounts::find_user(&app.pool, email)
+        .await
+        .map_err(|err| explain(err, email))?;
+    let lock: LockState = app
+        .accounts
+        .limiter
+        .lock_state(email)
+        .await
+        .map_err(|err| explain(err.into(), email))?;
+    let mut conn = app
+        .pool
+        .get()
+        .await
+        .context("cannot reach the database (DATABASE_URL)")?;
+    let code = codes::find_live(&mut conn, user.id).await?;
+    let delivery = outbox::latest_for_user(&mut conn, user.id).await?;
+    let now = Utc::now();
+    let report = Report {
+        email: user.email.clone(),
+        state: if user.is_active { "active" } else { "pending" },
+        created_at: user.created_at,
+        activated_at: user.activated_at,
+        locked: lock.locked_for.is_some(),
+        lock_seconds_left: lock.locked_for.map(|left| left.as_secs().max(1)),
+        attempts_in_window: lock.attempts,
+        code: code.map(|code| CodeReport {
+            issued_at: code.created_at,
+            expires_at: code.expires_at,
+            expired: code.expires_at <= now,
+        }),
+        last_email: delivery.map(|delivery| EmailReport {
+            status: delivery.status.as_str(),
+            queued_at: delivery.created_at,
+            attempts: delivery.attempts,
+            next_attempt_at: (delivery.status == outbox::Status::Queued)
+                .then_some(delivery.next_attempt_at),
+            finished_at: delivery.finished_at,
+            last_error: delivery.last_error,
+        }),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report, now));
+    }
+    Ok(())
+}
+
+fn ago_or_in(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let seconds = (at - now).num_seconds();
+    if seconds >= 0 {
+        format!(
+            "{} (in {})",
+            at.format("%Y-%m-%d %H:%M:%S UTC"),
+            human(seconds)
+        )
+    } else {
+        format!(
+            "{} ({} ago)",
+            at.format("%Y-%m-%d %H:%M:%S UTC"),
+            human(-seconds)
+        )
+    }
+}
+
+fn human(seconds: i64) -> String {
+    let d = Duration::from_secs(seconds.unsigned_abs());
+    match d.as_secs() {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+fn render(report: &Report, now: DateTime<Utc>) -> String {
+    let mut out = String::new();
+    let mut line = |label: &str, value: String| out.push_str(&format!("{label:<12}{value}\n"));
+    line("email", report.email.clone());
+    line("account", report.state.to_owned());
+    line("created", ago_or_in(report.created_at, now));
+    if let Some(at) = report.activated_at {
+        line("activated", ago_or_in(at, now));
+    }
+    line(
+        "lockout",
+        match report.lock_seconds_left {
+            Some(left) => format!(
+                "locked, {} left",
+                human(i64::try_from(left).unwrap_or(i64::MAX))
+            ),
+            None => format!(
+                "not locked ({} attempt(s) in the current window)",
+                report.attempts_in_window
+            ),
+        },
+    );
+    line(
+        "code",
+        match &report.code {
+            None => "none outstanding".to_owned(),
+            Some(code) if code.expired => format!("expired {}", ago_or_in(code.expires_at, now)),
+            Some(code) => format!("valid until {}", ago_or_in(code.expires_at, now)),
+        },
+    );
+    line(
+        "last email",
+        match &report.last_email {
+            None => "none".to_owned(),
+            Some(email) => {
+                let mut text = format!(
+                    "{} after {} attempt(s), queued {}",
+                    email.status,
+                    email.attempts,
+                    ago_or_in(email.queued_at, now)
+                );
+                if let Some(at) = email.next_attempt_at {
+                    text.push_str(&format!("; next attempt {}", ago_or_in(at, now)));
+                }
+                if let Some(error) = &email.last_error {
+                    text.push_str(&format!("; last error: {error}"));
+                }
+                text
+            }
+        },
+    );
+    out
+}

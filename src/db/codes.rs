@@ -1,0 +1,131 @@
+//! Activation codes, stored as keyed hashes (see `crate::codes`).
+
+use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::db::Count;
+use crate::db::users::UserId;
+use crate::schema::activation_codes;
+
+#[derive(Clone, Queryable, Selectable)]
+#[diesel(table_name = activation_codes, check_for_backend(Pg))]
+pub struct StoredCode {
+    pub id: i64,
+    pub user_id: UserId,
+    pub code_hash: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub superseded_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for StoredCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCode")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = activation_codes)]
+pub struct NewCode<'a> {
+    pub user_id: UserId,
+    pub code_hash: &'a [u8],
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Supersedes the user's live code, if any. Must run in the same transaction
+/// as the insert of the new code: the partial unique index allows one live
+/// code per user.
+pub async fn supersede_live(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    let live = activation_codes::table
+        .filter(activation_codes::user_id.eq(user))
+        .filter(activation_codes::used_at.is_null())
+        .filter(activation_codes::superseded_at.is_null());
+    diesel::update(live)
+        .set(activation_codes::superseded_at.eq(now))
+        .execute(conn)
+        .await
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, new: &NewCode<'_>) -> QueryResult<i64> {
+    diesel::insert_into(activation_codes::table)
+        .values(new)
+        .returning(activation_codes::id)
+        .get_result(conn)
+        .await
+}
+
+/// The user's code that is neither used nor superseded (it may have expired).
+pub async fn find_live(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+) -> QueryResult<Option<StoredCode>> {
+    activation_codes::table
+        .filter(activation_codes::user_id.eq(user))
+        .filter(activation_codes::used_at.is_null())
+        .filter(activation_codes::superseded_at.is_null())
+        .select(StoredCode::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Marks a live code used; false when it was used or superseded meanwhile.
+pub async fn mark_used(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    now: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let updated = diesel::update(
+        activation_codes::table
+            .find(id)
+            .filter(activation_codes::used_at.is_null())
+            .filter(activation_codes::superseded_at.is_null()),
+    )
+    .set(activation_codes::used_at.eq(now))
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
+}
+
+/// Codes with no further use: used, superseded, or expired (before `$1`).
+const SPENT: &str = "used_at IS NOT NULL OR superseded_at IS NOT NULL OR expires_at <= $1";
+
+/// Deletes up to `batch` spent codes in one statement. `SKIP LOCKED`: rows a
+/// concurrent purge (or an activation) holds are left for later rather than
+/// waited for, so parallel purges share the work instead of queueing.
+pub async fn delete_spent(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    batch: i64,
+) -> QueryResult<usize> {
+    diesel::sql_query(format!(
+        "DELETE FROM activation_codes WHERE id IN \
+         (SELECT id FROM activation_codes WHERE {SPENT} LIMIT $2 FOR UPDATE SKIP LOCKED)"
+    ))
+    .bind::<Timestamptz, _>(now)
+    .bind::<BigInt, _>(batch)
+    .execute(conn)
+    .await
+}
+
+pub async fn count_spent(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> QueryResult<i64> {
+    diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM activation_codes WHERE {SPENT}"
+    ))
+    .bind::<Timestamptz, _>(now)
+    .get_result::<Count>(conn)
+    .await
+    .map(|count| count.n)
+}

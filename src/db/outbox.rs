@@ -1,0 +1,250 @@
+//! The email outbox: messages written with the user/code they belong to,
+//! delivered afterwards by the dispatcher (`crate::mail::dispatcher`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::deserialize::{FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
+use diesel::pg::{Pg, PgValue};
+use diesel::prelude::*;
+use diesel::serialize::{Output, ToSql};
+use diesel::sql_types::{BigInt, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::db::Count;
+use crate::db::users::UserId;
+use crate::schema::email_outbox;
+
+/// Where a message is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Text)]
+pub enum Status {
+    /// Waiting to be sent (possibly after a failed attempt).
+    Queued,
+    /// Accepted by the email API.
+    Sent,
+    /// Given up after `EMAIL_MAX_ATTEMPTS` failed posts.
+    Dead,
+    /// Its code expired before it could be sent.
+    Expired,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sent => "sent",
+            Self::Dead => "dead",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+impl ToSql<Text, Pg> for Status {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> diesel::serialize::Result {
+        <str as ToSql<Text, Pg>>::to_sql(self.as_str(), out)
+    }
+}
+
+impl FromSql<Text, Pg> for Status {
+    fn from_sql(bytes: PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        match bytes.as_bytes() {
+            b"queued" => Ok(Self::Queued),
+            b"sent" => Ok(Self::Sent),
+            b"dead" => Ok(Self::Dead),
+            b"expired" => Ok(Self::Expired),
+            other => {
+                Err(format!("unknown outbox status {:?}", String::from_utf8_lossy(other)).into())
+            }
+        }
+    }
+}
+
+/// A message claimed for sending. Its bodies hold an activation code.
+#[derive(Clone, Queryable, QueryableByName, Selectable)]
+#[diesel(table_name = email_outbox, check_for_backend(Pg))]
+pub struct Message {
+    pub id: i64,
+    pub recipient: String,
+    pub subject: String,
+    pub body_text: Option<String>,
+    pub body_html: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    /// Attempts so far, counting the one this claim is for.
+    pub attempts: i32,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("id", &self.id)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A message's delivery state, without its bodies.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = email_outbox, check_for_backend(Pg))]
+pub struct Delivery {
+    pub id: i64,
+    pub status: Status,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = email_outbox)]
+pub struct NewMessage<'a> {
+    pub user_id: UserId,
+    pub recipient: &'a str,
+    pub subject: &'a str,
+    pub body_text: &'a str,
+    pub body_html: &'a str,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Queues a message. A trigger notifies listening dispatchers at commit.
+pub async fn insert(conn: &mut AsyncPgConnection, new: &NewMessage<'_>) -> QueryResult<i64> {
+    diesel::insert_into(email_outbox::table)
+        .values(new)
+        .returning(email_outbox::id)
+        .get_result(conn)
+        .await
+}
+
+fn interval(duration: Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(duration).unwrap_or(chrono::TimeDelta::MAX)
+}
+
+/// Claims up to `limit` due messages for this sender: each claim counts an
+/// attempt and pushes the message's next attempt `lease` ahead, so if this
+/// process dies mid-send the message becomes due again when the lease runs
+/// out. `FOR UPDATE SKIP LOCKED` lets several dispatchers claim concurrently
+/// without blocking on, or double-claiming, each other's rows.
+pub async fn claim_due(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    lease: Duration,
+    limit: i64,
+) -> QueryResult<Vec<Message>> {
+    diesel::sql_query(
+        "UPDATE email_outbox SET attempts = attempts + 1, next_attempt_at = $2 \
+         WHERE id IN (SELECT id FROM email_outbox \
+                      WHERE status = 'queued' AND next_attempt_at <= $1 \
+                      ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, recipient, subject, body_text, body_html, expires_at, attempts",
+    )
+    .bind::<Timestamptz, _>(now)
+    .bind::<Timestamptz, _>(now + interval(lease))
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
+}
+
+/// Finishes messages as sent, dead or expired. Their bodies are cleared so no
+/// code rests in the database.
+pub async fn finish(
+    conn: &mut AsyncPgConnection,
+    ids: &[i64],
+    status: Status,
+    now: DateTime<Utc>,
+    error: Option<&str>,
+) -> QueryResult<()> {
+    debug_assert!(status != Status::Queued);
+    let queued = email_outbox::table
+        .filter(email_outbox::id.eq_any(ids))
+        .filter(email_outbox::status.eq(Status::Queued));
+    diesel::update(queued)
+        .set((
+            email_outbox::status.eq(status),
+            email_outbox::finished_at.eq(now),
+            email_outbox::body_text.eq(None::<String>),
+            email_outbox::body_html.eq(None::<String>),
+            email_outbox::last_error.eq(error),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Schedules another attempt at `at` after a failed post.
+pub async fn retry_at(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    at: DateTime<Utc>,
+    error: &str,
+) -> QueryResult<()> {
+    let queued = email_outbox::table
+        .find(id)
+        .filter(email_outbox::status.eq(Status::Queued));
+    diesel::update(queued)
+        .set((
+            email_outbox::next_attempt_at.eq(at),
+            email_outbox::last_error.eq(error),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// When the earliest queued message is due, if any is queued.
+pub async fn next_due_at(conn: &mut AsyncPgConnection) -> QueryResult<Option<DateTime<Utc>>> {
+    email_outbox::table
+        .filter(email_outbox::status.eq(Status::Queued))
+        .select(diesel::dsl::min(email_outbox::next_attempt_at))
+        .get_result(conn)
+        .await
+}
+
+/// The user's most recent message, for support.
+pub async fn latest_for_user(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+) -> QueryResult<Option<Delivery>> {
+    email_outbox::table
+        .filter(email_outbox::user_id.eq(user))
+        .order(email_outbox::id.desc())
+        .select(Delivery::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Messages finished (sent, dead or expired) before `$1`.
+const FINISHED_BEFORE: &str = "status <> 'queued' AND finished_at < $1";
+
+/// Deletes up to `batch` messages finished before `cutoff`, in one statement;
+/// rows another purge holds are skipped, not waited for.
+pub async fn delete_finished_before(
+    conn: &mut AsyncPgConnection,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+) -> QueryResult<usize> {
+    diesel::sql_query(format!(
+        "DELETE FROM email_outbox WHERE id IN \
+         (SELECT id FROM email_outbox WHERE {FINISHED_BEFORE} LIMIT $2 FOR UPDATE SKIP LOCKED)"
+    ))
+    .bind::<Timestamptz, _>(cutoff)
+    .bind::<BigInt, _>(batch)
+    .execute(conn)
+    .await
+}
+
+pub async fn count_finished_before(
+    conn: &mut AsyncPgConnection,
+    cutoff: DateTime<Utc>,
+) -> QueryResult<i64> {
+    diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM email_outbox WHERE {FINISHED_BEFORE}"
+    ))
+    .bind::<Timestamptz, _>(cutoff)
+    .get_result::<Count>(conn)
+    .await
+    .map(|count| count.n)
+}

@@ -1,0 +1,245 @@
+//! Passwords: the policy, and bcrypt kept off the async workers.
+//!
+//! bcrypt is deliberately slow (about 220 ms a hash at cost 12), so it runs on
+//! Tokio's blocking pool behind a semaphore with one permit per core: more
+//! hashes in flight than cores only adds latency. Callers beyond that wait in
+//! a bounded queue; when the queue is full the caller gets [`HashError::Busy`]
+//! (a 503) at once instead of queueing without bound.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::Semaphore;
+
+/// A password as received: never printed.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(raw: impl Into<String>) -> Self {
+        Self(raw.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+/// A bcrypt hash as stored: never printed.
+#[derive(Clone)]
+pub struct PasswordHash(pub String);
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(..)")
+    }
+}
+
+/// Checks the password policy: 8–72 bytes (bcrypt ignores anything past 72),
+/// no whitespace, and at least one lowercase letter, uppercase letter, digit
+/// and special character. The message is shown to the client.
+pub fn check_policy(password: &str) -> Result<(), &'static str> {
+    if password.len() < 8 {
+        return Err("Password must be at least 8 characters long");
+    }
+    if password.len() > 72 {
+        return Err("Password must be at most 72 bytes long");
+    }
+    if password.chars().any(char::is_whitespace) {
+        return Err("Password must not contain whitespace");
+    }
+    if !password.chars().any(char::is_lowercase) {
+        return Err("Password must contain at least one lowercase letter");
+    }
+    if !password.chars().any(char::is_uppercase) {
+        return Err("Password must contain at least one uppercase letter");
+    }
+    if !password.chars().any(|c| c.is_ascii_digit()) {
+        return Err("Password must contain at least one digit");
+    }
+    if !password.chars().any(|c| !c.is_alphanumeric()) {
+        return Err("Password must contain at least one special character");
+    }
+    Ok(())
+}
+
+/// Why hashing or verifying did not produce an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("too many password hashes waiting")]
+    Busy,
+    #[error("bcrypt failed: {0}")]
+    Bcrypt(#[from] bcrypt::BcryptError),
+    #[error("password hashing task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Hashes and verifies passwords with bounded concurrency. Cheap to clone.
+#[derive(Clone)]
+pub struct Hasher {
+    cost: u32,
+    permits: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
+    /// Verified against when the account does not exist, so that an unknown
+    /// email costs the same time as a wrong password.
+    dummy_hash: Arc<str>,
+}
+
+impl Hasher {
+    /// A hasher at `cost` with one permit per core and a wait queue of
+    /// `max_waiting` callers.
+    pub fn new(cost: u32) -> Result<Self, bcrypt::BcryptError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_concurrency(cost, cores, cores * 32)
+    }
+
+    pub fn with_concurrency(
+        cost: u32,
+        in_flight: usize,
+        max_waiting: usize,
+    ) -> Result<Self, bcrypt::BcryptError> {
+        let dummy_hash = bcrypt::hash("not a real password: timing equaliser", cost)?;
+        Ok(Self {
+            cost,
+            permits: Arc::new(Semaphore::new(in_flight.max(1))),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_waiting,
+            dummy_hash: dummy_hash.into(),
+        })
+    }
+
+    pub fn cost(&self) -> u32 {
+        self.cost
+    }
+
+    pub async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
+        let password = password.0.clone();
+        let cost = self.cost;
+        let hash = self.run(move || bcrypt::hash(password, cost)).await??;
+        Ok(PasswordHash(hash))
+    }
+
+    /// Verifies `password` against `hash`, or against a dummy hash when there
+    /// is no account, so both failures take the same time. A malformed stored
+    /// hash counts as a mismatch.
+    pub async fn verify(
+        &self,
+        password: &Password,
+        hash: Option<&PasswordHash>,
+    ) -> Result<bool, HashError> {
+        let password = password.0.clone();
+        let (hash, known) = match hash {
+            Some(hash) => (Arc::<str>::from(hash.0.as_str()), true),
+            None => (self.dummy_hash.clone(), false),
+        };
+        let matches = self
+            .run(move || bcrypt::verify(password, &hash).unwrap_or(false))
+            .await?;
+        Ok(known && matches)
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let _queued = QueueSlot::take(&self.waiting, self.max_waiting)?;
+        // The semaphore is never closed, so acquiring only fails in theory.
+        let _permit = self.permits.acquire().await.map_err(|_| HashError::Busy)?;
+        drop(_queued);
+        Ok(tokio::task::spawn_blocking(work).await?)
+    }
+}
+
+/// A place in the wait queue, given back on drop (also when the request is
+/// cancelled while waiting).
+struct QueueSlot<'a>(&'a AtomicUsize);
+
+impl<'a> QueueSlot<'a> {
+    fn take(waiting: &'a AtomicUsize, max: usize) -> Result<Self, HashError> {
+        let before = waiting.fetch_add(1, Ordering::AcqRel);
+        let slot = Self(waiting);
+        if before >= max {
+            Err(HashError::Busy)
+        } else {
+            Ok(slot)
+        }
+    }
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_accepts_a_strong_password() {
+        assert_eq!(check_policy("Str0ng!pass"), Ok(()));
+        assert_eq!(check_policy(&format!("Aa1!{}", "x".repeat(68))), Ok(()));
+    }
+
+    #[test]
+    fn the_policy_names_what_is_missing() {
+        let cases = [
+            ("Sh0rt!", "at least 8"),
+            (&*format!("Aa1!{}", "x".repeat(69)), "at most 72"),
+            ("Has space1!A", "whitespace"),
+            ("NOLOWER1!", "lowercase"),
+            ("noupper1!", "uppercase"),
+            ("NoDigits!!", "digit"),
+            ("NoSpecial12", "special"),
+        ];
+        for (password, expected) in cases {
+            let message = check_policy(password).unwrap_err();
+            assert!(message.contains(expected), "{password}: {message}");
+        }
+    }
+
+    #[test]
+    fn the_length_limit_counts_bytes_not_characters() {
+        // 18 four-byte characters are 72 bytes; one more is too many.
+        let ok = format!("Aa1!{}", "𝄞".repeat(17));
+        assert!(ok.len() == 72 && check_policy(&ok).is_ok());
+        assert!(check_policy(&format!("{ok}𝄞")).is_err());
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        assert_eq!(format!("{:?}", Password::new("Secret1!")), "Password(..)");
+        assert_eq!(
+            format!("{:?}", PasswordHash("$2b$".into())),
+            "PasswordHash(..)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hash_verifies_its_password_only() {
+        let hasher = Hasher::new(4).unwrap();
+        let password = Password::new("Str0ng!pass");
+        let hash = hasher.hash(&password).await.unwrap();
+        assert!(hasher.verify(&password, Some(&hash)).await.unwrap());
+        let wrong = Password::new("Wr0ng!pass");
+        assert!(!hasher.verify(&wrong, Some(&hash)).await.unwrap());
+        assert!(!hasher.verify(&password, None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_busy_instead_of_waiting() {
+        let hasher = Hasher::with_concurrency(4, 1, 0).unwrap();
+        let result = hasher.hash(&Password::new("Str0ng!pass")).await;
+        assert!(matches!(result, Err(HashError::Busy)));
+        assert_eq!(hasher.waiting.load(Ordering::Acquire), 0);
+    }
+}

@@ -1,0 +1,425 @@
+//! The test harness: real PostgreSQL and Redis (from `DATABASE_URL` and
+//! `REDIS_URL`, as `scripts/test.sh` exports them), one database per test
+//! cloned from a migrated template so tests run in parallel, the app built
+//! exactly as `serve` builds it, the real binary, and a real HTTP endpoint
+//! standing in for the email API.
+
+#![allow(dead_code)]
+
+pub mod mail_sink;
+pub mod server;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use activator::db;
+use activator::mail::Templates;
+use activator::settings::Settings;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use rocket::http::{ContentType, Header, Status};
+use rocket::local::asynchronous::{Client, LocalResponse};
+use serde_json::Value;
+
+pub use mail_sink::MailSink;
+pub use server::Server;
+
+/// A password that satisfies the policy.
+pub const PASSWORD: &str = "Secr3t!pass";
+pub const SECRET_KEY: &str = "integration-test-secret-key";
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with scripts/test.sh, which starts PostgreSQL and Redis")
+    })
+}
+
+/// The server's maintenance database URL, derived from `DATABASE_URL`.
+pub fn admin_url() -> String {
+    with_database(&required_env("DATABASE_URL"), "postgres")
+}
+
+pub fn redis_url() -> String {
+    required_env("REDIS_URL")
+}
+
+/// `url` with its database name replaced.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let Some(slash) = base
+        .rfind('/')
+        .filter(|&i| i > base.find("://").unwrap() + 2)
+    else {
+        return format!("{base}/{name}{query}");
+    };
+    format!("{}/{name}{query}", &base[..slash])
+}
+
+/// A unique email address for one test.
+pub fn unique_email(label: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{label}.{}.{n}.{nanos}@example.com", std::process::id())
+}
+
+/// A fingerprint of `migrations/`: a changed schema gets a new template.
+fn migrations_fingerprint() -> String {
+    use sha2::{Digest, Sha256};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<_> = walk(&root);
+    files.sort();
+    let mut hasher = Sha256::new();
+    for file in files {
+        hasher.update(
+            file.strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .as_bytes(),
+        );
+        hasher.update(std::fs::read(&file).unwrap());
+    }
+    hex::encode(&hasher.finalize()[..6])
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+async fn execute(conn: &mut AsyncPgConnection, sql: &str) {
+    diesel::sql_query(sql)
+        .execute(conn)
+        .await
+        .unwrap_or_else(|err| panic!("{sql}: {err}"));
+}
+
+/// Creates the migrated template database once per schema. An advisory lock
+/// serialises test processes that start at the same time.
+async fn template() -> String {
+    static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = format!("activator_template_{}", migrations_fingerprint());
+            let admin = admin_url();
+            let mut conn = AsyncPgConnection::establish(&admin)
+                .await
+                .expect("connect to PostgreSQL");
+            execute(&mut conn, "SELECT pg_advisory_lock(727274)").await;
+            #[derive(diesel::QueryableByName)]
+            struct Exists {
+                #[diesel(sql_type = diesel::sql_types::Bool)]
+                exists: bool,
+            }
+            let exists: Exists = diesel::sql_query(format!(
+                "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = '{name}') AS exists"
+            ))
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+            if !exists.exists {
+                let building = format!("{name}_building");
+                execute(&mut conn, &format!("DROP DATABASE IF EXISTS {building}")).await;
+                execute(&mut conn, &format!("CREATE DATABASE {building}")).await;
+                let url = with_database(&admin, &building);
+                tokio::task::spawn_blocking(move || {
+                    let mut migrating = db::migrations::connect(&url).unwrap();
+                    db::migrations::run_pending(&mut migrating).unwrap();
+                })
+                .await
+                .unwrap();
+                execute(
+                    &mut conn,
+                    &format!("ALTER DATABASE {building} RENAME TO {name}"),
+                )
+                .await;
+            }
+            execute(&mut conn, "SELECT pg_advisory_unlock(727274)").await;
+            name
+        })
+        .await
+        .clone()
+}
+
+/// A database of one test's own, dropped at the end of the test.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// A fresh database with the current schema.
+    pub async fn new() -> Self {
+        Self::create(Some(&template().await)).await
+    }
+
+    /// A fresh database with no schema at all.
+    pub async fn empty() -> Self {
+        Self::create(None).await
+    }
+
+    async fn create(template: Option<&str>) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "activator_test_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut conn = AsyncPgConnection::establish(&admin_url()).await.unwrap();
+        let sql = match template {
+            Some(template) => format!("CREATE DATABASE {name} TEMPLATE {template}"),
+            None => format!("CREATE DATABASE {name}"),
+        };
+        execute(&mut conn, &sql).await;
+        Self {
+            url: with_database(&admin_url(), &name),
+            name,
+        }
+    }
+
+    pub async fn connect(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.url).await.unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop runs inside the test's runtime; use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(mut conn) = AsyncPgConnection::establish(&admin_url()).await {
+                    let _ = diesel::sql_query(sql).execute(&mut conn).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Settings for a test: the test's database, the shared Redis, cheap bcrypt,
+/// and `overrides` on top.
+pub fn settings_for(db: &TestDb, overrides: &[(&str, &str)]) -> Settings {
+    let mut source: HashMap<&str, &str> = HashMap::from([
+        ("DATABASE_URL", db.url.as_str()),
+        ("SECRET_KEY", SECRET_KEY),
+        ("BCRYPT_COST", "4"),
+        ("DATABASE_POOL_SIZE", "20"),
+    ]);
+    let redis = redis_url();
+    source.insert("REDIS_URL", redis.as_str());
+    for (name, value) in overrides {
+        source.insert(name, value);
+    }
+    Settings::from_source(&source).unwrap()
+}
+
+/// The API on Rocket's local client, built as `serve` builds it.
+pub struct TestApp {
+    pub client: Client,
+    pub db: TestDb,
+    pub settings: Settings,
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        Self::with(&[]).await
+    }
+
+    pub async fn with(overrides: &[(&str, &str)]) -> Self {
+        let db = TestDb::new().await;
+        let settings = settings_for(&db, overrides);
+        Self::on(db, settings).await
+    }
+
+    pub async fn on(db: TestDb, settings: Settings) -> Self {
+        let templates = Templates::load(None).unwrap();
+        let app = activator::App::build(&settings, templates).await.unwrap();
+        let figment = rocket::Config::figment().merge(("log_level", "off"));
+        let client = Client::tracked(activator::rocket(figment, app))
+            .await
+            .unwrap();
+        Self {
+            client,
+            db,
+            settings,
+        }
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value, auth: Option<(&str, &str)>) -> Reply {
+        let mut request = self
+            .client
+            .post(path)
+            .header(ContentType::JSON)
+            .body(body.to_string());
+        if let Some((user, password)) = auth {
+            request = request.header(basic(user, password));
+        }
+        Reply::from(request.dispatch().await).await
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Reply {
+        self.post_json(
+            "/auth/register",
+            &serde_json::json!({"email": email, "password": password}),
+            None,
+        )
+        .await
+    }
+
+    pub async fn resend(&self, email: &str, password: &str) -> Reply {
+        let request = self
+            .client
+            .post("/auth/resend")
+            .header(basic(email, password));
+        Reply::from(request.dispatch().await).await
+    }
+
+    pub async fn activate(&self, email: &str, password: &str, code: &str) -> Reply {
+        self.post_json(
+            "/auth/activate",
+            &serde_json::json!({"code": code}),
+            Some((email, password)),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        Reply::from(self.client.get(path).dispatch().await).await
+    }
+
+    /// The code in the newest queued email to `email`.
+    pub async fn latest_code(&self, email: &str) -> String {
+        latest_code(&self.db, email).await
+    }
+}
+
+/// The code in the newest outbox message to `email` (read from its body,
+/// which holds the code until the message is sent).
+pub async fn latest_code(db: &TestDb, email: &str) -> String {
+    #[derive(diesel::QueryableByName)]
+    struct Body {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        body_text: Option<String>,
+    }
+    let mut conn = db.connect().await;
+    let body: Body = diesel::sql_query(
+        "SELECT body_text FROM email_outbox WHERE recipient = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind::<diesel::sql_types::Text, _>(email.trim().to_lowercase())
+    .get_result(&mut conn)
+    .await
+    .expect("an outbox message for this email");
+    code_in(&body.body_text.expect("the message still has its body"))
+}
+
+/// The activation code inside an email text.
+pub fn code_in(text: &str) -> String {
+    let at = text.find("code is: ").expect("the text states the code") + "code is: ".len();
+    text[at..at + 4].to_owned()
+}
+
+pub fn basic(user: &str, password: &str) -> Header<'static> {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    Header::new("Authorization", format!("Basic {token}"))
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: Status,
+    pub headers: Vec<(String, String)>,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+impl Reply {
+    pub async fn from(response: LocalResponse<'_>) -> Self {
+        let status = response.status();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|h| (h.name().to_string().to_lowercase(), h.value().to_string()))
+            .collect();
+        let content_type = response.content_type().map(|ct| ct.to_string());
+        let body = response.into_string().await.unwrap_or_default();
+        Self {
+            status,
+            headers,
+            content_type,
+            body,
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|err| panic!("not JSON ({err}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == &name.to_lowercase())
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts the status and a `{"detail": text}` body.
+    #[track_caller]
+    pub fn assert_detail(&self, status: u16, detail: &str) {
+        assert_eq!(self.status.code, status, "body: {}", self.body);
+        assert_eq!(self.json(), serde_json::json!({ "detail": detail }));
+    }
+
+    /// Asserts a FastAPI-shaped 422 naming `loc` with error type `kind`.
+    #[track_caller]
+    pub fn assert_validation(&self, loc: Value, kind: &str) {
+        assert_eq!(self.status.code, 422, "body: {}", self.body);
+        let errors = self.json()["detail"]
+            .as_array()
+            .cloned()
+            .expect("detail is a list");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e["loc"] == loc && e["type"] == kind && e["msg"].is_string()),
+            "no {kind} error at {loc}: {}",
+            self.body
+        );
+    }
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub async fn eventually<T>(
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

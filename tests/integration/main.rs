@@ -1,0 +1,6 @@
+//! Integration tests against real PostgreSQL and Redis (see `common`).
+//! One test binary, so the suite links once.
+
+mod common;
+
+mod foundation;
