@@ -3,4 +3,8 @@
 
 mod common;
 
+mod api;
+mod cli;
+mod docs;
+mod email;
 mod foundation;

@@ -18,6 +18,10 @@ struct State {
     fail_next: usize,
     /// Refuse every post.
     fail_always: bool,
+    /// Answer each post only after this long.
+    delay: Duration,
+    /// Read posts but never answer them (a hung provider).
+    stall: bool,
 }
 
 #[derive(Clone)]
@@ -73,10 +77,22 @@ impl MailSink {
             if reader.read_exact(&mut body).is_err() {
                 return;
             }
-            let accepted = {
+            // Count the post as soon as it has arrived.
+            let (delay, stall) = {
                 let (lock, changed) = &*self.state;
                 let mut state = lock.lock().unwrap();
                 state.posts += 1;
+                changed.notify_all();
+                (state.delay, state.stall)
+            };
+            if stall {
+                std::thread::sleep(Duration::from_secs(3600));
+                return;
+            }
+            std::thread::sleep(delay);
+            let accepted = {
+                let (lock, changed) = &*self.state;
+                let mut state = lock.lock().unwrap();
                 let refuse = state.fail_always || state.fail_next > 0;
                 if state.fail_next > 0 {
                     state.fail_next -= 1;
@@ -109,6 +125,14 @@ impl MailSink {
 
     pub fn fail_next(&self, n: usize) {
         self.state.0.lock().unwrap().fail_next = n;
+    }
+
+    pub fn delay(&self, delay: Duration) {
+        self.state.0.lock().unwrap().delay = delay;
+    }
+
+    pub fn stall(&self, stall: bool) {
+        self.state.0.lock().unwrap().stall = stall;
     }
 
     pub fn fail_always(&self, fail: bool) {

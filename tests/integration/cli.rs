@@ -1,0 +1,403 @@
+//! SPEC §6: the operator commands, run as the real binary against real
+//! PostgreSQL and Redis.
+
+use std::process::Output;
+use std::time::Duration;
+
+use diesel_async::RunQueryDsl;
+use serde_json::{Value, json};
+
+use crate::common::server::run;
+use crate::common::{MailSink, PASSWORD, Server, TestApp, code_in, unique_email};
+use crate::foundation::error_line;
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[track_caller]
+fn succeeded(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout(output)
+}
+
+#[track_caller]
+fn refused(output: &Output) -> String {
+    assert_eq!(output.status.code(), Some(1), "stdout: {}", stdout(output));
+    error_line(output)
+}
+
+async fn sql(app: &TestApp, statement: &str) -> usize {
+    let mut conn = app.db.connect().await;
+    diesel::sql_query(statement)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|err| panic!("{statement}: {err}"))
+}
+
+async fn count(app: &TestApp, table: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = app.db.connect().await;
+    diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+        .get_result::<N>(&mut conn)
+        .await
+        .unwrap()
+        .n
+}
+
+fn wrong_code(right: &str) -> &'static str {
+    if right == "0000" { "1111" } else { "0000" }
+}
+
+// ---- user resend ------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_resend_queues_a_code_that_a_running_serve_delivers() {
+    let app = TestApp::new().await;
+    let sink = MailSink::start();
+    let server = Server::start(&app.db.url, &[("EMAIL_API_URL", &sink.url)]);
+    let email = unique_email("cli-resend");
+    server.post(
+        "/auth/register",
+        &json!({"email": email, "password": PASSWORD}),
+        None,
+    );
+    assert_eq!(sink.wait_for(1, Duration::from_secs(5)).len(), 1);
+    // The user's own resend limit is spent; support is not bound by it.
+    assert_eq!(
+        server
+            .post("/auth/resend", &json!({}), Some((&email, PASSWORD)))
+            .0,
+        202
+    );
+    assert_eq!(
+        server
+            .post("/auth/resend", &json!({}), Some((&email, PASSWORD)))
+            .0,
+        429
+    );
+
+    let out = succeeded(&run(
+        &app.db.url,
+        &[],
+        &["user", "resend", &email.to_uppercase()],
+    ));
+    assert!(
+        out.contains("queued a new activation code for") && out.contains(&email),
+        "{out}"
+    );
+    let delivered = sink.wait_for(3, Duration::from_secs(2));
+    assert_eq!(
+        delivered.len(),
+        3,
+        "the running serve delivers it within a second or so"
+    );
+    let newest = code_in(delivered[2]["body"].as_str().unwrap());
+    let older = code_in(delivered[1]["body"].as_str().unwrap());
+    if older != newest {
+        let (status, _) = server.post(
+            "/auth/activate",
+            &json!({"code": older}),
+            Some((&email, PASSWORD)),
+        );
+        assert_eq!(status, 400, "a superseded code is refused");
+    }
+    let (status, _) = server.post(
+        "/auth/activate",
+        &json!({"code": newest}),
+        Some((&email, PASSWORD)),
+    );
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_resend_refuses_unknown_and_active_accounts() {
+    let app = TestApp::new().await;
+    let unknown = unique_email("cli-unknown");
+    let err = refused(&run(&app.db.url, &[], &["user", "resend", &unknown]));
+    assert!(err.contains(&format!("no account for {unknown}")), "{err}");
+
+    let email = unique_email("cli-active");
+    app.register(&email, PASSWORD).await;
+    let code = app.latest_code(&email).await;
+    app.activate(&email, PASSWORD, &code)
+        .await
+        .assert_detail(200, "Account activated");
+    let err = refused(&run(&app.db.url, &[], &["user", "resend", &email]));
+    assert!(err.contains("already active"), "{err}");
+    assert_eq!(count(&app, "email_outbox").await, 1, "nothing queued");
+}
+
+// ---- user unlock ------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_unlock_lets_a_locked_user_activate_again() {
+    let app = TestApp::new().await;
+    let email = unique_email("cli-unlock");
+    app.register(&email, PASSWORD).await;
+    let code = app.latest_code(&email).await;
+    for _ in 0..5 {
+        app.activate(&email, PASSWORD, wrong_code(&code)).await;
+    }
+    assert_eq!(app.activate(&email, PASSWORD, &code).await.status.code, 429);
+
+    let out = succeeded(&run(&app.db.url, &[], &["user", "unlock", &email]));
+    assert_eq!(
+        out.trim(),
+        format!("cleared the activation lockout for {email}")
+    );
+    app.activate(&email, PASSWORD, &code)
+        .await
+        .assert_detail(200, "Account activated");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_unlock_says_what_it_cleared() {
+    let app = TestApp::new().await;
+    let email = unique_email("cli-unlock-say");
+    app.register(&email, PASSWORD).await;
+    let out = succeeded(&run(&app.db.url, &[], &["user", "unlock", &email]));
+    assert_eq!(out.trim(), format!("{email} had nothing to clear"));
+
+    let code = app.latest_code(&email).await;
+    app.activate(&email, PASSWORD, wrong_code(&code)).await;
+    app.resend(&email, PASSWORD)
+        .await
+        .assert_detail(202, "Activation email resent");
+    assert_eq!(app.resend(&email, PASSWORD).await.status.code, 429);
+    let out = succeeded(&run(
+        &app.db.url,
+        &[],
+        &["user", "unlock", &email, "--resend-limits"],
+    ));
+    assert_eq!(
+        out.trim(),
+        format!("cleared the failed-attempt counter, the resend counters for {email}")
+    );
+    app.resend(&email, PASSWORD)
+        .await
+        .assert_detail(202, "Activation email resent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_unlock_refuses_an_unknown_account() {
+    let app = TestApp::new().await;
+    let email = unique_email("cli-unlock-unknown");
+    let err = refused(&run(&app.db.url, &[], &["user", "unlock", &email]));
+    assert!(err.contains("no account for"), "{err}");
+}
+
+// ---- user show ----------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_show_reports_account_lock_code_and_email_state() {
+    let app = TestApp::new().await;
+    let email = unique_email("cli-show");
+    app.register(&email, PASSWORD).await;
+    let code = app.latest_code(&email).await;
+    for _ in 0..5 {
+        app.activate(&email, PASSWORD, wrong_code(&code)).await;
+    }
+
+    let text = succeeded(&run(&app.db.url, &[], &["user", "show", &email]));
+    assert!(text.contains(&format!("email       {email}")), "{text}");
+    assert!(text.contains("account     pending"), "{text}");
+    assert!(text.contains("lockout     locked, "), "{text}");
+    assert!(text.contains("code        valid until "), "{text}");
+    assert!(
+        text.contains("last email  queued after 0 attempt(s)"),
+        "{text}"
+    );
+    assert!(!text.contains(&code), "the code is never shown: {text}");
+
+    let json: Value = serde_json::from_str(&succeeded(&run(
+        &app.db.url,
+        &[],
+        &["user", "show", &email, "--json"],
+    )))
+    .unwrap();
+    assert_eq!(json["email"], email.as_str());
+    assert_eq!(json["state"], "pending");
+    assert_eq!(json["locked"], true);
+    let left = json["lock_seconds_left"].as_u64().unwrap();
+    assert!((800..=900).contains(&left), "{left}");
+    assert_eq!(json["code"]["expired"], false);
+    assert_eq!(json["last_email"]["status"], "queued");
+    assert_eq!(json["last_email"]["attempts"], 0);
+    assert!(!json.to_string().contains(&format!("\"{code}\"")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_show_reports_a_dead_email_with_its_error() {
+    let app = TestApp::new().await;
+    let email = unique_email("cli-show-dead");
+    app.register(&email, PASSWORD).await;
+    sql(
+        &app,
+        "UPDATE email_outbox SET status = 'dead', attempts = 5, finished_at = now(), \
+               body_text = NULL, body_html = NULL, last_error = 'email API answered 503: down'",
+    )
+    .await;
+    let json: Value = serde_json::from_str(&succeeded(&run(
+        &app.db.url,
+        &[],
+        &["user", "show", &email, "--json"],
+    )))
+    .unwrap();
+    assert_eq!(json["last_email"]["status"], "dead");
+    assert_eq!(json["last_email"]["attempts"], 5);
+    assert_eq!(
+        json["last_email"]["last_error"],
+        "email API answered 503: down"
+    );
+    let text = succeeded(&run(&app.db.url, &[], &["user", "show", &email]));
+    assert!(
+        text.contains("dead after 5 attempt(s)")
+            && text.contains("last error: email API answered 503: down"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_commands_refuse_unknown_users_and_malformed_emails() {
+    let app = TestApp::new().await;
+    let err = refused(&run(
+        &app.db.url,
+        &[],
+        &["user", "show", "nobody@example.com"],
+    ));
+    assert_eq!(err, "activator: no account for nobody@example.com");
+    let output = run(&app.db.url, &[], &["user", "show", "not-an-email"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+// ---- purge ------------------------------------------------------------------
+
+/// Seeds spent and live rows: 3 spent codes (used, superseded, expired) and
+/// 1 live; 3 old finished emails (sent, dead, expired), 1 recent sent and 1
+/// queued; 2 pending accounts older than 10 days, 1 recent, 1 old but active.
+async fn seed_purgeable(app: &TestApp) {
+    sql(app, "INSERT INTO users (id, email, password_hash, is_active, created_at, activated_at) VALUES \
+        (1, 'old1@example.com', 'x', false, now() - interval '10 days', NULL), \
+        (2, 'old2@example.com', 'x', false, now() - interval '10 days', NULL), \
+        (3, 'new@example.com', 'x', false, now(), NULL), \
+        (4, 'active@example.com', 'x', true, now() - interval '30 days', now() - interval '30 days')").await;
+    sql(app, "INSERT INTO activation_codes (user_id, code_hash, expires_at, used_at, superseded_at) VALUES \
+        (4, 'a', now() - interval '30 days', now() - interval '30 days', NULL), \
+        (3, 'b', now() + interval '1 minute', NULL, now()), \
+        (1, 'c', now() - interval '10 days', NULL, NULL), \
+        (3, 'd', now() + interval '1 minute', NULL, NULL)").await;
+    sql(app, "INSERT INTO email_outbox (user_id, recipient, subject, body_text, body_html, status, created_at, expires_at, finished_at) VALUES \
+        (4, 'active@example.com', 's', NULL, NULL, 'sent', now() - interval '30 days', now() - interval '30 days', now() - interval '30 days'), \
+        (4, 'active@example.com', 's', NULL, NULL, 'dead', now() - interval '9 days', now() - interval '9 days', now() - interval '8 days'), \
+        (4, 'active@example.com', 's', NULL, NULL, 'expired', now() - interval '9 days', now() - interval '9 days', now() - interval '8 days'), \
+        (3, 'new@example.com', 's', NULL, NULL, 'sent', now() - interval '1 day', now(), now() - interval '1 day'), \
+        (3, 'new@example.com', 's', 'b', 'h', 'queued', now(), now() + interval '1 minute', NULL)").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_dry_run_counts_and_deletes_nothing() {
+    let app = TestApp::new().await;
+    seed_purgeable(&app).await;
+    let out = succeeded(&run(
+        &app.db.url,
+        &[],
+        &["purge", "--dry-run", "--unactivated-older-than", "7"],
+    ));
+    assert_eq!(
+        out.trim(),
+        "would delete 3 code(s), 3 email(s), 2 account(s)"
+    );
+    assert_eq!(
+        (
+            count(&app, "activation_codes").await,
+            count(&app, "email_outbox").await,
+            count(&app, "users").await
+        ),
+        (4, 5, 4)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_deletes_spent_codes_and_old_emails_but_accounts_only_when_asked() {
+    let app = TestApp::new().await;
+    seed_purgeable(&app).await;
+    let out = succeeded(&run(
+        &app.db.url,
+        &[],
+        &["purge", "--json", "--batch-size", "2"],
+    ));
+    let counts: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        counts,
+        json!({"dry_run": false, "codes": 3, "emails": 3, "accounts": 0})
+    );
+    assert_eq!(
+        (
+            count(&app, "activation_codes").await,
+            count(&app, "email_outbox").await,
+            count(&app, "users").await
+        ),
+        (1, 2, 4)
+    );
+
+    let out = succeeded(&run(
+        &app.db.url,
+        &[],
+        &["purge", "--unactivated-older-than", "7"],
+    ));
+    assert_eq!(out.trim(), "deleted 0 code(s), 0 email(s), 2 account(s)");
+    assert_eq!(count(&app, "users").await, 2);
+
+    let out = succeeded(&run(&app.db.url, &[], &["purge"]));
+    assert_eq!(out.trim(), "deleted 0 code(s), 0 email(s), 0 account(s)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purges_running_at_once_delete_every_row_once() {
+    let app = TestApp::new().await;
+    sql(&app, "INSERT INTO users (email, password_hash) SELECT 'p' || g || '@example.com', 'x' FROM generate_series(1, 3000) g").await;
+    sql(
+        &app,
+        "INSERT INTO activation_codes (user_id, code_hash, expires_at, used_at) \
+               SELECT id, 'h', now() - interval '1 day', now() - interval '1 day' FROM users",
+    )
+    .await;
+    let url = app.db.url.clone();
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || run(&url, &[], &["purge", "--json", "--batch-size", "100"]))
+        })
+        .collect();
+    let mut total = 0;
+    for run in runs {
+        let output = run.join().unwrap();
+        let counts: Value = serde_json::from_str(&succeeded(&output)).unwrap();
+        total += counts["codes"].as_u64().unwrap();
+    }
+    assert_eq!(total, 3000);
+    assert_eq!(count(&app, "activation_codes").await, 0);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["user"][..],
+        &["user", "show"],
+        &["purge", "--batch-size", "0"],
+        &["migrate", "--status", "--revert"],
+    ] {
+        let output = run("postgres://x@127.0.0.1:1/x", &[], args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+    }
+}

@@ -1,0 +1,364 @@
+//! SPEC §5: durable delivery through the outbox, against the real `serve`
+//! binary and a real HTTP endpoint.
+
+use std::time::{Duration, Instant};
+
+use diesel_async::RunQueryDsl;
+use serde_json::json;
+
+use crate::common::{
+    MailSink, PASSWORD, Server, TestApp, TestDb, code_in, eventually, unique_email,
+};
+
+#[derive(diesel::QueryableByName, Debug, Clone)]
+struct Row {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    attempts: i32,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    body_text: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    body_html: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    last_error: Option<String>,
+}
+
+async fn outbox(db: &TestDb) -> Vec<Row> {
+    let mut conn = db.connect().await;
+    diesel::sql_query(
+        "SELECT status, attempts, body_text, body_html, last_error FROM email_outbox ORDER BY id",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// Waits until every outbox row has left `queued`.
+async fn settled(db: &TestDb, timeout: Duration) -> Vec<Row> {
+    eventually(timeout, async || {
+        let rows = outbox(db).await;
+        rows.iter()
+            .all(|row| row.status != "queued")
+            .then_some(rows)
+    })
+    .await
+    .unwrap_or_else(|| panic!("outbox still queued after {timeout:?}"))
+}
+
+/// Queues `n` activation emails for new pending users, as another process
+/// (another instance, the CLI) would, in one transaction.
+async fn queue_messages(db: &TestDb, n: i64, label: &str) {
+    let mut conn = db.connect().await;
+    diesel::sql_query(
+        "WITH u AS (INSERT INTO users (email, password_hash) \
+                    SELECT $2 || g || '@example.com', 'x' FROM generate_series(1, $1) g \
+                    RETURNING id, email) \
+         INSERT INTO email_outbox (user_id, recipient, subject, body_text, body_html, expires_at) \
+         SELECT id, email, 'Your activation code: 1234', 'Your activation code is: 1234', '<p>1234</p>', \
+                now() + interval '60 seconds' FROM u",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(n)
+    .bind::<diesel::sql_types::Text, _>(label)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+fn serve(db: &TestDb, sink: &MailSink, extra: &[(&str, &str)]) -> Server {
+    let mut env = vec![
+        ("EMAIL_API_URL", sink.url.as_str()),
+        ("SYSTEM_EMAIL", "accounts@example.org"),
+    ];
+    env.extend_from_slice(extra);
+    Server::start(&db.url, &env)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registration_delivers_exactly_one_email_whose_code_activates() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let server = serve(&db, &sink, &[]);
+    let email = unique_email("deliver");
+
+    let (status, body) = server.post(
+        "/auth/register",
+        &json!({"email": email, "password": PASSWORD}),
+        None,
+    );
+    assert_eq!(status, 201, "{body}");
+    let delivered = sink.wait_for(1, Duration::from_secs(5));
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let message = &delivered[0];
+    assert_eq!(message["from"], "accounts@example.org");
+    assert_eq!(message["to"], email.as_str());
+    let code = code_in(message["body"].as_str().unwrap());
+    assert_eq!(message["subject"], format!("Your activation code: {code}"));
+    assert!(message["body"].as_str().unwrap().contains("1 minute"));
+    assert!(message["html"].as_str().unwrap().contains(&code));
+
+    let (status, body) = server.post(
+        "/auth/activate",
+        &json!({"code": code}),
+        Some((&email, PASSWORD)),
+    );
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"detail":"Account activated"}"#)
+    );
+
+    let rows = settled(&db, Duration::from_secs(5)).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("sent", 1));
+    // No code rests in the database once the message is sent.
+    assert_eq!(
+        (rows[0].body_text.as_deref(), rows[0].body_html.as_deref()),
+        (None, None)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.posts(), 1, "sent more than once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_failed_posts_are_retried_and_the_third_delivers() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    sink.fail_next(2);
+    let server = serve(&db, &sink, &[]);
+    let email = unique_email("retry");
+    let started = Instant::now();
+    server.post(
+        "/auth/register",
+        &json!({"email": email, "password": PASSWORD}),
+        None,
+    );
+
+    let delivered = sink.wait_for(1, Duration::from_secs(15));
+    let took = started.elapsed();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(sink.posts(), 3);
+    // Backoff of about 1 s then 2 s (±20 %): well inside the code's minute.
+    assert!(
+        took >= Duration::from_millis(2300) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    let rows = settled(&db, Duration::from_secs(5)).await;
+    assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("sent", 3));
+    assert!(rows[0].last_error.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_is_dead_after_the_maximum_attempts_with_its_error_kept() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    sink.fail_always(true);
+    let _server = serve(&db, &sink, &[("EMAIL_MAX_ATTEMPTS", "3")]);
+    queue_messages(&db, 1, &unique_email("dead")).await;
+
+    let rows = settled(&db, Duration::from_secs(15)).await;
+    assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("dead", 3));
+    let error = rows[0].last_error.as_deref().unwrap();
+    assert!(
+        error.contains("503") && error.contains("mail provider down"),
+        "{error}"
+    );
+    assert_eq!(
+        (rows[0].body_text.as_deref(), rows[0].body_html.as_deref()),
+        (None, None)
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(sink.posts(), 3);
+    assert!(sink.delivered().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_serve_processes_deliver_each_of_200_messages_once() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let _a = serve(&db, &sink, &[]);
+    let _b = serve(&db, &sink, &[]);
+    let label = unique_email("bulk");
+    // One transaction: both dispatchers are woken at once and race.
+    queue_messages(&db, 200, &label).await;
+
+    let delivered = sink.wait_for(200, Duration::from_secs(30));
+    assert_eq!(delivered.len(), 200);
+    let rows = settled(&db, Duration::from_secs(10)).await;
+    assert!(
+        rows.iter()
+            .all(|row| row.status == "sent" && row.attempts == 1),
+        "{rows:?}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let delivered = sink.delivered();
+    let mut recipients: Vec<&str> = delivered
+        .iter()
+        .map(|m| m["to"].as_str().unwrap())
+        .collect();
+    recipients.sort_unstable();
+    recipients.dedup();
+    assert_eq!(
+        (delivered.len(), recipients.len()),
+        (200, 200),
+        "a message was sent twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_in_flight_when_serve_is_killed_is_delivered_after_restart() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    // The provider takes the post and never answers: serve dies mid-send.
+    sink.stall(true);
+    let first = serve(&db, &sink, &[]);
+    let email = unique_email("crash");
+    let (status, _) = first.post(
+        "/auth/register",
+        &json!({"email": email, "password": PASSWORD}),
+        None,
+    );
+    assert_eq!(status, 201);
+    assert_eq!(sink.wait_for_posts(1, Duration::from_secs(5)), 1);
+    let (status, _) = first.stop_with("KILL");
+    assert!(!status.success());
+
+    sink.stall(false);
+    let second = serve(&db, &sink, &[]);
+    // Due again when the dead instance's lease runs out (20 s).
+    let delivered = sink.wait_for(1, Duration::from_secs(40));
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0]["to"], email.as_str());
+    let code = code_in(delivered[0]["body"].as_str().unwrap());
+    let (status, _) = second.post(
+        "/auth/activate",
+        &json!({"code": code}),
+        Some((&email, PASSWORD)),
+    );
+    assert_eq!(status, 200);
+    let rows = settled(&db, Duration::from_secs(5)).await;
+    assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("sent", 2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_committed_while_no_serve_runs_is_delivered_when_one_starts() {
+    let app = TestApp::new().await;
+    let email = unique_email("queued-offline");
+    app.register(&email, PASSWORD)
+        .await
+        .assert_detail(201, "Activation email sent");
+    let sink = MailSink::start();
+    let _server = serve(&app.db, &sink, &[]);
+    let delivered = sink.wait_for(1, Duration::from_secs(5));
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0]["to"], email.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_message_is_never_sent_and_loses_its_bodies() {
+    let app = TestApp::with(&[("ACTIVATION_CODE_TTL_SECONDS", "1")]).await;
+    app.register(&unique_email("stale"), PASSWORD)
+        .await
+        .assert_detail(201, "Activation email sent");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let sink = MailSink::start();
+    let _server = serve(&app.db, &sink, &[]);
+    let rows = settled(&app.db, Duration::from_secs(5)).await;
+    assert_eq!(rows[0].status, "expired");
+    assert_eq!(
+        (rows[0].body_text.as_deref(), rows[0].body_html.as_deref()),
+        (None, None)
+    );
+    assert_eq!(sink.posts(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_that_would_come_after_expiry_expires_the_message() {
+    let app = TestApp::with(&[("ACTIVATION_CODE_TTL_SECONDS", "1")]).await;
+    let sink = MailSink::start();
+    // The first post fails after 0.5 s; the retry (0.8–1.2 s later) would
+    // come after the 1 s code expired.
+    sink.fail_next(1);
+    sink.delay(Duration::from_millis(500));
+    let _server = serve(&app.db, &sink, &[]);
+    app.register(&unique_email("late"), PASSWORD).await;
+    let rows = settled(&app.db, Duration::from_secs(5)).await;
+    assert_eq!(rows[0].status, "expired");
+    assert!(rows[0].last_error.as_deref().unwrap().contains("503"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(sink.posts(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_queued_elsewhere_wakes_the_dispatcher_at_once() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let _server = serve(&db, &sink, &[]);
+    // Let the dispatcher settle into its wait (the sweep is 5 s).
+    std::thread::sleep(Duration::from_millis(300));
+    queue_messages(&db, 1, &unique_email("notify")).await;
+    // Well before the next sweep: the NOTIFY woke it.
+    assert_eq!(sink.wait_for(1, Duration::from_millis(1500)).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_the_in_flight_post_finish_and_records_it() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    sink.delay(Duration::from_millis(1500));
+    let server = serve(&db, &sink, &[]);
+    queue_messages(&db, 1, &unique_email("graceful")).await;
+    assert_eq!(sink.wait_for_posts(1, Duration::from_secs(5)), 1);
+
+    let (status, log) = server.stop_with("TERM");
+    assert!(status.success(), "{log}");
+    assert_eq!(sink.delivered().len(), 1);
+    let rows = outbox(&db).await;
+    assert_eq!(rows[0].status, "sent", "{log}");
+    assert!(log.contains("email dispatcher stopped"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_activation_code_appears_in_the_logs() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let server = serve(&db, &sink, &[("RUST_LOG", "debug"), ("LOG_FORMAT", "json")]);
+    let email = unique_email("quiet");
+    server.post(
+        "/auth/register",
+        &json!({"email": email, "password": PASSWORD}),
+        None,
+    );
+    let code = code_in(
+        sink.wait_for(1, Duration::from_secs(5))[0]["body"]
+            .as_str()
+            .unwrap(),
+    );
+    server.post(
+        "/auth/activate",
+        &json!({"code": "0000"}),
+        Some((&email, PASSWORD)),
+    );
+    server.post(
+        "/auth/activate",
+        &json!({"code": code}),
+        Some((&email, PASSWORD)),
+    );
+    let (_, log) = server.stop_with("TERM");
+    assert!(
+        log.contains("activation email sent"),
+        "logs were captured: {log}"
+    );
+    assert!(
+        log.lines()
+            .all(|line| serde_json::from_str::<serde_json::Value>(line).is_ok()),
+        "not JSON lines"
+    );
+    for line in log.lines() {
+        assert!(!line.contains(&format!("code is: {code}")), "{line}");
+        assert!(
+            !line.contains(&format!(": {code}")) && !line.contains(&format!("\"{code}\"")),
+            "{line}"
+        );
+    }
+}
