@@ -206,8 +206,23 @@ impl Worker {
             }
             let claimed = batch.len();
             let outcomes = self.post_all(conn, batch).await?;
-            for outcome in outcomes {
-                self.record(conn, outcome).await?;
+            let (sent, failed): (Vec<Outcome>, Vec<Outcome>) = outcomes
+                .into_iter()
+                .partition(|outcome| outcome.result.is_ok());
+            // The usual case, one statement for the whole batch.
+            if !sent.is_empty() {
+                for Outcome { message, .. } in &sent {
+                    tracing::info!(
+                        email_id = message.id,
+                        attempts = message.attempts,
+                        "activation email sent"
+                    );
+                }
+                let ids: Vec<i64> = sent.iter().map(|outcome| outcome.message.id).collect();
+                outbox::finish(conn, &ids, Status::Sent, Utc::now(), None).await?;
+            }
+            for outcome in failed {
+                self.record_failure(conn, outcome).await?;
             }
             if claimed < usize::try_from(BATCH).unwrap_or(usize::MAX) {
                 return Ok(());
@@ -250,18 +265,16 @@ impl Worker {
         }))
     }
 
-    async fn record(&self, conn: &mut AsyncPgConnection, outcome: Outcome) -> QueryResult<()> {
+    /// Schedules a retry of a failed post, or gives the message up.
+    async fn record_failure(
+        &self,
+        conn: &mut AsyncPgConnection,
+        outcome: Outcome,
+    ) -> QueryResult<()> {
         let Outcome { message, result } = outcome;
         let now = Utc::now();
         let error = match result {
-            Ok(()) => {
-                tracing::info!(
-                    email_id = message.id,
-                    attempts = message.attempts,
-                    "activation email sent"
-                );
-                return outbox::finish(conn, &[message.id], Status::Sent, now, None).await;
-            }
+            Ok(()) => return Ok(()),
             Err(err) => err.to_string(),
         };
         let attempts = u32::try_from(message.attempts).unwrap_or(u32::MAX);

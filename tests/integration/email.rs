@@ -362,3 +362,63 @@ async fn no_activation_code_appears_in_the_logs() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_posts_to_the_mailbox_which_shows_the_code() {
+    let port = crate::common::server::free_port();
+    let mut mailbox = crate::common::server::command("postgres://unused@127.0.0.1:1/x", &[])
+        .args(["mailbox", "--port", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let agent = Server::agent();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while agent.get(format!("{base}/v1/messages")).call().is_err() {
+        assert!(Instant::now() < deadline, "mailbox did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let db = TestDb::new().await;
+    let send_url = format!("{base}/v1/send");
+    let server = Server::start(&db.url, &[("EMAIL_API_URL", &send_url)]);
+    let email = unique_email("mailbox");
+    server.post(
+        "/auth/register",
+        &json!({"email": email, "password": PASSWORD}),
+        None,
+    );
+
+    let messages = eventually(Duration::from_secs(5), async || {
+        let mut response = agent
+            .get(format!("{base}/v1/messages?to={email}"))
+            .call()
+            .ok()?;
+        let list: Vec<serde_json::Value> =
+            serde_json::from_str(&response.body_mut().read_to_string().ok()?).ok()?;
+        (!list.is_empty()).then_some(list)
+    })
+    .await
+    .expect("the mailbox received the email");
+    assert_eq!(messages.len(), 1);
+    let code = messages[0]["code"].as_str().unwrap().to_owned();
+    assert_eq!(code, code_in(messages[0]["body"].as_str().unwrap()));
+
+    let mut inbox = agent.get(format!("{base}/")).call().unwrap();
+    let html = inbox.body_mut().read_to_string().unwrap();
+    assert!(
+        html.contains(&format!("<div class=\"code\">{code}</div>")),
+        "{html}"
+    );
+    assert!(html.contains(&email));
+    let (status, _) = server.post(
+        "/auth/activate",
+        &json!({"code": code}),
+        Some((&email, PASSWORD)),
+    );
+    assert_eq!(status, 200);
+
+    let _ = mailbox.kill();
+    let _ = mailbox.wait();
+}

@@ -303,3 +303,24 @@ async fn unknown_paths_and_methods_answer_json() {
     let reply = app.get("/auth/register").await;
     reply.assert_detail(405, "Method Not Allowed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_email_template_stops_start_up_naming_it() {
+    let db = TestDb::new().await;
+    let dir = std::env::temp_dir().join(format!("activator-bad-templates-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("activation.txt.hbs"),
+        "Code: {{#if code}}never closed",
+    )
+    .unwrap();
+    let output = run(
+        &db.url,
+        &[("TEMPLATES_DIR", dir.to_str().unwrap())],
+        &["serve"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = error_line(&output);
+    assert!(err.contains("activation.txt.hbs"), "{err}");
+}

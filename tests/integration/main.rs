@@ -5,6 +5,7 @@ mod common;
 
 mod api;
 mod cli;
+mod cluster;
 mod docs;
 mod email;
 mod foundation;

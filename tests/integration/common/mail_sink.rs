@@ -12,6 +12,8 @@ use serde_json::Value;
 struct State {
     /// Messages answered 2xx, in arrival order.
     delivered: Vec<Value>,
+    /// When each delivered message arrived.
+    arrived: Vec<Instant>,
     /// Every post, including refused ones.
     posts: usize,
     /// Refuse this many posts before accepting again.
@@ -78,6 +80,7 @@ impl MailSink {
                 return;
             }
             // Count the post as soon as it has arrived.
+            let arrived = Instant::now();
             let (delay, stall) = {
                 let (lock, changed) = &*self.state;
                 let mut state = lock.lock().unwrap();
@@ -101,6 +104,7 @@ impl MailSink {
                     state
                         .delivered
                         .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                    state.arrived.push(arrived);
                 }
                 changed.notify_all();
                 !refuse
@@ -141,6 +145,17 @@ impl MailSink {
 
     pub fn delivered(&self) -> Vec<Value> {
         self.state.0.lock().unwrap().delivered.clone()
+    }
+
+    /// Delivered messages with the time each arrived.
+    pub fn arrivals(&self) -> Vec<(Value, Instant)> {
+        let state = self.state.0.lock().unwrap();
+        state
+            .delivered
+            .iter()
+            .cloned()
+            .zip(state.arrived.iter().copied())
+            .collect()
     }
 
     pub fn posts(&self) -> usize {

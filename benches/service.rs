@@ -1,0 +1,403 @@
+//! End-to-end benchmark of the release binary against real PostgreSQL and
+//! Redis (run it with `scripts/bench.sh`, which provides them).
+//!
+//! Measures, in one run on one machine:
+//! 1. the raw bcrypt rate at `BCRYPT_COST` on all cores (the bound on
+//!    registrations per second),
+//! 2. register throughput under concurrent load, as a share of that bound,
+//!    with `GET /health/live` latency sampled during the load,
+//! 3. register-to-email latency at light load,
+//! 4. dispatcher throughput against a fast local email endpoint,
+//! 5. the time of a 401 for an unknown email and for a wrong password.
+//!
+//! Knobs (environment): `BENCH_SECONDS` (load duration, default 20),
+//! `BENCH_CLIENTS` (concurrent register clients, default 16),
+//! `BENCH_COST` (bcrypt cost, default 10), `BENCH_MESSAGES` (dispatcher
+//! batch, default 5000).
+
+#[path = "../tests/integration/common/mail_sink.rs"]
+#[allow(dead_code)]
+mod mail_sink;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use mail_sink::MailSink;
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_activator");
+const PASSWORD: &str = "Secr3t!pass";
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let slash = url.rfind('/').expect("a database URL");
+    format!("{}/{name}", &url[..slash])
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn sql(url: &str, statement: &str) {
+    // Scoped: diesel's `load` would shadow the atomics' `load` elsewhere.
+    use diesel_async::RunQueryDsl;
+    runtime().block_on(async {
+        let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(database_url: &str, redis_url: &str, sink: &MailSink, cost: u32) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log =
+        std::fs::File::create(std::env::temp_dir().join("activator-bench-serve.log")).unwrap();
+    let child = Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .env("DATABASE_URL", database_url)
+        .env("REDIS_URL", redis_url)
+        .env("SECRET_KEY", "benchmark-secret-key-0123456789")
+        .env("BCRYPT_COST", cost.to_string())
+        .env("EMAIL_API_URL", &sink.url)
+        .env("ROCKET_PORT", port.to_string())
+        .env("ROCKET_PROFILE", "release")
+        // Room for the load without a resend or lockout getting in the way.
+        .env("RESEND_PER_MINUTE_LIMIT", "1000000")
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while agent()
+        .get(format!("{}/health/check", server.base))
+        .call()
+        .map(|r| r.status().as_u16())
+        .ok()
+        != Some(200)
+    {
+        assert!(Instant::now() < deadline, "serve did not become healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+fn register(agent: &ureq::Agent, base: &str, email: &str) -> u16 {
+    agent
+        .post(format!("{base}/auth/register"))
+        .send_json(json!({"email": email, "password": PASSWORD}))
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// Hashes on every core for `seconds`; returns hashes per second.
+fn raw_bcrypt_rate(cost: u32, seconds: u64) -> (f64, usize) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let total: usize = (0..cores)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    bcrypt::hash(PASSWORD, cost).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .sum();
+    (total as f64 / started.elapsed().as_secs_f64(), cores)
+}
+
+struct LoadResult {
+    created: usize,
+    other: HashMap<u16, usize>,
+    elapsed: Duration,
+    health: Vec<Duration>,
+}
+
+/// `clients` threads register unique emails for `seconds` while one more
+/// samples `/health/live` every 10 ms.
+fn register_load(base: &str, clients: usize, seconds: u64, label: &str) -> LoadResult {
+    let stop = Arc::new(AtomicBool::new(false));
+    let created = Arc::new(AtomicUsize::new(0));
+    let other = Arc::new(Mutex::new(HashMap::new()));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|client| {
+            let (stop, created, other) = (stop.clone(), created.clone(), other.clone());
+            let base = base.to_owned();
+            let label = label.to_owned();
+            std::thread::spawn(move || {
+                let agent = agent();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let email = format!("{label}-{client}-{i}@example.com");
+                    i += 1;
+                    match register(&agent, &base, &email) {
+                        201 => {
+                            created.fetch_add(1, Ordering::Relaxed);
+                        }
+                        status => *other.lock().unwrap().entry(status).or_insert(0) += 1,
+                    }
+                }
+            })
+        })
+        .collect();
+    let health = {
+        let stop = stop.clone();
+        let base = base.to_owned();
+        std::thread::spawn(move || {
+            let agent = agent();
+            let mut samples = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let ok = agent
+                    .get(format!("{base}/health/live"))
+                    .call()
+                    .map(|r| r.status().as_u16())
+                    .ok()
+                    == Some(200);
+                assert!(ok, "/health/live failed under load");
+                samples.push(t.elapsed());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            samples
+        })
+    };
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let mut health = health.join().unwrap();
+    health.sort();
+    let other = other.lock().unwrap().clone();
+    LoadResult {
+        created: created.load(Ordering::Relaxed),
+        other,
+        elapsed,
+        health,
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken from argv.
+    let admin_url = std::env::var("DATABASE_URL").expect("DATABASE_URL (run scripts/bench.sh)");
+    let redis_url = std::env::var("REDIS_URL").expect("REDIS_URL (run scripts/bench.sh)");
+    let seconds: u64 = env_or("BENCH_SECONDS", 20);
+    let clients: usize = env_or("BENCH_CLIENTS", 16);
+    let cost: u32 = env_or("BENCH_COST", 10);
+    let messages: i64 = env_or("BENCH_MESSAGES", 5000);
+
+    let name = format!("activator_bench_{}", std::process::id());
+    let maintenance = with_database(&admin_url, "postgres");
+    sql(&maintenance, &format!("CREATE DATABASE {name}"));
+    let database_url = with_database(&admin_url, &name);
+    let migrated = Command::new(BIN)
+        .arg("migrate")
+        .env("DATABASE_URL", &database_url)
+        .output()
+        .unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+
+    println!(
+        "# activator benchmark (release build, {} cores)\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    // 1. The bound.
+    let (bcrypt_rate, cores) = raw_bcrypt_rate(cost, 5);
+    println!("raw bcrypt at cost {cost}: {bcrypt_rate:.1} hashes/s on {cores} threads");
+
+    let sink = MailSink::start();
+    let server = start_server(&database_url, &redis_url, &sink, cost);
+
+    // 2. Register throughput with health latency under load.
+    let warmup = register_load(&server.base, clients, 3, "warmup");
+    let load = register_load(&server.base, clients, seconds, "load");
+    let load_ended = Instant::now();
+    let rate = load.created as f64 / load.elapsed.as_secs_f64();
+    println!(
+        "register: {} created in {:.1} s = {rate:.1}/s with {clients} clients ({:.0} % of the bcrypt bound); other statuses: {:?}",
+        load.created,
+        load.elapsed.as_secs_f64(),
+        100.0 * rate / bcrypt_rate,
+        load.other
+    );
+    println!(
+        "/health/live during the load: p50 {}, p99 {}, max {} over {} samples",
+        ms(percentile(&load.health, 0.5)),
+        ms(percentile(&load.health, 0.99)),
+        ms(*load.health.last().unwrap_or(&Duration::ZERO)),
+        load.health.len()
+    );
+
+    // Every registration's email, delivered before latency is measured.
+    let registered = warmup.created + load.created;
+    let delivered = sink.wait_for(registered, Duration::from_secs(120)).len();
+    println!(
+        "emails of the load: {delivered} of {registered} delivered, the last {} after the load ended",
+        ms(sink.arrivals().last().map_or(Duration::ZERO, |(_, at)| at
+            .saturating_duration_since(load_ended)))
+    );
+
+    // 3. Register-to-email latency at light load.
+    let agent = agent();
+    let mut after_201 = Vec::new();
+    let mut after_request = Vec::new();
+    let samples = 200;
+    for i in 0..samples {
+        let email = format!("latency-{i}@example.com");
+        let before = sink.delivered().len();
+        let t0 = Instant::now();
+        assert_eq!(register(&agent, &server.base, &email), 201);
+        let t1 = Instant::now();
+        let arrivals = {
+            sink.wait_for(before + 1, Duration::from_secs(10));
+            sink.arrivals()
+        };
+        let (_, arrived) = arrivals
+            .iter()
+            .rev()
+            .find(|(message, _)| message["to"] == email.as_str())
+            .expect("the email arrived");
+        after_201.push(arrived.saturating_duration_since(t1));
+        after_request.push(arrived.saturating_duration_since(t0));
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    after_201.sort();
+    after_request.sort();
+    println!(
+        "email latency at light load ({samples} registrations, one at a time): 201 → email p50 {}, p99 {}; request sent → email p50 {}, p99 {}",
+        ms(percentile(&after_201, 0.5)),
+        ms(percentile(&after_201, 0.99)),
+        ms(percentile(&after_request, 0.5)),
+        ms(percentile(&after_request, 0.99)),
+    );
+
+    // 4. Dispatcher throughput: a batch committed at once.
+    let before = sink.delivered().len();
+    let t0 = Instant::now();
+    sql(
+        &database_url,
+        &format!(
+            "WITH u AS (INSERT INTO users (email, password_hash) \
+                        SELECT 'bulk-' || g || '@example.com', 'x' FROM generate_series(1, {messages}) g \
+                        RETURNING id, email) \
+             INSERT INTO email_outbox (user_id, recipient, subject, body_text, body_html, expires_at) \
+             SELECT id, email, 'Your activation code: 1234', 'Your activation code is: 1234', '<p>1234</p>', \
+                    now() + interval '10 minutes' FROM u"
+        ),
+    );
+    let committed = t0.elapsed();
+    let total = usize::try_from(messages).unwrap();
+    sink.wait_for(before + total, Duration::from_secs(300));
+    let last = sink.arrivals().last().map(|(_, at)| *at).unwrap();
+    let took = last.saturating_duration_since(t0 + committed);
+    println!(
+        "dispatcher: {total} queued messages delivered in {:.2} s = {:.0} messages/s",
+        took.as_secs_f64(),
+        total as f64 / took.as_secs_f64()
+    );
+
+    // 5. Enumeration resistance: both 401s cost one bcrypt verification.
+    let known = "latency-0@example.com";
+    let mut unknown_times = Vec::new();
+    let mut wrong_times = Vec::new();
+    for i in 0..60 {
+        for (email, times) in [
+            (format!("nobody-{i}@example.com"), &mut unknown_times),
+            (known.to_owned(), &mut wrong_times),
+        ] {
+            use base64::Engine;
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{email}:Wr0ng!pass"));
+            let t = Instant::now();
+            let status = agent
+                .post(format!("{}/auth/resend", server.base))
+                .header("Authorization", format!("Basic {token}"))
+                .send_empty()
+                .unwrap()
+                .status()
+                .as_u16();
+            times.push(t.elapsed());
+            assert_eq!(status, 401);
+        }
+    }
+    unknown_times.sort();
+    wrong_times.sort();
+    println!(
+        "401 time (60 each): unknown email p50 {}, wrong password p50 {}",
+        ms(percentile(&unknown_times, 0.5)),
+        ms(percentile(&wrong_times, 0.5))
+    );
+
+    drop(server);
+    sql(&maintenance, &format!("DROP DATABASE {name} WITH (FORCE)"));
+}
