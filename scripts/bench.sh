@@ -4,12 +4,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if scripts/services.sh status; then
-  eval "$(scripts/services.sh env)"
-else
-  eval "$(scripts/services.sh start)"
-  trap 'scripts/services.sh stop' EXIT
-fi
-export DATABASE_URL REDIS_URL
+# Services this script started are stopped again; ones already running
+# (e.g. from scripts/dev.sh) are left alone.
+eval "$(scripts/services.sh ensure)"
+[ "$services_started" = 1 ] && trap 'scripts/services.sh stop' EXIT
 
 cargo bench --locked --bench service

@@ -21,12 +21,16 @@ fi
 mkdir -p .local
 base=${1:-}
 server_pid=""
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; return 0; }
+services_started=0
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  [ "$services_started" = 1 ] && scripts/services.sh stop
+  return 0
+}
 trap cleanup EXIT
 
 if [ -z "$base" ]; then
-  eval "$(scripts/services.sh start)"
-  export DATABASE_URL REDIS_URL
+  eval "$(scripts/services.sh ensure)"
   export SECRET_KEY=docs-check-secret-key BCRYPT_COST=4
   cargo build --locked -q
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

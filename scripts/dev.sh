@@ -9,14 +9,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-started_services=0
-if scripts/services.sh status; then
-  eval "$(scripts/services.sh env)"
-else
-  eval "$(scripts/services.sh start)"
-  started_services=1
-fi
-export DATABASE_URL REDIS_URL
+eval "$(scripts/services.sh ensure)"
 export SECRET_KEY="${SECRET_KEY:-local-development-secret-key}"
 export MAILBOX_PORT="${MAILBOX_PORT:-8025}"
 export EMAIL_API_URL="${EMAIL_API_URL:-http://127.0.0.1:$MAILBOX_PORT/v1/send}"
@@ -27,7 +20,7 @@ bin=target/debug/activator
 mailbox_pid=""
 cleanup() {
   [ -n "$mailbox_pid" ] && kill "$mailbox_pid" 2>/dev/null && wait "$mailbox_pid" 2>/dev/null
-  [ "$started_services" = 1 ] && scripts/services.sh stop
+  [ "$services_started" = 1 ] && scripts/services.sh stop
   return 0
 }
 trap cleanup EXIT

@@ -5,6 +5,8 @@
 #   scripts/services.sh stop    stop what `start` started
 #   scripts/services.sh env     print the export lines for the running instances
 #   scripts/services.sh status  exit 0 when both are running
+#   scripts/services.sh ensure  start unless running; print the export lines
+#                               and services_started=1 if this call started them
 #
 # State lives in .local/services (git-ignored). Ports come from
 # ACTIVATOR_PG_PORT (default 55432) and ACTIVATOR_REDIS_PORT (default 56379).
@@ -46,9 +48,10 @@ ensure_installed() {
   # private, so leave those alone.
 }
 
-# Run a PostgreSQL binary as a user it accepts.
+# Run a PostgreSQL binary as a user it accepts (from /, which that user can
+# always enter; the checkout may not be).
 as_pg() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 pg_dir() {
@@ -137,6 +140,15 @@ case "${1:-}" in
     start_redis
     print_env
     ;;
+  ensure)
+    if "$0" status; then
+      print_env
+      echo "services_started=0"
+    else
+      "$0" start
+      echo "services_started=1"
+    fi
+    ;;
   stop) stop_all ;;
   env) print_env ;;
   status)
@@ -145,7 +157,7 @@ case "${1:-}" in
       redis-cli -h 127.0.0.1 -p "$redis_port" ping >/dev/null 2>&1
     ;;
   *)
-    echo "usage: $0 start|stop|env|status" >&2
+    echo "usage: $0 start|stop|env|status|ensure" >&2
     exit 2
     ;;
 esac

@@ -7,12 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Services this script started are stopped again; ones already running
 # (e.g. from scripts/dev.sh) are left alone.
-if scripts/services.sh status; then
-  eval "$(scripts/services.sh env)"
-else
-  eval "$(scripts/services.sh start)"
-  trap 'scripts/services.sh stop' EXIT
-fi
-export DATABASE_URL REDIS_URL
+eval "$(scripts/services.sh ensure)"
+[ "$services_started" = 1 ] && trap 'scripts/services.sh stop' EXIT
 
 cargo test --locked "$@"

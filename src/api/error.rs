@@ -38,6 +38,13 @@ impl FieldError {
     }
 }
 
+/// What the service depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    Postgres,
+    Redis,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("validation failed")]
@@ -59,8 +66,8 @@ pub enum ApiError {
     #[error("busy")]
     Busy,
     /// A dependency failed; the cause is logged, not shown.
-    #[error("{what} unavailable")]
-    Unavailable { what: &'static str },
+    #[error("{0:?} unavailable")]
+    Unavailable(Dependency),
     #[error("internal error")]
     Internal,
 }
@@ -74,7 +81,7 @@ impl ApiError {
             Self::InvalidCode => Status::BadRequest,
             Self::RateLimited { .. } => Status::TooManyRequests,
             Self::PayloadTooLarge => Status::PayloadTooLarge,
-            Self::Busy | Self::Unavailable { .. } => Status::ServiceUnavailable,
+            Self::Busy | Self::Unavailable(_) => Status::ServiceUnavailable,
             Self::Internal => Status::InternalServerError,
         }
     }
@@ -90,8 +97,8 @@ impl ApiError {
             Self::RateLimited { .. } => "Too many requests, try again later",
             Self::PayloadTooLarge => "Request body too large",
             Self::Busy => "Server busy, try again shortly",
-            Self::Unavailable { what: "redis" } => "Rate limiter unavailable, try again shortly",
-            Self::Unavailable { .. } => "Service temporarily unavailable",
+            Self::Unavailable(Dependency::Redis) => "Rate limiter unavailable, try again shortly",
+            Self::Unavailable(Dependency::Postgres) => "Service temporarily unavailable",
             Self::Internal => "Internal server error",
         };
         json!({ "detail": detail })
@@ -114,12 +121,12 @@ impl From<AccountError> for ApiError {
             }
             AccountError::Pool(err) => {
                 tracing::error!(error = %err, "no database connection");
-                Self::Unavailable { what: "postgres" }
+                Self::Unavailable(Dependency::Postgres)
             }
             AccountError::Database(err) => database(err),
             AccountError::Redis(err) => {
                 tracing::error!(error = %err, "redis failed");
-                Self::Unavailable { what: "redis" }
+                Self::Unavailable(Dependency::Redis)
             }
             err @ (AccountError::Hash(_) | AccountError::Template(_)) => {
                 tracing::error!(error = %err, "request failed");
@@ -139,12 +146,12 @@ fn database(err: diesel::result::Error) -> ApiError {
         )
         | Error::BrokenTransactionManager => {
             tracing::error!(error = %err, "database connection failed");
-            ApiError::Unavailable { what: "postgres" }
+            ApiError::Unavailable(Dependency::Postgres)
         }
         // statement_timeout and lock timeouts land here too: a sick database.
         Error::DatabaseError(_, info) if info.message().contains("statement timeout") => {
             tracing::error!(error = %err, "database statement timed out");
-            ApiError::Unavailable { what: "postgres" }
+            ApiError::Unavailable(Dependency::Postgres)
         }
         _ => {
             tracing::error!(error = %err, "database query failed");
@@ -168,7 +175,7 @@ impl<'r> Responder<'r, 'static> for ApiError {
                     retry_after_seconds(*retry_after).to_string(),
                 ));
             }
-            Self::Busy | Self::Unavailable { .. } => {
+            Self::Busy | Self::Unavailable(_) => {
                 response.header(Header::new("Retry-After", "1"));
             }
             _ => {}
