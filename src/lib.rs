@@ -5,6 +5,15 @@
 //! and the email dispatcher (`serve`) and is the operator's CLI. See
 //! `docs/ARCHITECTURE.md` for how the pieces fit.
 
+// Errors are answered or reported, never unwrapped, outside tests.
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::dbg_macro,
+    clippy::todo
+)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod accounts;
 pub mod api;
 pub mod cli;

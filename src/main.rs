@@ -1,3 +1,10 @@
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::dbg_macro,
+    clippy::todo
+)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -187,7 +187,10 @@ impl Worker {
                 notification = notifications.next() => match notification {
                     Some(Ok(_)) => {}
                     Some(Err(err)) => return Err(err),
-                    None => return Err(diesel::result::Error::BrokenTransactionManager),
+                    None => return Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::ClosedConnection,
+                        Box::new("the listening connection closed".to_owned()),
+                    )),
                 },
                 () = tokio::time::sleep(wait) => {}
                 () = self.stop.wake.notified() => {}
@@ -205,24 +208,26 @@ impl Worker {
                 return Ok(());
             }
             let claimed = batch.len();
-            let outcomes = self.post_all(conn, batch).await?;
-            let (sent, failed): (Vec<Outcome>, Vec<Outcome>) = outcomes
-                .into_iter()
-                .partition(|outcome| outcome.result.is_ok());
+            let mut sent = Vec::new();
+            for Outcome { message, result } in self.post_all(conn, batch).await? {
+                match result {
+                    Ok(()) => {
+                        tracing::info!(
+                            email_id = message.id,
+                            attempts = message.attempts,
+                            "activation email sent"
+                        );
+                        sent.push(message.id);
+                    }
+                    Err(err) => {
+                        self.record_failure(conn, &message, &err.to_string())
+                            .await?
+                    }
+                }
+            }
             // The usual case, one statement for the whole batch.
             if !sent.is_empty() {
-                for Outcome { message, .. } in &sent {
-                    tracing::info!(
-                        email_id = message.id,
-                        attempts = message.attempts,
-                        "activation email sent"
-                    );
-                }
-                let ids: Vec<i64> = sent.iter().map(|outcome| outcome.message.id).collect();
-                outbox::finish(conn, &ids, Status::Sent, Utc::now(), None).await?;
-            }
-            for outcome in failed {
-                self.record_failure(conn, outcome).await?;
+                outbox::finish(conn, &sent, Status::Sent, Utc::now(), None).await?;
             }
             if claimed < usize::try_from(BATCH).unwrap_or(usize::MAX) {
                 return Ok(());
@@ -269,14 +274,10 @@ impl Worker {
     async fn record_failure(
         &self,
         conn: &mut AsyncPgConnection,
-        outcome: Outcome,
+        message: &Message,
+        error: &str,
     ) -> QueryResult<()> {
-        let Outcome { message, result } = outcome;
         let now = Utc::now();
-        let error = match result {
-            Ok(()) => return Ok(()),
-            Err(err) => err.to_string(),
-        };
         let attempts = u32::try_from(message.attempts).unwrap_or(u32::MAX);
         if attempts >= self.config.max_attempts {
             tracing::warn!(
@@ -285,7 +286,7 @@ impl Worker {
                 error,
                 "activation email is dead"
             );
-            return outbox::finish(conn, &[message.id], Status::Dead, now, Some(&error)).await;
+            return outbox::finish(conn, &[message.id], Status::Dead, now, Some(error)).await;
         }
         let retry_at = now + retry_delay(attempts);
         if retry_at >= message.expires_at {
@@ -295,10 +296,10 @@ impl Worker {
                 error,
                 "activation email expired while retrying"
             );
-            return outbox::finish(conn, &[message.id], Status::Expired, now, Some(&error)).await;
+            return outbox::finish(conn, &[message.id], Status::Expired, now, Some(error)).await;
         }
         tracing::warn!(email_id = message.id, attempts, error, %retry_at, "activation email failed; will retry");
-        outbox::retry_at(conn, message.id, retry_at, &error).await
+        outbox::retry_at(conn, message.id, retry_at, error).await
     }
 }
 
