@@ -31,9 +31,14 @@ pub struct RegisterRequest {
     /// Compared case-insensitively; surrounding spaces are ignored.
     #[schema(example = "ada@example.com", format = "email")]
     email: String,
-    /// 8–72 bytes, no whitespace, with a lowercase and an uppercase letter, a
-    /// digit and a special character.
-    #[schema(example = "Secr3t!pass", min_length = 8, max_length = 72)]
+    /// 8–72 bytes (not characters), no whitespace, with a lowercase and an
+    /// uppercase letter, a digit and a special character.
+    #[schema(
+        example = "Secr3t!pass",
+        min_length = 8,
+        max_length = 72,
+        pattern = r"^(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9])(?=.*[^A-Za-z0-9])\S{8,72}$"
+    )]
     password: String,
 }
 

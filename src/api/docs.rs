@@ -34,7 +34,7 @@ pub struct ValidationErrors {
         crate::api::health::check,
         crate::api::health::live,
     ),
-    components(schemas(crate::api::auth::Detail, ValidationErrors, FieldError)),
+    components(schemas(crate::api::auth::Detail, ValidationErrors, FieldError, crate::api::error::LocPart)),
     modifiers(&BasicAuthScheme),
     tags(
         (name = "auth", description = "Registration and activation"),

@@ -20,18 +20,29 @@ use crate::limits::retry_after_seconds;
 /// One entry of a FastAPI-style 422 body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
-    /// Where: `["body"]`, `["body", "email"]`, ...
-    #[schema(value_type = Vec<String>)]
-    pub loc: Vec<serde_json::Value>,
+    /// Where: `["body"]`, `["body", "email"]`, or `["body", 12]` for the
+    /// character offset of a JSON syntax error.
+    pub loc: Vec<LocPart>,
     pub msg: String,
     #[serde(rename = "type")]
     pub kind: String,
 }
 
+/// A step of a `loc` path: a name, or an offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum LocPart {
+    Name(String),
+    Offset(usize),
+}
+
 impl FieldError {
     pub fn new(loc: &[&str], msg: impl Into<String>, kind: &str) -> Self {
         Self {
-            loc: loc.iter().map(|part| json!(part)).collect(),
+            loc: loc
+                .iter()
+                .map(|part| LocPart::Name((*part).to_owned()))
+                .collect(),
             msg: msg.into(),
             kind: kind.to_owned(),
         }
@@ -185,29 +196,53 @@ impl<'r> Responder<'r, 'static> for ApiError {
 }
 
 /// Every error Rocket answers by itself (no route, a failed guard, a panic)
-/// gets the same JSON shape. A path that exists under another method is a
-/// 405, as clients of the original service expect.
+/// gets the same JSON shape. A path that exists under other methods is a 405
+/// with `Allow` listing them, as clients of the original service expect.
 #[catch(default)]
-pub fn default_catcher(
-    status: Status,
-    request: &Request<'_>,
-) -> (Status, rocket::serde::json::Json<serde_json::Value>) {
-    let status = if status == Status::NotFound && path_has_other_methods(request) {
-        Status::MethodNotAllowed
+pub fn default_catcher(status: Status, request: &Request<'_>) -> CaughtError {
+    let allowed = if status == Status::NotFound {
+        methods_of_path(request)
     } else {
-        status
+        Vec::new()
     };
-    let detail = status.reason().unwrap_or("Error");
-    (
-        status,
-        rocket::serde::json::Json(json!({ "detail": detail })),
-    )
+    let status = if allowed.is_empty() {
+        status
+    } else {
+        Status::MethodNotAllowed
+    };
+    CaughtError { status, allowed }
 }
 
-fn path_has_other_methods(request: &Request<'_>) -> bool {
+/// What the default catcher answers.
+pub struct CaughtError {
+    status: Status,
+    allowed: Vec<String>,
+}
+
+impl<'r> Responder<'r, 'static> for CaughtError {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        let detail = self.status.reason().unwrap_or("Error");
+        let mut response = Response::build_from(
+            rocket::serde::json::Json(json!({ "detail": detail })).respond_to(request)?,
+        );
+        response.status(self.status);
+        if !self.allowed.is_empty() {
+            response.header(Header::new("Allow", self.allowed.join(", ")));
+        }
+        response.ok()
+    }
+}
+
+/// The methods routes serve at the request's path.
+fn methods_of_path(request: &Request<'_>) -> Vec<String> {
     let path = request.uri().path();
-    request
+    let mut methods: Vec<String> = request
         .rocket()
         .routes()
-        .any(|route| route.method != request.method() && route.uri.path() == path.as_str())
+        .filter(|route| route.uri.path() == path.as_str())
+        .map(|route| route.method.as_str().to_owned())
+        .collect();
+    methods.sort();
+    methods.dedup();
+    methods
 }

@@ -5,7 +5,7 @@ use rocket::data::{Data, FromData, Outcome, ToByteUnit};
 use rocket::request::{self, FromRequest, Request};
 use serde_json::{Map, Value};
 
-use crate::api::error::{ApiError, FieldError};
+use crate::api::error::{ApiError, FieldError, LocPart};
 use crate::password::Password;
 
 /// The body size limit when `Rocket.toml` sets none for `json`.
@@ -121,7 +121,7 @@ async fn read_object(request: &Request<'_>, data: Data<'_>) -> Result<JsonObject
             "model_attributes_type",
         )])),
         Err(err) => Err(ApiError::Validation(vec![FieldError {
-            loc: vec![Value::from("body"), Value::from(err.column())],
+            loc: vec![LocPart::Name("body".into()), LocPart::Offset(err.column())],
             msg: "JSON decode error".into(),
             kind: "json_invalid".into(),
         }])),

@@ -310,6 +310,16 @@ async fn resend_issues_a_new_code_that_supersedes_the_old_one() {
         count(&app, "SELECT count(*) AS n FROM activation_codes WHERE used_at IS NULL AND superseded_at IS NULL").await,
         1
     );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM activation_codes WHERE superseded_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    // Codes are random: on the 1-in-10,000 draw of the same code twice the
+    // old one cannot be told apart by trying it.
     if first != second {
         app.activate(&email, PASSWORD, &first)
             .await

@@ -302,6 +302,7 @@ async fn unknown_paths_and_methods_answer_json() {
     assert_eq!(reply.content_type.as_deref(), Some("application/json"));
     let reply = app.get("/auth/register").await;
     reply.assert_detail(405, "Method Not Allowed");
+    assert_eq!(reply.header("allow"), Some("POST"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
