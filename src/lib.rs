@@ -71,8 +71,28 @@ impl App {
     }
 }
 
+/// Rocket's configuration, layered as `rocket::Config::figment()` layers it
+/// (defaults, then `Rocket.toml` or `ROCKET_CONFIG`, then `ROCKET_*`, for the
+/// `ROCKET_PROFILE`), with activator's own defaults between Rocket's and the
+/// file: a 16 KiB JSON body limit, its name as `Server`, plain log text. So
+/// the binary behaves the same with or without a `Rocket.toml` beside it.
+pub fn figment() -> Figment {
+    use rocket::figment::Profile;
+    use rocket::figment::providers::{Env, Format, Toml};
+    Figment::from(rocket::Config::default())
+        .merge(("limits.json", "16 KiB"))
+        .merge(("ident", "activator"))
+        .merge(("cli_colors", false))
+        .merge(Toml::file(Env::var_or("ROCKET_CONFIG", "Rocket.toml")).nested())
+        .merge(Env::prefixed("ROCKET_").ignore(&["PROFILE"]).global())
+        .select(Profile::from_env_or(
+            "ROCKET_PROFILE",
+            rocket::Config::DEFAULT_PROFILE,
+        ))
+}
+
 /// The API as a Rocket application, configured by `figment` (usually
-/// `rocket::Config::figment()`: `Rocket.toml` and `ROCKET_*`).
+/// [`figment()`]).
 pub fn rocket(figment: Figment, app: App) -> Rocket<Build> {
     rocket::custom(figment)
         .manage(app.pool)

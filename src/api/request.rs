@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 use crate::api::error::{ApiError, FieldError, LocPart};
 use crate::password::Password;
 
-/// The body size limit when `Rocket.toml` sets none for `json`.
+/// The body size limit if the configuration had none for `json` (it always
+/// has: see `crate::figment`).
 const DEFAULT_LIMIT_KIB: u64 = 16;
 
 /// HTTP Basic credentials: the email and password of `Authorization: Basic`.

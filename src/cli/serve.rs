@@ -50,7 +50,7 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
         })
         .context("cannot start the email dispatcher")?;
 
-        let served = crate::rocket(rocket::Config::figment(), app).launch().await;
+        let served = crate::rocket(crate::figment(), app).launch().await;
 
         // The server has stopped taking requests; let the dispatcher finish
         // its in-flight posts before the process exits.

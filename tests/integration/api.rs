@@ -607,7 +607,7 @@ async fn a_full_hashing_queue_answers_503_instead_of_queueing() {
     // One hash at a time and room for one waiter.
     app.accounts.hasher = activator::password::Hasher::with_concurrency(10, 1, 2).unwrap();
     let client = rocket::local::asynchronous::Client::tracked(activator::rocket(
-        rocket::Config::figment().merge(("log_level", "off")),
+        activator::figment().merge(("log_level", "off")),
         app,
     ))
     .await

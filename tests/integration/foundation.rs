@@ -325,3 +325,16 @@ async fn a_broken_email_template_stops_start_up_naming_it() {
     let err = error_line(&output);
     assert!(err.contains("activation.txt.hbs"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_rocket_toml_the_body_limit_is_still_16_kib() {
+    // The binary runs in a temporary directory, away from Rocket.toml.
+    let db = TestDb::new().await;
+    let server = crate::common::Server::start(&db.url, &[]);
+    let body = json!({"email": "big@example.com", "password": "x".repeat(17 * 1024)});
+    let (status, reply) = server.post("/auth/register", &body, None);
+    assert_eq!(
+        (status, reply.as_str()),
+        (413, r#"{"detail":"Request body too large"}"#)
+    );
+}

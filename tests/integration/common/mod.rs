@@ -253,7 +253,7 @@ impl TestApp {
     pub async fn on(db: TestDb, settings: Settings) -> Self {
         let templates = Templates::load(None).unwrap();
         let app = activator::App::build(&settings, templates).await.unwrap();
-        let figment = rocket::Config::figment().merge(("log_level", "off"));
+        let figment = activator::figment().merge(("log_level", "off"));
         let client = Client::tracked(activator::rocket(figment, app))
             .await
             .unwrap();
