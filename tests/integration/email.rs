@@ -422,3 +422,28 @@ async fn serve_posts_to_the_mailbox_which_shows_the_code() {
     let _ = mailbox.kill();
     let _ = mailbox.wait();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_an_email_api_the_email_goes_to_the_log_with_a_warning() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db.url, &[]);
+    let email = unique_email("logged");
+    let (status, _) = server.post(
+        "/auth/register",
+        &json!({"email": email, "password": PASSWORD}),
+        None,
+    );
+    assert_eq!(status, 201);
+    let rows = settled(&db, Duration::from_secs(5)).await;
+    assert_eq!(rows[0].status, "sent");
+    let (_, log) = server.stop_with("TERM");
+    assert!(log.contains("EMAIL_API_URL is unset"), "{log}");
+    let logged = log
+        .lines()
+        .find(|line| line.contains("email not sent (EMAIL_API_URL is unset)"))
+        .expect("the email is in the log");
+    assert!(
+        logged.contains(&email) && logged.contains("Your activation code is: "),
+        "{logged}"
+    );
+}
