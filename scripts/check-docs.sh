@@ -30,7 +30,8 @@ cleanup() {
 trap cleanup EXIT
 
 if [ -z "$base" ]; then
-  eval "$(scripts/services.sh ensure)"
+  services=$(scripts/services.sh ensure)
+  eval "$services"
   export SECRET_KEY=docs-check-secret-key BCRYPT_COST=4
   cargo build --locked -q
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

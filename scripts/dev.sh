@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-eval "$(scripts/services.sh ensure)"
+services=$(scripts/services.sh ensure)
+eval "$services"
 export SECRET_KEY="${SECRET_KEY:-local-development-secret-key}"
 export MAILBOX_PORT="${MAILBOX_PORT:-8025}"
 export EMAIL_API_URL="${EMAIL_API_URL:-http://127.0.0.1:$MAILBOX_PORT/v1/send}"

@@ -48,6 +48,15 @@ ensure_installed() {
   # private, so leave those alone.
 }
 
+# Fails, naming the setting to change, when something else holds the port
+# (another checkout's services, a system-wide server).
+port_free() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    log "127.0.0.1:$1 is taken by another process; stop it or choose another port with $2=..."
+    exit 1
+  fi
+}
+
 # Run a PostgreSQL binary as a user it accepts (from /, which that user can
 # always enter; the checkout may not be).
 as_pg() {
@@ -79,6 +88,7 @@ start_postgres() {
     log "PostgreSQL already running on 127.0.0.1:$pg_port"
     return
   fi
+  port_free "$pg_port" ACTIVATOR_PG_PORT
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     as_pg "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
   fi
@@ -97,6 +107,7 @@ start_redis() {
     log "Redis already running on 127.0.0.1:$redis_port"
     return
   fi
+  port_free "$redis_port" ACTIVATOR_REDIS_PORT
   redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
     --daemonize yes --dir "$state/redis" --pidfile "$state/redis/redis.pid" \
     --logfile "$state/redis/log" >/dev/null

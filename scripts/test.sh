@@ -7,7 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Services this script started are stopped again; ones already running
 # (e.g. from scripts/dev.sh) are left alone.
-eval "$(scripts/services.sh ensure)"
+services=$(scripts/services.sh ensure)
+eval "$services"
 [ "$services_started" = 1 ] && trap 'scripts/services.sh stop' EXIT
 
 cargo test --locked "$@"
