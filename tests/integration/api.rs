@@ -27,20 +27,6 @@ async fn users_named(app: &TestApp, email: &str) -> Vec<UserRow> {
         .unwrap()
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let mut conn = app.db.connect().await;
-    diesel::sql_query(sql)
-        .get_result::<N>(&mut conn)
-        .await
-        .unwrap()
-        .n
-}
-
 /// Registers `email` and activates it.
 async fn active_user(app: &TestApp, email: &str) {
     app.register(email, PASSWORD)
@@ -84,7 +70,7 @@ async fn register_creates_a_pending_account_and_queues_its_email() {
     let code = app.latest_code(&email).await;
     assert_eq!(code.len(), 4);
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM email_outbox").await,
+        app.db.count("SELECT count(*) AS n FROM email_outbox").await,
         1
     );
 
@@ -159,7 +145,7 @@ async fn ten_simultaneous_registrations_of_one_address_give_one_201() {
     assert_eq!((created, conflicts), (1, 9), "{replies:?}");
     assert_eq!(users_named(&app, &email).await.len(), 1);
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM email_outbox").await,
+        app.db.count("SELECT count(*) AS n FROM email_outbox").await,
         1
     );
 }
@@ -190,7 +176,7 @@ async fn each_password_rule_is_enforced_with_a_422() {
         let reply = app.register(&unique_email("pw"), password).await;
         reply.assert_validation(json!(["body", "password"]), "value_error");
     }
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM users").await, 0);
+    assert_eq!(app.db.count("SELECT count(*) AS n FROM users").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -303,19 +289,17 @@ async fn resend_issues_a_new_code_that_supersedes_the_old_one() {
         .assert_detail(202, "Activation email resent");
     let second = app.latest_code(&email).await;
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM email_outbox").await,
+        app.db.count("SELECT count(*) AS n FROM email_outbox").await,
         2
     );
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM activation_codes WHERE used_at IS NULL AND superseded_at IS NULL").await,
+        app.db.count("SELECT count(*) AS n FROM activation_codes WHERE used_at IS NULL AND superseded_at IS NULL").await,
         1
     );
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) AS n FROM activation_codes WHERE superseded_at IS NOT NULL"
-        )
-        .await,
+        app.db
+            .count("SELECT count(*) AS n FROM activation_codes WHERE superseded_at IS NOT NULL")
+            .await,
         1
     );
     // Codes are random: on the 1-in-10,000 draw of the same code twice the
@@ -354,7 +338,7 @@ async fn resend_twice_within_a_minute_is_rate_limited() {
     assert!((1..=60).contains(&retry_after(&limited)), "{limited:?}");
     // A refused resend issues nothing.
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM email_outbox").await,
+        app.db.count("SELECT count(*) AS n FROM email_outbox").await,
         2
     );
 }
@@ -392,7 +376,7 @@ async fn ten_simultaneous_resends_give_exactly_one_202() {
         .count();
     assert_eq!((accepted, limited), (1, 9), "{replies:?}");
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM email_outbox").await,
+        app.db.count("SELECT count(*) AS n FROM email_outbox").await,
         2
     );
 }
@@ -410,11 +394,9 @@ async fn the_right_code_activates_in_one_transaction() {
         .assert_detail(200, "Account activated");
     assert!(users_named(&app, &email).await[0].is_active);
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) AS n FROM activation_codes WHERE used_at IS NOT NULL"
-        )
-        .await,
+        app.db
+            .count("SELECT count(*) AS n FROM activation_codes WHERE used_at IS NOT NULL")
+            .await,
         1
     );
     // Single use: the account is active now.
@@ -591,7 +573,7 @@ async fn with_redis_down_limited_endpoints_answer_503_json() {
     // Fail closed: nothing was activated or issued.
     assert!(!users_named(&app, &email.to_lowercase()).await[0].is_active);
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM email_outbox").await,
+        app.db.count("SELECT count(*) AS n FROM email_outbox").await,
         1
     );
 }

@@ -40,20 +40,6 @@ async fn sql(app: &TestApp, statement: &str) -> usize {
         .unwrap_or_else(|err| panic!("{statement}: {err}"))
 }
 
-async fn count(app: &TestApp, table: &str) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let mut conn = app.db.connect().await;
-    diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
-        .get_result::<N>(&mut conn)
-        .await
-        .unwrap()
-        .n
-}
-
 fn wrong_code(right: &str) -> &'static str {
     if right == "0000" { "1111" } else { "0000" }
 }
@@ -134,7 +120,11 @@ async fn user_resend_refuses_unknown_and_active_accounts() {
         .assert_detail(200, "Account activated");
     let err = refused(&run(&app.db.url, &[], &["user", "resend", &email]));
     assert!(err.contains("already active"), "{err}");
-    assert_eq!(count(&app, "email_outbox").await, 1, "nothing queued");
+    assert_eq!(
+        app.db.count("SELECT count(*) AS n FROM email_outbox").await,
+        1,
+        "nothing queued"
+    );
 }
 
 // ---- user unlock ------------------------------------------------------------
@@ -319,9 +309,11 @@ async fn purge_dry_run_counts_and_deletes_nothing() {
     );
     assert_eq!(
         (
-            count(&app, "activation_codes").await,
-            count(&app, "email_outbox").await,
-            count(&app, "users").await
+            app.db
+                .count("SELECT count(*) AS n FROM activation_codes")
+                .await,
+            app.db.count("SELECT count(*) AS n FROM email_outbox").await,
+            app.db.count("SELECT count(*) AS n FROM users").await
         ),
         (4, 5, 4)
     );
@@ -343,9 +335,11 @@ async fn purge_deletes_spent_codes_and_old_emails_but_accounts_only_when_asked()
     );
     assert_eq!(
         (
-            count(&app, "activation_codes").await,
-            count(&app, "email_outbox").await,
-            count(&app, "users").await
+            app.db
+                .count("SELECT count(*) AS n FROM activation_codes")
+                .await,
+            app.db.count("SELECT count(*) AS n FROM email_outbox").await,
+            app.db.count("SELECT count(*) AS n FROM users").await
         ),
         (1, 2, 4)
     );
@@ -356,7 +350,7 @@ async fn purge_deletes_spent_codes_and_old_emails_but_accounts_only_when_asked()
         &["purge", "--unactivated-older-than", "7"],
     ));
     assert_eq!(out.trim(), "deleted 0 code(s), 0 email(s), 2 account(s)");
-    assert_eq!(count(&app, "users").await, 2);
+    assert_eq!(app.db.count("SELECT count(*) AS n FROM users").await, 2);
 
     let out = succeeded(&run(&app.db.url, &[], &["purge"]));
     assert_eq!(out.trim(), "deleted 0 code(s), 0 email(s), 0 account(s)");
@@ -386,7 +380,12 @@ async fn purges_running_at_once_delete_every_row_once() {
         total += counts["codes"].as_u64().unwrap();
     }
     assert_eq!(total, 3000);
-    assert_eq!(count(&app, "activation_codes").await, 0);
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) AS n FROM activation_codes")
+            .await,
+        0
+    );
 }
 
 #[test]

@@ -194,6 +194,21 @@ impl TestDb {
     pub async fn connect(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&self.url).await.unwrap()
     }
+
+    /// Runs `SELECT count(*) AS n ...` and returns n.
+    pub async fn count(&self, sql: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = self.connect().await;
+        diesel::sql_query(sql)
+            .get_result::<N>(&mut conn)
+            .await
+            .unwrap_or_else(|err| panic!("{sql}: {err}"))
+            .n
+    }
 }
 
 impl Drop for TestDb {
