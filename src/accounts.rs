@@ -74,9 +74,10 @@ fn refusal_for_existing(user: &User) -> AccountError {
     }
 }
 
-/// The stored email is normalized by construction (a CHECK enforces it).
-fn email_of(user: &User) -> Result<Email, AccountError> {
-    crate::email::normalize(&user.email).map_err(|_| AccountError::UnknownUser(user.email.clone()))
+/// A stored address is normalized already (a CHECK constraint enforces
+/// it); it is taken as is, even if it predates today's validation rules.
+fn email_of(user: &User) -> Email {
+    Email::from_stored(&user.email)
 }
 
 impl Accounts {
@@ -115,20 +116,19 @@ impl Accounts {
         .await
     }
 
-    /// Checks HTTP Basic credentials. An unknown or malformed email costs a
-    /// bcrypt verification too, so it cannot be told apart by timing.
+    /// Checks HTTP Basic credentials. An unknown email costs a bcrypt
+    /// verification too, so it cannot be told apart by timing. The address
+    /// is only normalized, not validated: an account stored under older
+    /// rules can still sign in.
     pub async fn authenticate(
         &self,
         pool: &Pool,
         email: &str,
         password: &Password,
     ) -> Result<User, AccountError> {
-        let user = match crate::email::normalize(email) {
-            Ok(email) => {
-                let mut conn = pool.get().await?;
-                users::find_by_email(&mut conn, &email).await?
-            }
-            Err(_) => None,
+        let user = {
+            let mut conn = pool.get().await?;
+            users::find_by_email(&mut conn, &Email::canonical(email)).await?
         };
         let matches = self
             .hasher
@@ -145,7 +145,7 @@ impl Accounts {
         if user.is_active {
             return Err(AccountError::AlreadyActive);
         }
-        match self.limiter.check_resend(&email_of(user)?).await? {
+        match self.limiter.check_resend(&email_of(user)).await? {
             Decision::Allowed => self.reissue(pool, user).await,
             Decision::Limited { retry_after } => Err(AccountError::RateLimited(retry_after)),
         }
@@ -220,7 +220,7 @@ impl Accounts {
         if user.is_active {
             return Err(AccountError::AlreadyActive);
         }
-        let email = email_of(user)?;
+        let email = email_of(user);
         let attempt: Attempt = match self.limiter.reserve_attempt(&email).await? {
             Ok(attempt) => attempt,
             Err(wait) => return Err(AccountError::RateLimited(wait)),

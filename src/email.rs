@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-/// A syntactically valid, normalized (trimmed, lower-cased) email address.
+/// A normalized (trimmed, lower-cased) email address, the account key.
+/// [`normalize`] also checks it is plausible; [`Email::canonical`] does not,
+/// for looking up addresses stored under older validation rules.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
@@ -16,6 +18,18 @@ const MAX_LENGTH: usize = 254;
 const MAX_LOCAL_LENGTH: usize = 64;
 
 impl Email {
+    /// An address read back from the `users` table, which holds only
+    /// trimmed, lower-cased addresses (its CHECK constraint says so).
+    pub fn from_stored(email: &str) -> Self {
+        Self(email.to_owned())
+    }
+
+    /// The normalized form of `raw` without validation: what a lookup by a
+    /// client-supplied address (HTTP Basic) compares against.
+    pub fn canonical(raw: &str) -> Self {
+        Self(raw.trim().to_lowercase())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -37,7 +51,7 @@ impl fmt::Debug for Email {
 /// `local@domain`, the domain made of dot-separated labels with at least one
 /// dot. Addresses are compared case-insensitively, as the service always did.
 pub fn normalize(raw: &str) -> Result<Email, InvalidEmail> {
-    let email = raw.trim().to_lowercase();
+    let Email(email) = Email::canonical(raw);
     if email.is_empty() {
         return Err(InvalidEmail("an email address must not be empty"));
     }

@@ -624,3 +624,26 @@ async fn a_full_hashing_queue_answers_503_instead_of_queueing() {
         "{replies:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_stored_under_older_validation_rules_can_still_sign_in() {
+    let app = TestApp::new().await;
+    // `localhost` has no dot: today's rules refuse it at registration.
+    let email = "legacy-user@localhost";
+    assert!(normalize(email).is_err());
+    let hash = bcrypt::hash(PASSWORD, 4).unwrap();
+    let mut conn = app.db.connect().await;
+    diesel::sql_query("INSERT INTO users (email, password_hash) VALUES ($1, $2)")
+        .bind::<diesel::sql_types::Text, _>(email)
+        .bind::<diesel::sql_types::Text, _>(hash)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    app.resend("Legacy-User@LOCALHOST", PASSWORD)
+        .await
+        .assert_detail(202, "Activation email resent");
+    let code = app.latest_code(email).await;
+    app.activate(email, PASSWORD, &code)
+        .await
+        .assert_detail(200, "Account activated");
+}
