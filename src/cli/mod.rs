@@ -79,9 +79,16 @@ fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
     Ok(runtime.block_on(future))
 }
 
-/// Parses an email argument (a usage error when malformed).
+/// Parses an email argument: normalized but not validated, so accounts
+/// stored under older validation rules stay reachable. Only something that
+/// cannot be an address at all is a usage error.
 fn email_arg(raw: &str) -> Result<crate::email::Email, String> {
-    crate::email::normalize(raw).map_err(|err| err.to_string())
+    let email = crate::email::Email::canonical(raw);
+    if email.as_str().contains('@') {
+        Ok(email)
+    } else {
+        Err("an email address must have an @-sign".into())
+    }
 }
 
 #[cfg(test)]

@@ -400,3 +400,25 @@ fn usage_errors_exit_2() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_commands_reach_accounts_stored_under_older_validation_rules() {
+    let app = TestApp::new().await;
+    sql(
+        &app,
+        "INSERT INTO users (email, password_hash) VALUES ('old-rules@localhost', 'x')",
+    )
+    .await;
+    let text = succeeded(&run(
+        &app.db.url,
+        &[],
+        &["user", "show", " Old-Rules@LOCALHOST "],
+    ));
+    assert!(text.contains("email       old-rules@localhost"), "{text}");
+    let out = succeeded(&run(
+        &app.db.url,
+        &[],
+        &["user", "resend", "old-rules@localhost"],
+    ));
+    assert!(out.starts_with("queued a new activation code"), "{out}");
+}
