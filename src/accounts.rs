@@ -74,12 +74,6 @@ fn refusal_for_existing(user: &User) -> AccountError {
     }
 }
 
-/// A stored address is normalized already (a CHECK constraint enforces
-/// it); it is taken as is, even if it predates today's validation rules.
-fn email_of(user: &User) -> Email {
-    Email::from_stored(&user.email)
-}
-
 impl Accounts {
     /// Creates a pending account and queues its activation email, all in one
     /// transaction. One account per address also under concurrency: the
@@ -145,7 +139,11 @@ impl Accounts {
         if user.is_active {
             return Err(AccountError::AlreadyActive);
         }
-        match self.limiter.check_resend(&email_of(user)).await? {
+        match self
+            .limiter
+            .check_resend(&Email::canonical(&user.email))
+            .await?
+        {
             Decision::Allowed => self.reissue(pool, user).await,
             Decision::Limited { retry_after } => Err(AccountError::RateLimited(retry_after)),
         }
@@ -220,7 +218,8 @@ impl Accounts {
         if user.is_active {
             return Err(AccountError::AlreadyActive);
         }
-        let email = email_of(user);
+        // Stored addresses are normalized (a CHECK says so), validated or not.
+        let email = Email::canonical(&user.email);
         let attempt: Attempt = match self.limiter.reserve_attempt(&email).await? {
             Ok(attempt) => attempt,
             Err(wait) => return Err(AccountError::RateLimited(wait)),

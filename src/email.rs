@@ -18,14 +18,9 @@ const MAX_LENGTH: usize = 254;
 const MAX_LOCAL_LENGTH: usize = 64;
 
 impl Email {
-    /// An address read back from the `users` table, which holds only
-    /// trimmed, lower-cased addresses (its CHECK constraint says so).
-    pub fn from_stored(email: &str) -> Self {
-        Self(email.to_owned())
-    }
-
     /// The normalized form of `raw` without validation: what a lookup by a
-    /// client-supplied address (HTTP Basic) compares against.
+    /// client-supplied address (HTTP Basic) compares against, and, for an
+    /// address read back from `users`, the address as stored.
     pub fn canonical(raw: &str) -> Self {
         Self(raw.trim().to_lowercase())
     }

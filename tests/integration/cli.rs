@@ -40,6 +40,16 @@ async fn sql(app: &TestApp, statement: &str) -> usize {
         .unwrap_or_else(|err| panic!("{statement}: {err}"))
 }
 
+/// Rows in (activation_codes, email_outbox, users).
+async fn rows(app: &TestApp) -> (i64, i64, i64) {
+    let count = |table: &str| format!("SELECT count(*) AS n FROM {table}");
+    (
+        app.db.count(&count("activation_codes")).await,
+        app.db.count(&count("email_outbox")).await,
+        app.db.count(&count("users")).await,
+    )
+}
+
 fn wrong_code(right: &str) -> &'static str {
     if right == "0000" { "1111" } else { "0000" }
 }
@@ -52,11 +62,7 @@ async fn user_resend_queues_a_code_that_a_running_serve_delivers() {
     let sink = MailSink::start();
     let server = Server::start(&app.db.url, &[("EMAIL_API_URL", &sink.url)]);
     let email = unique_email("cli-resend");
-    server.post(
-        "/auth/register",
-        &json!({"email": email, "password": PASSWORD}),
-        None,
-    );
+    server.register(&email);
     assert_eq!(sink.wait_for(1, Duration::from_secs(5)).len(), 1);
     // The user's own resend limit is spent; support is not bound by it.
     assert_eq!(
@@ -307,16 +313,7 @@ async fn purge_dry_run_counts_and_deletes_nothing() {
         out.trim(),
         "would delete 3 code(s), 3 email(s), 2 account(s)"
     );
-    assert_eq!(
-        (
-            app.db
-                .count("SELECT count(*) AS n FROM activation_codes")
-                .await,
-            app.db.count("SELECT count(*) AS n FROM email_outbox").await,
-            app.db.count("SELECT count(*) AS n FROM users").await
-        ),
-        (4, 5, 4)
-    );
+    assert_eq!(rows(&app).await, (4, 5, 4));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -333,16 +330,7 @@ async fn purge_deletes_spent_codes_and_old_emails_but_accounts_only_when_asked()
         counts,
         json!({"dry_run": false, "codes": 3, "emails": 3, "accounts": 0})
     );
-    assert_eq!(
-        (
-            app.db
-                .count("SELECT count(*) AS n FROM activation_codes")
-                .await,
-            app.db.count("SELECT count(*) AS n FROM email_outbox").await,
-            app.db.count("SELECT count(*) AS n FROM users").await
-        ),
-        (1, 2, 4)
-    );
+    assert_eq!(rows(&app).await, (1, 2, 4));
 
     let out = succeeded(&run(
         &app.db.url,

@@ -81,11 +81,7 @@ async fn a_registration_delivers_exactly_one_email_whose_code_activates() {
     let server = serve(&db, &sink, &[]);
     let email = unique_email("deliver");
 
-    let (status, body) = server.post(
-        "/auth/register",
-        &json!({"email": email, "password": PASSWORD}),
-        None,
-    );
+    let (status, body) = server.register(&email);
     assert_eq!(status, 201, "{body}");
     let delivered = sink.wait_for(1, Duration::from_secs(5));
     assert_eq!(delivered.len(), 1, "{delivered:?}");
@@ -127,11 +123,7 @@ async fn two_failed_posts_are_retried_and_the_third_delivers() {
     let server = serve(&db, &sink, &[]);
     let email = unique_email("retry");
     let started = Instant::now();
-    server.post(
-        "/auth/register",
-        &json!({"email": email, "password": PASSWORD}),
-        None,
-    );
+    server.register(&email);
 
     let delivered = sink.wait_for(1, Duration::from_secs(15));
     let took = started.elapsed();
@@ -212,11 +204,7 @@ async fn a_message_in_flight_when_serve_is_killed_is_delivered_after_restart() {
     sink.stall(true);
     let first = serve(&db, &sink, &[]);
     let email = unique_email("crash");
-    let (status, _) = first.post(
-        "/auth/register",
-        &json!({"email": email, "password": PASSWORD}),
-        None,
-    );
+    let (status, _) = first.register(&email);
     assert_eq!(status, 201);
     assert_eq!(sink.wait_for_posts(1, Duration::from_secs(5)), 1);
     let (status, _) = first.stop_with("KILL");
@@ -324,11 +312,7 @@ async fn no_activation_code_appears_in_the_logs() {
     let sink = MailSink::start();
     let server = serve(&db, &sink, &[("RUST_LOG", "debug"), ("LOG_FORMAT", "json")]);
     let email = unique_email("quiet");
-    server.post(
-        "/auth/register",
-        &json!({"email": email, "password": PASSWORD}),
-        None,
-    );
+    server.register(&email);
     let code = code_in(
         sink.wait_for(1, Duration::from_secs(5))[0]["body"]
             .as_str()
@@ -384,11 +368,7 @@ async fn serve_posts_to_the_mailbox_which_shows_the_code() {
     let send_url = format!("{base}/v1/send");
     let server = Server::start(&db.url, &[("EMAIL_API_URL", &send_url)]);
     let email = unique_email("mailbox");
-    server.post(
-        "/auth/register",
-        &json!({"email": email, "password": PASSWORD}),
-        None,
-    );
+    server.register(&email);
 
     let messages = eventually(Duration::from_secs(5), async || {
         let mut response = agent
@@ -428,11 +408,7 @@ async fn without_an_email_api_the_email_goes_to_the_log_with_a_warning() {
     let db = TestDb::new().await;
     let server = Server::start(&db.url, &[]);
     let email = unique_email("logged");
-    let (status, _) = server.post(
-        "/auth/register",
-        &json!({"email": email, "password": PASSWORD}),
-        None,
-    );
+    let (status, _) = server.register(&email);
     assert_eq!(status, 201);
     let rows = settled(&db, Duration::from_secs(5)).await;
     assert_eq!(rows[0].status, "sent");

@@ -134,6 +134,15 @@ impl Server {
         )
     }
 
+    /// Registers `email` with the test password.
+    pub fn register(&self, email: &str) -> (u16, String) {
+        self.post(
+            "/auth/register",
+            &serde_json::json!({"email": email, "password": super::PASSWORD}),
+            None,
+        )
+    }
+
     pub fn get(&self, path: &str) -> (u16, String) {
         let mut response = Self::agent()
             .get(format!("{}{path}", self.base))
