@@ -9,14 +9,14 @@ use chrono::Utc;
 use diesel_async::AsyncConnection;
 use diesel_async::AsyncPgConnection;
 
-use crate::codes::{Code, CodeHasher};
+use crate::address::Email;
+use crate::code::{Code, CodeHasher};
 use crate::db::users::{NewUser, User};
-use crate::db::{self, Pool, codes, outbox, users};
-use crate::email::Email;
+use crate::db::{self, Pool, activation_codes, outbox, users};
 use crate::limits::{Attempt, Cleared, Decision, Limiter};
-use crate::mail::Templates;
-use crate::mail::templates::TemplateError;
+use crate::mail::templates::{TemplateError, Templates};
 use crate::password::{HashError, Hasher, Password};
+use crate::settings::Settings;
 
 /// Why a workflow did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,7 @@ pub enum AccountError {
     #[error("rate limited for {0:?}")]
     RateLimited(Duration),
     #[error("no account for {0}")]
-    UnknownUser(String),
+    UnknownUser(Email),
     #[error("too many password hashes waiting")]
     Busy,
     #[error("database unavailable: {0}")]
@@ -56,11 +56,13 @@ impl From<HashError> for AccountError {
     }
 }
 
-/// What the workflows need besides the database. Cheap to clone.
+/// What the workflows work with: the database, bcrypt, the code key, the
+/// rate limiter and the templates. Cheap to clone.
 #[derive(Clone)]
 pub struct Accounts {
+    pub pool: Pool,
     pub hasher: Hasher,
-    pub codes: CodeHasher,
+    pub code_hasher: CodeHasher,
     pub limiter: Limiter,
     pub templates: Arc<Templates>,
     pub code_ttl: Duration,
@@ -75,24 +77,34 @@ fn refusal_for_existing(user: &User) -> AccountError {
 }
 
 impl Accounts {
+    /// Builds the pool, the Redis connection and the workflows' other parts
+    /// from `settings`. Connections are opened when first used (a single
+    /// Redis) or now (a Redis Cluster).
+    pub async fn build(settings: &Settings, templates: Templates) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        Ok(Self {
+            pool: db::pool(&settings.database).context("cannot set up the database pool")?,
+            hasher: Hasher::new(settings.bcrypt_cost).context("invalid BCRYPT_COST")?,
+            code_hasher: CodeHasher::new(settings.secret_key.clone()),
+            limiter: Limiter::connect(settings).await?,
+            templates: Arc::new(templates),
+            code_ttl: settings.code_ttl,
+        })
+    }
+
     /// Creates a pending account and queues its activation email, all in one
     /// transaction. One account per address also under concurrency: the
     /// unique constraint decides, the losers get the winner's state.
-    pub async fn register(
-        &self,
-        pool: &Pool,
-        email: &Email,
-        password: &Password,
-    ) -> Result<User, AccountError> {
+    pub async fn register(&self, email: &Email, password: &Password) -> Result<User, AccountError> {
         // Refuse known addresses before paying for a hash.
         {
-            let mut conn = pool.get().await?;
+            let mut conn = self.pool.get().await?;
             if let Some(user) = users::find_by_email(&mut conn, email).await? {
                 return Err(refusal_for_existing(&user));
             }
         }
         let hash = self.hasher.hash(password).await?;
-        let mut conn = pool.get().await?;
+        let mut conn = self.pool.get().await?;
         conn.transaction(async |conn| {
             let new = NewUser {
                 email: email.as_str(),
@@ -101,7 +113,7 @@ impl Accounts {
             let Some(user) = users::insert(conn, &new).await? else {
                 let user = users::find_by_email(conn, email)
                     .await?
-                    .ok_or_else(|| AccountError::UnknownUser(email.to_string()))?;
+                    .ok_or_else(|| AccountError::UnknownUser(email.clone()))?;
                 return Err(refusal_for_existing(&user));
             };
             self.issue_code(conn, &user).await?;
@@ -111,18 +123,15 @@ impl Accounts {
     }
 
     /// Checks HTTP Basic credentials. An unknown email costs a bcrypt
-    /// verification too, so it cannot be told apart by timing. The address
-    /// is only normalized, not validated: an account stored under older
-    /// rules can still sign in.
+    /// verification too, so it cannot be told apart by timing.
     pub async fn authenticate(
         &self,
-        pool: &Pool,
-        email: &str,
+        email: &Email,
         password: &Password,
     ) -> Result<User, AccountError> {
         let user = {
-            let mut conn = pool.get().await?;
-            users::find_by_email(&mut conn, &Email::canonical(email)).await?
+            let mut conn = self.pool.get().await?;
+            users::find_by_email(&mut conn, email).await?
         };
         let matches = self
             .hasher
@@ -135,24 +144,20 @@ impl Accounts {
     }
 
     /// A user's request for a new code: rate limited, then as `reissue`.
-    pub async fn resend(&self, pool: &Pool, user: &User) -> Result<(), AccountError> {
+    pub async fn resend(&self, user: &User) -> Result<(), AccountError> {
         if user.is_active {
             return Err(AccountError::AlreadyActive);
         }
-        match self
-            .limiter
-            .check_resend(&Email::canonical(&user.email))
-            .await?
-        {
-            Decision::Allowed => self.reissue(pool, user).await,
+        match self.limiter.check_resend(&user.email).await? {
+            Decision::Allowed => self.reissue(user).await,
             Decision::Limited { retry_after } => Err(AccountError::RateLimited(retry_after)),
         }
     }
 
     /// Issues a new code (superseding older ones) and queues its email,
     /// regardless of resend limits: the support action.
-    pub async fn reissue(&self, pool: &Pool, user: &User) -> Result<(), AccountError> {
-        let mut conn = pool.get().await?;
+    pub async fn reissue(&self, user: &User) -> Result<(), AccountError> {
+        let mut conn = self.pool.get().await?;
         conn.transaction(async |conn| {
             // Lock the user: issuers of one user's codes take turns, and an
             // activation that committed meanwhile is seen.
@@ -175,27 +180,26 @@ impl Accounts {
         user: &User,
     ) -> Result<(), AccountError> {
         let now = Utc::now();
-        let expires_at =
-            now + chrono::TimeDelta::from_std(self.code_ttl).unwrap_or(chrono::TimeDelta::MAX);
+        let expires_at = now + crate::duration::to_delta(self.code_ttl);
         let code = Code::generate();
-        codes::supersede_live(conn, user.id, now).await?;
-        codes::insert(
+        activation_codes::supersede_live(conn, user.id, now).await?;
+        activation_codes::insert(
             conn,
-            &codes::NewCode {
+            &activation_codes::NewCode {
                 user_id: user.id,
-                code_hash: &self.codes.hash(user.id, &code),
+                code_hash: &self.code_hasher.hash(user.id, &code),
                 expires_at,
             },
         )
         .await?;
         let mail = self
             .templates
-            .activation(&user.email, &code, self.code_ttl)?;
+            .activation(user.email.as_str(), &code, self.code_ttl)?;
         outbox::insert(
             conn,
             &outbox::NewMessage {
                 user_id: user.id,
-                recipient: &user.email,
+                recipient: user.email.as_str(),
                 subject: &mail.subject,
                 body_text: &mail.text,
                 body_html: &mail.html,
@@ -209,33 +213,28 @@ impl Accounts {
     /// Activates `user` with `code`. The attempt is counted before the code
     /// is looked at (see `crate::limits`); marking the code used and the user
     /// active is one transaction.
-    pub async fn activate(
-        &self,
-        pool: &Pool,
-        user: &User,
-        code: &Code,
-    ) -> Result<(), AccountError> {
+    pub async fn activate(&self, user: &User, code: &Code) -> Result<(), AccountError> {
         if user.is_active {
             return Err(AccountError::AlreadyActive);
         }
-        // Stored addresses are normalized (a CHECK says so), validated or not.
-        let email = Email::canonical(&user.email);
-        let attempt: Attempt = match self.limiter.reserve_attempt(&email).await? {
+        let email = &user.email;
+        let attempt: Attempt = match self.limiter.reserve_attempt(email).await? {
             Ok(attempt) => attempt,
             Err(wait) => return Err(AccountError::RateLimited(wait)),
         };
-        let mut conn = pool.get().await?;
+        let mut conn = self.pool.get().await?;
         let activated = conn
             .transaction(async |conn| {
                 let now = Utc::now();
-                let Some(stored) = codes::find_live(conn, user.id).await? else {
+                let Some(stored) = activation_codes::find_live(conn, user.id).await? else {
                     return Ok(false);
                 };
-                if stored.expires_at <= now || !self.codes.verify(user.id, code, &stored.code_hash)
+                if stored.expires_at <= now
+                    || !self.code_hasher.verify(user.id, code, &stored.code_hash)
                 {
                     return Ok(false);
                 }
-                if !codes::mark_used(conn, stored.id, now).await? {
+                if !activation_codes::mark_used(conn, stored.id, now).await? {
                     return Ok(false);
                 }
                 if !users::activate(conn, user.id, now).await? {
@@ -248,12 +247,12 @@ impl Accounts {
         if activated {
             // The account is active whatever Redis says now; stale counters
             // only matter to an account that can no longer activate.
-            if let Err(err) = self.limiter.clear_attempts(&email).await {
+            if let Err(err) = self.limiter.clear_attempts(email).await {
                 tracing::warn!(error = %err, "could not clear activation counters");
             }
             Ok(())
         } else {
-            self.limiter.record_failure(&email, attempt).await?;
+            self.limiter.record_failure(email, attempt).await?;
             Err(AccountError::InvalidCode)
         }
     }
@@ -262,25 +261,30 @@ impl Accounts {
     /// counters) of an existing account.
     pub async fn unlock(
         &self,
-        pool: &Pool,
         email: &Email,
         resend_limits: bool,
     ) -> Result<Cleared, AccountError> {
-        find_user(pool, email).await?;
+        self.find_user(email).await?;
         Ok(self.limiter.unlock(email, resend_limits).await?)
+    }
+
+    /// The account registered for `email`.
+    pub async fn find_user(&self, email: &Email) -> Result<User, AccountError> {
+        find_user(&self.pool, email).await
+    }
+
+    /// Answers whether the database runs a query, for health checks.
+    pub async fn database_ready(&self) -> Result<(), AccountError> {
+        let mut conn = self.pool.get().await?;
+        Ok(db::ping(&mut conn).await?)
     }
 }
 
-/// The account registered for `email`.
+/// The account registered for `email`: for commands that have a pool but
+/// need none of the workflows' other parts.
 pub async fn find_user(pool: &Pool, email: &Email) -> Result<User, AccountError> {
     let mut conn = pool.get().await?;
     users::find_by_email(&mut conn, email)
         .await?
-        .ok_or_else(|| AccountError::UnknownUser(email.to_string()))
-}
-
-/// Answers whether the database runs a query, for health checks.
-pub async fn database_ready(pool: &Pool) -> Result<(), AccountError> {
-    let mut conn = pool.get().await?;
-    Ok(db::ping(&mut conn).await?)
+        .ok_or_else(|| AccountError::UnknownUser(email.clone()))
 }

@@ -15,61 +15,24 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod accounts;
+pub mod address;
 pub mod api;
 pub mod cli;
-pub mod codes;
+pub mod code;
 pub mod db;
-pub mod email;
+pub mod duration;
 pub mod limits;
 pub mod logging;
 pub mod mail;
+pub mod mailbox;
 pub mod password;
 pub mod schema;
 pub mod settings;
-
-use std::sync::Arc;
 
 use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 
 use crate::accounts::Accounts;
-use crate::codes::CodeHasher;
-use crate::db::Pool;
-use crate::limits::{Limiter, RedisConnection};
-use crate::mail::Templates;
-use crate::password::Hasher;
-use crate::settings::Settings;
-
-/// What the API serves from: the database pool and the account workflows.
-#[derive(Clone)]
-pub struct App {
-    pub pool: Pool,
-    pub accounts: Accounts,
-}
-
-impl App {
-    /// Builds the pool, the Redis connection and the workflows' parts from
-    /// `settings`. Connections are opened lazily (a single Redis) or now (a
-    /// Redis Cluster).
-    pub async fn build(settings: &Settings, templates: Templates) -> anyhow::Result<Self> {
-        use anyhow::Context;
-        let pool = db::pool(&settings.database).context("cannot set up the database pool")?;
-        let redis = RedisConnection::connect(&settings.redis_url)
-            .await
-            .context("cannot connect to Redis (REDIS_URL)")?;
-        let hasher = Hasher::new(settings.bcrypt_cost).context("invalid BCRYPT_COST")?;
-        Ok(Self {
-            pool,
-            accounts: Accounts {
-                hasher,
-                codes: CodeHasher::new(settings.secret_key.clone()),
-                limiter: Limiter::new(redis, settings.limits),
-                templates: Arc::new(templates),
-                code_ttl: settings.code_ttl,
-            },
-        })
-    }
-}
 
 /// Rocket's configuration, layered as `rocket::Config::figment()` layers it
 /// (defaults, then `Rocket.toml` or `ROCKET_CONFIG`, then `ROCKET_*`, for the
@@ -91,12 +54,11 @@ pub fn figment() -> Figment {
         ))
 }
 
-/// The API as a Rocket application, configured by `figment` (usually
-/// [`figment()`]).
-pub fn rocket(figment: Figment, app: App) -> Rocket<Build> {
+/// The API as a Rocket application over `accounts`, configured by `figment`
+/// (usually [`figment()`]).
+pub fn rocket(figment: Figment, accounts: Accounts) -> Rocket<Build> {
     rocket::custom(figment)
-        .manage(app.pool)
-        .manage(app.accounts)
+        .manage(accounts)
         .mount("/", api::routes())
         .register("/", api::catchers())
 }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Script, Value};
 
-use crate::email::Email;
-use crate::settings::{LimitSettings, RedisUrl};
+use crate::address::Email;
+use crate::settings::{LimitSettings, RedisUrl, Settings};
 
 /// How long one Redis command may take: the limits fail closed, and a request
 /// should learn that quickly rather than hang.
@@ -222,6 +222,15 @@ impl Limiter {
         }
     }
 
+    /// Connects to the Redis of `settings`, with its limits.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let redis = RedisConnection::connect(&settings.redis_url)
+            .await
+            .context("cannot connect to Redis (REDIS_URL)")?;
+        Ok(Self::new(redis, settings.limits))
+    }
+
     pub fn connection(&self) -> &RedisConnection {
         &self.conn
     }
@@ -338,7 +347,7 @@ mod tests {
 
     #[test]
     fn keys_of_one_email_share_a_hash_tag() {
-        let keys = Keys::of(&crate::email::normalize("Someone@Example.com").unwrap());
+        let keys = Keys::of(&crate::address::normalize("Someone@Example.com").unwrap());
         for key in [
             &keys.attempts,
             &keys.lock,

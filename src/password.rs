@@ -42,14 +42,21 @@ impl fmt::Debug for PasswordHash {
     }
 }
 
-/// Checks the password policy: 8–72 bytes (bcrypt ignores anything past 72),
-/// no whitespace, and at least one lowercase letter, uppercase letter, digit
-/// and special character. The message is shown to the client.
+/// The shortest password accepted, in bytes.
+pub const MIN_LENGTH: usize = 8;
+/// The longest password accepted, in bytes: bcrypt ignores anything past 72.
+pub const MAX_LENGTH: usize = 72;
+/// The policy in words, for the API's documentation.
+pub const POLICY: &str = "8–72 bytes (not characters), no whitespace, with a lowercase and an \
+                          uppercase letter, a digit and a special character.";
+
+/// Checks the password policy ([`POLICY`]). The message is shown to the
+/// client.
 pub fn check_policy(password: &str) -> Result<(), &'static str> {
-    if password.len() < 8 {
+    if password.len() < MIN_LENGTH {
         return Err("Password must be at least 8 characters long");
     }
-    if password.len() > 72 {
+    if password.len() > MAX_LENGTH {
         return Err("Password must be at most 72 bytes long");
     }
     if password.chars().any(char::is_whitespace) {
@@ -81,6 +88,9 @@ pub enum HashError {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// The costs bcrypt accepts.
+pub const COSTS: std::ops::RangeInclusive<u32> = 4..=31;
+
 /// Hashes and verifies passwords with bounded concurrency. Cheap to clone.
 #[derive(Clone)]
 pub struct Hasher {
@@ -106,13 +116,15 @@ impl Hasher {
         in_flight: usize,
         max_waiting: usize,
     ) -> Result<Self, bcrypt::BcryptError> {
-        let dummy_hash = bcrypt::hash("not a real password: timing equaliser", cost)?;
+        if !COSTS.contains(&cost) {
+            return Err(bcrypt::BcryptError::CostNotAllowed(cost));
+        }
         Ok(Self {
             cost,
             permits: Arc::new(Semaphore::new(in_flight.max(1))),
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting,
-            dummy_hash: dummy_hash.into(),
+            dummy_hash: dummy_hash(cost),
         })
     }
 
@@ -156,6 +168,13 @@ impl Hasher {
         drop(_queued);
         Ok(tokio::task::spawn_blocking(work).await?)
     }
+}
+
+/// A well-formed bcrypt hash at `cost` (zero salt, zero digest) that no
+/// password matches in practice. Verifying against it costs exactly what a
+/// real verification at `cost` costs, without computing a hash up front.
+fn dummy_hash(cost: u32) -> Arc<str> {
+    format!("$2b${cost:02}${}", ".".repeat(53)).into()
 }
 
 /// A place in the wait queue, given back on drop (also when the request is
@@ -233,6 +252,17 @@ mod tests {
         let wrong = Password::new("Wr0ng!pass");
         assert!(!hasher.verify(&wrong, Some(&hash)).await.unwrap());
         assert!(!hasher.verify(&password, None).await.unwrap());
+    }
+
+    #[test]
+    fn the_dummy_hash_is_verified_at_full_cost_and_matches_nothing() {
+        // `Ok(false)`, not an error: bcrypt parsed it and ran the whole cost.
+        assert!(matches!(
+            bcrypt::verify("Str0ng!pass", &dummy_hash(4)),
+            Ok(false)
+        ));
+        assert!(dummy_hash(12).starts_with("$2b$12$"));
+        assert!(Hasher::new(3).is_err() && Hasher::new(32).is_err());
     }
 
     #[tokio::test]

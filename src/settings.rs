@@ -275,7 +275,7 @@ impl Settings {
 
         let system_email =
             optional(source, "SYSTEM_EMAIL").unwrap_or_else(|| "no-reply@example.com".to_owned());
-        if crate::email::normalize(&system_email).is_err() {
+        if crate::address::normalize(&system_email).is_err() {
             return Err(SettingsError::Invalid {
                 name: "SYSTEM_EMAIL",
                 problem: format!("expected an email address, got {system_email:?}"),
@@ -295,7 +295,12 @@ impl Settings {
             email_max_attempts: integer(source, "EMAIL_MAX_ATTEMPTS", 5, 1..=100)?,
             templates_dir: optional(source, "TEMPLATES_DIR").map(PathBuf::from),
             code_ttl: seconds(source, "ACTIVATION_CODE_TTL_SECONDS", 60)?,
-            bcrypt_cost: integer(source, "BCRYPT_COST", bcrypt::DEFAULT_COST, 4..=31)?,
+            bcrypt_cost: integer(
+                source,
+                "BCRYPT_COST",
+                bcrypt::DEFAULT_COST,
+                crate::password::COSTS,
+            )?,
             limits: LimitSettings {
                 attempt_limit: integer(source, "ACTIVATION_ATTEMPT_LIMIT", 5, 1..=1_000_000)?,
                 attempt_window: seconds(source, "ACTIVATION_ATTEMPT_WINDOW_SECONDS", 300)?,

@@ -7,19 +7,12 @@ use rocket::http::ContentType;
 use rocket::response::content::RawHtml;
 use rocket::serde::json::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-use crate::api::error::FieldError;
+use crate::api::error::{Detail, FieldError, LocPart, ValidationErrors};
 
 /// The vendored Scalar bundle (see `assets/scalar/LICENSE.md`).
 const SCALAR_JS: &[u8] = include_bytes!("../../assets/scalar/standalone.js");
-
-/// A 422 body: `{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ValidationErrors {
-    detail: Vec<FieldError>,
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,7 +27,7 @@ pub struct ValidationErrors {
         crate::api::health::check,
         crate::api::health::live,
     ),
-    components(schemas(crate::api::auth::Detail, ValidationErrors, FieldError, crate::api::error::LocPart)),
+    components(schemas(Detail, ValidationErrors, FieldError, LocPart)),
     modifiers(&BasicAuthScheme),
     tags(
         (name = "auth", description = "Registration and activation"),

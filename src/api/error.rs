@@ -8,17 +8,42 @@
 
 use std::time::Duration;
 
+use std::borrow::Cow;
+
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::{self, Responder, Response};
+use rocket::serde::json::Json;
 use rocket::{Request, catch};
 use serde::Serialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::accounts::AccountError;
 use crate::limits::retry_after_seconds;
 
+/// `{"detail": "..."}`: the body of every answer but a 422 and the health
+/// probes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Detail {
+    #[schema(value_type = String, example = "Activation email sent")]
+    pub detail: Cow<'static, str>,
+}
+
+impl Detail {
+    pub fn new(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A 422 body: `{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ValidationErrors {
+    pub detail: Vec<FieldError>,
+}
+
 /// One entry of a FastAPI-style 422 body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct FieldError {
     /// Where: `["body"]`, `["body", "email"]`, or `["body", 12]` for the
     /// character offset of a JSON syntax error.
@@ -29,7 +54,7 @@ pub struct FieldError {
 }
 
 /// A step of a `loc` path: a name, or an offset.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum LocPart {
     Name(String),
@@ -97,9 +122,10 @@ impl ApiError {
         }
     }
 
-    fn body(&self) -> serde_json::Value {
-        let detail = match self {
-            Self::Validation(errors) => return json!({ "detail": errors }),
+    /// The `detail` text of every variant but `Validation`.
+    fn detail(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "Validation error",
             Self::NotAuthenticated => "Not authenticated",
             Self::InvalidCredentials => "Invalid authentication credentials",
             Self::AlreadyActive => "Account already active",
@@ -111,8 +137,7 @@ impl ApiError {
             Self::Unavailable(Dependency::Redis) => "Rate limiter unavailable, try again shortly",
             Self::Unavailable(Dependency::Postgres) => "Service temporarily unavailable",
             Self::Internal => "Internal server error",
-        };
-        json!({ "detail": detail })
+        }
     }
 }
 
@@ -173,23 +198,26 @@ fn database(err: diesel::result::Error) -> ApiError {
 
 impl<'r> Responder<'r, 'static> for ApiError {
     fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
-        let mut response =
-            Response::build_from(rocket::serde::json::Json(self.body()).respond_to(request)?);
-        response.status(self.status()).header(ContentType::JSON);
-        match &self {
+        let status = self.status();
+        let header = match &self {
             Self::NotAuthenticated | Self::InvalidCredentials => {
-                response.header(Header::new("WWW-Authenticate", "Basic"));
+                Some(Header::new("WWW-Authenticate", "Basic"))
             }
-            Self::RateLimited { retry_after } => {
-                response.header(Header::new(
-                    "Retry-After",
-                    retry_after_seconds(*retry_after).to_string(),
-                ));
-            }
-            Self::Busy | Self::Unavailable(_) => {
-                response.header(Header::new("Retry-After", "1"));
-            }
-            _ => {}
+            Self::RateLimited { retry_after } => Some(Header::new(
+                "Retry-After",
+                retry_after_seconds(*retry_after).to_string(),
+            )),
+            Self::Busy | Self::Unavailable(_) => Some(Header::new("Retry-After", "1")),
+            _ => None,
+        };
+        let body = match self {
+            Self::Validation(detail) => Json(ValidationErrors { detail }).respond_to(request)?,
+            other => Json(Detail::new(other.detail())).respond_to(request)?,
+        };
+        let mut response = Response::build_from(body);
+        response.status(status).header(ContentType::JSON);
+        if let Some(header) = header {
+            response.header(header);
         }
         response.ok()
     }
@@ -221,10 +249,8 @@ pub struct CaughtError {
 
 impl<'r> Responder<'r, 'static> for CaughtError {
     fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
-        let detail = self.status.reason().unwrap_or("Error");
-        let mut response = Response::build_from(
-            rocket::serde::json::Json(json!({ "detail": detail })).respond_to(request)?,
-        );
+        let detail = Detail::new(self.status.reason().unwrap_or("Error"));
+        let mut response = Response::build_from(Json(detail).respond_to(request)?);
         response.status(self.status);
         if !self.allowed.is_empty() {
             response.header(Header::new("Allow", self.allowed.join(", ")));

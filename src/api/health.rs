@@ -1,6 +1,7 @@
 //! Health probes: `/health/live` (the process answers) and `/health/check`
 //! (PostgreSQL and Redis answer too).
 
+use std::fmt::Display;
 use std::time::Duration;
 
 use rocket::http::Status;
@@ -8,7 +9,6 @@ use rocket::serde::json::{Json, Value, json};
 use rocket::{State, get};
 
 use crate::accounts::Accounts;
-use crate::db::Pool;
 
 /// How long each dependency may take to answer a health check.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -21,6 +21,22 @@ pub fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Answers whether `check` succeeds within [`CHECK_TIMEOUT`], logging why
+/// not.
+async fn probe<E: Display>(name: &str, check: impl Future<Output = Result<(), E>>) -> bool {
+    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(Ok(())) => true,
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "health check: {name} is unavailable");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("health check: {name} timed out");
+            false
+        }
+    }
+}
+
 /// Readiness: 200 when PostgreSQL and Redis answer, else 503 naming what is
 /// down.
 #[utoipa::path(get, path = "/health/check", tag = "health",
@@ -31,36 +47,11 @@ pub fn live() -> Json<Value> {
             example = json!({"status": "unavailable", "detail": "redis is unavailable", "postgres": "ok", "redis": "unavailable"})),
     ))]
 #[get("/health/check")]
-pub async fn check(pool: &State<Pool>, accounts: &State<Accounts>) -> (Status, Json<Value>) {
-    let postgres = async {
-        let result =
-            tokio::time::timeout(CHECK_TIMEOUT, crate::accounts::database_ready(pool)).await;
-        match result {
-            Ok(Ok(())) => true,
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, "health check: postgres is unavailable");
-                false
-            }
-            Err(_) => {
-                tracing::warn!("health check: postgres timed out");
-                false
-            }
-        }
-    };
-    let redis = async {
-        match tokio::time::timeout(CHECK_TIMEOUT, accounts.limiter.connection().ping()).await {
-            Ok(Ok(())) => true,
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, "health check: redis is unavailable");
-                false
-            }
-            Err(_) => {
-                tracing::warn!("health check: redis timed out");
-                false
-            }
-        }
-    };
-    let (postgres, redis) = tokio::join!(postgres, redis);
+pub async fn check(accounts: &State<Accounts>) -> (Status, Json<Value>) {
+    let (postgres, redis) = tokio::join!(
+        probe("postgres", accounts.database_ready()),
+        probe("redis", accounts.limiter.connection().ping()),
+    );
     let state = |up: bool| if up { "ok" } else { "unavailable" };
     if postgres && redis {
         return (

@@ -8,6 +8,7 @@ pub mod request;
 
 use rocket::{Catcher, Route, catchers, routes};
 
+/// Every route of the API, mounted at `/`.
 pub fn routes() -> Vec<Route> {
     routes![
         auth::register,
@@ -21,6 +22,8 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
+/// The catcher that gives every error Rocket answers itself the API's JSON
+/// shape.
 pub fn catchers() -> Vec<Catcher> {
     catchers![error::default_catcher]
 }

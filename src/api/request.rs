@@ -1,21 +1,21 @@
 //! Reading requests the way the original (FastAPI) service did: HTTP Basic
 //! credentials, and JSON bodies validated into FastAPI-shaped 422 errors.
 
-use rocket::data::{Data, FromData, Outcome, ToByteUnit};
+use rocket::data::{Data, FromData, Limits, Outcome};
 use rocket::request::{self, FromRequest, Request};
 use serde_json::{Map, Value};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
+use crate::address::Email;
 use crate::api::error::{ApiError, FieldError, LocPart};
 use crate::password::Password;
 
-/// The body size limit if the configuration had none for `json` (it always
-/// has: see `crate::figment`).
-const DEFAULT_LIMIT_KIB: u64 = 16;
-
 /// HTTP Basic credentials: the email and password of `Authorization: Basic`.
+/// The address is normalized, not validated, so an account stored under
+/// older validation rules can still sign in.
 #[derive(Debug)]
 pub struct BasicAuth {
-    pub email: String,
+    pub email: Email,
     pub password: Password,
 }
 
@@ -52,7 +52,7 @@ fn parse_basic(header: Option<&str>) -> Result<BasicAuth, ApiError> {
         .split_once(':')
         .ok_or(ApiError::InvalidCredentials)?;
     Ok(BasicAuth {
-        email: email.to_owned(),
+        email: Email::canonical(email),
         password: Password::new(password),
     })
 }
@@ -85,10 +85,9 @@ async fn read_object(request: &Request<'_>, data: Data<'_>) -> Result<JsonObject
                 && (content_type.sub() == "json" || content_type.sub().as_str().ends_with("+json"))
         }
     };
-    let limit = request
-        .limits()
-        .get("json")
-        .unwrap_or_else(|| DEFAULT_LIMIT_KIB.kibibytes());
+    // `crate::figment` always sets a `json` limit; Rocket's default is the
+    // fallback only for a Rocket built without it.
+    let limit = request.limits().get("json").unwrap_or(Limits::JSON);
     let bytes = data.open(limit).into_bytes().await.map_err(|err| {
         tracing::debug!(error = %err, "request body could not be read");
         ApiError::Validation(vec![FieldError::new(
@@ -127,6 +126,27 @@ async fn read_object(request: &Request<'_>, data: Data<'_>) -> Result<JsonObject
             kind: "json_invalid".into(),
         }])),
     }
+}
+
+/// The schema of a password field, from the policy's own bounds and words.
+pub fn password_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(crate::password::MIN_LENGTH))
+        .max_length(Some(crate::password::MAX_LENGTH))
+        .description(Some(crate::password::POLICY))
+        .examples(["Secr3t!pass"])
+        .build()
+}
+
+/// The schema of an activation code field.
+pub fn code_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r"^\d{4}$"))
+        .description(Some("The 4-digit code from the email."))
+        .examples(["0427"])
+        .build()
 }
 
 /// Collects field errors while reading a body, so a client learns about every
@@ -197,7 +217,7 @@ mod tests {
     #[test]
     fn basic_credentials_split_at_the_first_colon() {
         let auth = parse_basic(Some(&basic("a@example.com:pa:ss"))).unwrap();
-        assert_eq!(auth.email, "a@example.com");
+        assert_eq!(auth.email.as_str(), "a@example.com");
         assert_eq!(auth.password.as_str(), "pa:ss");
     }
 

@@ -30,7 +30,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         opts.port
     );
     let capacity = usize::try_from(opts.capacity).unwrap_or(usize::MAX);
-    rocket::execute(crate::mail::mailbox::rocket(figment, capacity).launch())
+    rocket::execute(crate::mailbox::rocket(figment, capacity).launch())
         .map(drop)
         .map_err(|err| anyhow::anyhow!("mailbox failed: {err}"))
 }

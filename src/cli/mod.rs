@@ -35,38 +35,31 @@ pub enum Command {
     Mailbox(mailbox::Opts),
 }
 
-/// Filters for commands that run as services, and for one-shot commands
-/// whose output is on stdout.
-/// Rocket reports every unmatched request at error level under
-/// `rocket::server::_`; a 404 is not an operator's problem.
+/// The log filter of commands that run as services. Rocket reports every
+/// unmatched request at error level under `rocket::server::_`; a 404 is not
+/// an operator's problem.
 const SERVICE_LOG_FILTER: &str =
     "info,rocket=warn,rocket::launch=info,rocket::server::_=off,_=warn";
+/// The log filter of one-shot commands, whose output is on stdout.
 const COMMAND_LOG_FILTER: &str = "warn";
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let env = Environment::load()?;
-    let log_format = LogFormat::from_source(&env)?;
+    let service = matches!(cli.command, Command::Serve(_) | Command::Mailbox(_));
+    crate::logging::init(
+        LogFormat::from_source(&env)?,
+        if service {
+            SERVICE_LOG_FILTER
+        } else {
+            COMMAND_LOG_FILTER
+        },
+    );
     match cli.command {
-        Command::Serve(opts) => {
-            crate::logging::init(log_format, SERVICE_LOG_FILTER);
-            serve::run(opts, &env)
-        }
-        Command::Mailbox(opts) => {
-            crate::logging::init(log_format, SERVICE_LOG_FILTER);
-            mailbox::run(opts)
-        }
-        Command::Migrate(opts) => {
-            crate::logging::init(log_format, COMMAND_LOG_FILTER);
-            migrate::run(opts, &env)
-        }
-        Command::User(command) => {
-            crate::logging::init(log_format, COMMAND_LOG_FILTER);
-            user::run(command, &env)
-        }
-        Command::Purge(opts) => {
-            crate::logging::init(log_format, COMMAND_LOG_FILTER);
-            purge::run(opts, &env)
-        }
+        Command::Serve(opts) => serve::run(opts, &env),
+        Command::Mailbox(opts) => mailbox::run(opts),
+        Command::Migrate(opts) => migrate::run(opts, &env),
+        Command::User(command) => user::run(command, &env),
+        Command::Purge(opts) => purge::run(opts, &env),
     }
 }
 
@@ -82,8 +75,8 @@ fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
 /// Parses an email argument: normalized but not validated, so accounts
 /// stored under older validation rules stay reachable. Only something that
 /// cannot be an address at all is a usage error.
-fn email_arg(raw: &str) -> Result<crate::email::Email, String> {
-    let email = crate::email::Email::canonical(raw);
+fn email_arg(raw: &str) -> Result<crate::address::Email, String> {
+    let email = crate::address::Email::canonical(raw);
     if email.as_str().contains('@') {
         Ok(email)
     } else {

@@ -10,7 +10,7 @@ use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 use serde::Serialize;
 
-use crate::db::{self, codes, outbox, users};
+use crate::db::{self, activation_codes, outbox, users};
 use crate::settings::{DatabaseSettings, Environment};
 
 #[derive(Debug, clap::Args)]
@@ -32,7 +32,7 @@ pub struct Opts {
     json: bool,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Serialize)]
 struct Counts {
     dry_run: bool,
     codes: u64,
@@ -44,21 +44,6 @@ fn days(n: u32) -> TimeDelta {
     TimeDelta::days(i64::from(n))
 }
 
-/// Runs `delete` until it deletes less than a full batch.
-async fn in_batches<F>(batch: i64, mut delete: F) -> diesel::QueryResult<u64>
-where
-    F: AsyncFnMut() -> diesel::QueryResult<usize>,
-{
-    let mut total = 0;
-    loop {
-        let deleted = delete().await?;
-        total += deleted as u64;
-        if i64::try_from(deleted).unwrap_or(i64::MAX) < batch {
-            return Ok(total);
-        }
-    }
-}
-
 pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
     let settings = DatabaseSettings::from_source(env)?;
     let counts = super::block_on(async {
@@ -68,36 +53,28 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
         let now = Utc::now();
         let email_cutoff = now - days(opts.retention_days);
         let account_cutoff = opts.unactivated_older_than.map(|n| now - days(n));
-        let batch = opts.batch_size;
         let conn = &mut conn;
-        let mut counts = Counts {
-            dry_run: opts.dry_run,
-            ..Counts::default()
-        };
-        if opts.dry_run {
-            counts.codes = codes::count_spent(conn, now).await?.unsigned_abs();
-            counts.emails = outbox::count_finished_before(conn, email_cutoff)
-                .await?
-                .unsigned_abs();
-            if let Some(cutoff) = account_cutoff {
-                counts.accounts = users::count_pending_created_before(conn, cutoff)
-                    .await?
-                    .unsigned_abs();
-            }
-        } else {
-            counts.codes =
-                in_batches(batch, async || codes::delete_spent(conn, now, batch).await).await?;
-            counts.emails = in_batches(batch, async || {
-                outbox::delete_finished_before(conn, email_cutoff, batch).await
-            })
-            .await?;
-            if let Some(cutoff) = account_cutoff {
-                counts.accounts = in_batches(batch, async || {
-                    users::delete_pending_created_before(conn, cutoff, batch).await
-                })
-                .await?;
-            }
+        let targets = [
+            (&activation_codes::SPENT, Some(now)),
+            (&outbox::FINISHED, Some(email_cutoff)),
+            (&users::STALE_PENDING, account_cutoff),
+        ];
+        let mut found = [0; 3];
+        for ((rows, cutoff), found) in targets.into_iter().zip(&mut found) {
+            let Some(cutoff) = cutoff else { continue };
+            *found = if opts.dry_run {
+                rows.count(conn, cutoff).await?
+            } else {
+                rows.delete(conn, cutoff, opts.batch_size).await?
+            };
         }
+        let [codes, emails, accounts] = found;
+        let counts = Counts {
+            dry_run: opts.dry_run,
+            codes,
+            emails,
+            accounts,
+        };
         anyhow::Ok(counts)
     })??;
     if opts.json {

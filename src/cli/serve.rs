@@ -3,8 +3,8 @@
 use anyhow::{Context, bail};
 
 use crate::db::migrations;
-use crate::mail::Templates;
 use crate::mail::dispatcher::{self, Dispatcher};
+use crate::mail::templates::Templates;
 use crate::mail::transport::Transport;
 use crate::settings::{Environment, Settings};
 
@@ -41,7 +41,7 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
     };
 
     rocket::execute(async move {
-        let app = crate::App::build(&settings, templates).await?;
+        let accounts = crate::accounts::Accounts::build(&settings, templates).await?;
         let dispatcher = Dispatcher::start(dispatcher::Config {
             database_url: settings.database.url.clone(),
             transport,
@@ -50,7 +50,7 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
         })
         .context("cannot start the email dispatcher")?;
 
-        let served = crate::rocket(crate::figment(), app).launch().await;
+        let served = crate::rocket(crate::figment(), accounts).launch().await;
 
         // The server has stopped taking requests; let the dispatcher finish
         // its in-flight posts before the process exits.

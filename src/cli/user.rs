@@ -6,11 +6,12 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::accounts::{self, AccountError};
-use crate::db::{codes, outbox};
-use crate::email::Email;
-use crate::limits::LockState;
-use crate::mail::Templates;
+use crate::accounts::{self, AccountError, Accounts};
+use crate::address::Email;
+use crate::db::{self, Pool, activation_codes, outbox};
+use crate::duration::approximate;
+use crate::limits::{Limiter, LockState};
+use crate::mail::templates::Templates;
 use crate::settings::{Environment, Settings};
 
 #[derive(Debug, clap::Subcommand)]
@@ -43,18 +44,26 @@ pub fn run(command: Command, env: &Environment) -> anyhow::Result<()> {
     let mut settings = Settings::from_source(env)?;
     // One command needs a connection or two, not a pool of them.
     settings.database.pool_size = 2;
-    let templates = Templates::load(settings.templates_dir.as_deref())?;
     super::block_on(async move {
-        let app = crate::App::build(&settings, templates).await?;
         match command {
-            Command::Resend { email } => resend(&app, &email).await,
+            Command::Resend { email } => resend(&workflows(&settings).await?, &email).await,
             Command::Unlock {
                 email,
                 resend_limits,
-            } => unlock(&app, &email, resend_limits).await,
-            Command::Show { email, json } => show(&app, &email, json).await,
+            } => unlock(&workflows(&settings).await?, &email, resend_limits).await,
+            Command::Show { email, json } => {
+                let pool =
+                    db::pool(&settings.database).context("cannot set up the database pool")?;
+                show(&pool, &Limiter::connect(&settings).await?, &email, json).await
+            }
         }
     })?
+}
+
+/// The account workflows, for the commands that run one.
+async fn workflows(settings: &Settings) -> anyhow::Result<Accounts> {
+    let templates = Templates::load(settings.templates_dir.as_deref())?;
+    Accounts::build(settings, templates).await
 }
 
 /// Phrases a workflow refusal for an operator.
@@ -70,25 +79,25 @@ fn explain(err: AccountError, email: &Email) -> anyhow::Error {
     }
 }
 
-async fn resend(app: &crate::App, email: &Email) -> anyhow::Result<()> {
-    let user = accounts::find_user(&app.pool, email)
+async fn resend(accounts: &Accounts, email: &Email) -> anyhow::Result<()> {
+    let user = accounts
+        .find_user(email)
         .await
         .map_err(|err| explain(err, email))?;
-    app.accounts
-        .reissue(&app.pool, &user)
+    accounts
+        .reissue(&user)
         .await
         .map_err(|err| explain(err, email))?;
     println!(
         "queued a new activation code for {email}, valid for {}s; a running `activator serve` sends it",
-        app.accounts.code_ttl.as_secs()
+        accounts.code_ttl.as_secs()
     );
     Ok(())
 }
 
-async fn unlock(app: &crate::App, email: &Email, resend_limits: bool) -> anyhow::Result<()> {
-    let cleared = app
-        .accounts
-        .unlock(&app.pool, email, resend_limits)
+async fn unlock(accounts: &Accounts, email: &Email, resend_limits: bool) -> anyhow::Result<()> {
+    let cleared = accounts
+        .unlock(email, resend_limits)
         .await
         .map_err(|err| explain(err, email))?;
     let mut what = Vec::new();
@@ -140,26 +149,23 @@ struct EmailReport {
     last_error: Option<String>,
 }
 
-async fn show(app: &crate::App, email: &Email, json: bool) -> anyhow::Result<()> {
-    let user = accounts::find_user(&app.pool, email)
+async fn show(pool: &Pool, limiter: &Limiter, email: &Email, json: bool) -> anyhow::Result<()> {
+    let user = accounts::find_user(pool, email)
         .await
         .map_err(|err| explain(err, email))?;
-    let lock: LockState = app
-        .accounts
-        .limiter
+    let lock: LockState = limiter
         .lock_state(email)
         .await
         .map_err(|err| explain(err.into(), email))?;
-    let mut conn = app
-        .pool
+    let mut conn = pool
         .get()
         .await
         .context("cannot reach the database (DATABASE_URL)")?;
-    let code = codes::find_live(&mut conn, user.id).await?;
+    let code = activation_codes::find_live(&mut conn, user.id).await?;
     let delivery = outbox::latest_for_user(&mut conn, user.id).await?;
     let now = Utc::now();
     let report = Report {
-        email: user.email.clone(),
+        email: user.email.to_string(),
         state: if user.is_active { "active" } else { "pending" },
         created_at: user.created_at,
         activated_at: user.activated_at,
@@ -175,7 +181,7 @@ async fn show(app: &crate::App, email: &Email, json: bool) -> anyhow::Result<()>
             status: delivery.status.as_str(),
             queued_at: delivery.created_at,
             attempts: delivery.attempts,
-            next_attempt_at: (delivery.status == outbox::Status::Queued)
+            next_attempt_at: (delivery.status == outbox::MessageState::Queued)
                 .then_some(delivery.next_attempt_at),
             finished_at: delivery.finished_at,
             last_error: delivery.last_error,
@@ -189,30 +195,15 @@ async fn show(app: &crate::App, email: &Email, json: bool) -> anyhow::Result<()>
     Ok(())
 }
 
+/// `at` with how long ago, or in how long, it is from `now`.
 fn ago_or_in(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let seconds = (at - now).num_seconds();
+    let distance = approximate(Duration::from_secs(seconds.unsigned_abs()));
+    let at = at.format("%Y-%m-%d %H:%M:%S UTC");
     if seconds >= 0 {
-        format!(
-            "{} (in {})",
-            at.format("%Y-%m-%d %H:%M:%S UTC"),
-            human(seconds)
-        )
+        format!("{at} (in {distance})")
     } else {
-        format!(
-            "{} ({} ago)",
-            at.format("%Y-%m-%d %H:%M:%S UTC"),
-            human(-seconds)
-        )
-    }
-}
-
-fn human(seconds: i64) -> String {
-    let d = Duration::from_secs(seconds.unsigned_abs());
-    match d.as_secs() {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
+        format!("{at} ({distance} ago)")
     }
 }
 
@@ -228,10 +219,7 @@ fn render(report: &Report, now: DateTime<Utc>) -> String {
     line(
         "lockout",
         match report.lock_seconds_left {
-            Some(left) => format!(
-                "locked, {} left",
-                human(i64::try_from(left).unwrap_or(i64::MAX))
-            ),
+            Some(left) => format!("locked, {} left", approximate(Duration::from_secs(left))),
             None => format!(
                 "not locked ({} attempt(s) in the current window)",
                 report.attempts_in_window

@@ -18,7 +18,7 @@ pub type MigrationConnection = AsyncConnectionWrapper<AsyncPgConnection>;
 
 /// One migration and whether it has been applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
+pub struct Migration {
     /// The migration's folder name, e.g. `2026-11-24-000001_create_users`.
     pub name: String,
     pub applied: bool,
@@ -41,14 +41,14 @@ pub fn revert_last(conn: &mut MigrationConnection) -> Result<String, BoxError> {
 }
 
 /// Every embedded migration, oldest first, with whether it is applied.
-pub fn status(conn: &mut MigrationConnection) -> Result<Vec<Status>, BoxError> {
+pub fn status(conn: &mut MigrationConnection) -> Result<Vec<Migration>, BoxError> {
     let applied: Vec<MigrationVersion> = conn.applied_migrations()?;
-    let mut all: Vec<Status> =
+    let mut all: Vec<Migration> =
         diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)?
             .iter()
             .map(|migration| {
                 let name = migration.name();
-                Status {
+                Migration {
                     name: name.to_string(),
                     applied: applied.contains(&name.version()),
                 }

@@ -2,27 +2,24 @@
 //! per table with its model and queries. Used alike by the API, the
 //! dispatcher and the CLI.
 
-pub mod codes;
+pub mod activation_codes;
 pub mod migrations;
 pub mod outbox;
 pub mod users;
 
 use std::time::Duration;
 
-use diesel::ConnectionResult;
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{BigInt, Timestamptz};
+use diesel::{ConnectionResult, QueryResult};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::FutureExt;
 
 use crate::settings::DatabaseSettings;
 
-pub use diesel_async::AsyncPgConnection as Connection;
-
 /// The pool of PostgreSQL connections shared by request handlers.
 pub type Pool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnection>;
-
-/// A connection checked out of the [`Pool`].
-pub type PooledConnection = diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>;
 
 /// How long a request waits for a free connection before it is answered 503.
 const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,9 +64,64 @@ pub async fn connect(url: &str) -> ConnectionResult<AsyncPgConnection> {
 
 /// The result of a `SELECT count(*) AS n ...` written in SQL.
 #[derive(diesel::QueryableByName)]
-pub struct Count {
+struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
-    pub n: i64,
+    n: i64,
+}
+
+/// Rows of one table that `purge` deletes: those matching `condition`, an
+/// SQL predicate in which `$1` is the cutoff time.
+pub struct Purgeable {
+    pub table: &'static str,
+    pub condition: &'static str,
+}
+
+impl Purgeable {
+    /// Deletes every matching row, `batch` rows per statement, each its own
+    /// short transaction, so a busy `serve` never waits long on its locks.
+    /// `FOR UPDATE SKIP LOCKED`: rows another purge (or a request) holds are
+    /// left for later rather than waited for, so purges running at once
+    /// share the work instead of queueing. Returns how many it deleted.
+    pub async fn delete(
+        &self,
+        conn: &mut AsyncPgConnection,
+        cutoff: DateTime<Utc>,
+        batch: i64,
+    ) -> QueryResult<u64> {
+        let Self { table, condition } = self;
+        let statement = format!(
+            "DELETE FROM {table} WHERE id IN \
+             (SELECT id FROM {table} WHERE {condition} LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        );
+        let mut total = 0;
+        loop {
+            let deleted = diesel::sql_query(&statement)
+                .bind::<Timestamptz, _>(cutoff)
+                .bind::<BigInt, _>(batch)
+                .execute(conn)
+                .await?;
+            total += deleted as u64;
+            if i64::try_from(deleted).unwrap_or(i64::MAX) < batch {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// How many rows [`Purgeable::delete`] would delete now.
+    pub async fn count(
+        &self,
+        conn: &mut AsyncPgConnection,
+        cutoff: DateTime<Utc>,
+    ) -> QueryResult<u64> {
+        let Self { table, condition } = self;
+        diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM {table} WHERE {condition}"
+        ))
+        .bind::<Timestamptz, _>(cutoff)
+        .get_result::<Count>(conn)
+        .await
+        .map(|count| count.n.unsigned_abs())
+    }
 }
 
 /// Answers whether PostgreSQL can run a query.

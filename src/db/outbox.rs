@@ -12,14 +12,14 @@ use diesel::serialize::{Output, ToSql};
 use diesel::sql_types::{BigInt, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::Count;
+use crate::db::Purgeable;
 use crate::db::users::UserId;
 use crate::schema::email_outbox;
 
 /// Where a message is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
 #[diesel(sql_type = Text)]
-pub enum Status {
+pub enum MessageState {
     /// Waiting to be sent (possibly after a failed attempt).
     Queued,
     /// Accepted by the email API.
@@ -30,7 +30,7 @@ pub enum Status {
     Expired,
 }
 
-impl Status {
+impl MessageState {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
@@ -41,13 +41,13 @@ impl Status {
     }
 }
 
-impl ToSql<Text, Pg> for Status {
+impl ToSql<Text, Pg> for MessageState {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> diesel::serialize::Result {
         <str as ToSql<Text, Pg>>::to_sql(self.as_str(), out)
     }
 }
 
-impl FromSql<Text, Pg> for Status {
+impl FromSql<Text, Pg> for MessageState {
     fn from_sql(bytes: PgValue<'_>) -> diesel::deserialize::Result<Self> {
         match bytes.as_bytes() {
             b"queued" => Ok(Self::Queued),
@@ -89,7 +89,7 @@ impl std::fmt::Debug for Message {
 #[diesel(table_name = email_outbox, check_for_backend(Pg))]
 pub struct Delivery {
     pub id: i64,
-    pub status: Status,
+    pub status: MessageState,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub attempts: i32,
@@ -98,6 +98,7 @@ pub struct Delivery {
     pub last_error: Option<String>,
 }
 
+/// A message to queue.
 #[derive(Insertable)]
 #[diesel(table_name = email_outbox)]
 pub struct NewMessage<'a> {
@@ -116,10 +117,6 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewMessage<'_>) -> Query
         .returning(email_outbox::id)
         .get_result(conn)
         .await
-}
-
-fn interval(duration: Duration) -> chrono::TimeDelta {
-    chrono::TimeDelta::from_std(duration).unwrap_or(chrono::TimeDelta::MAX)
 }
 
 /// Claims up to `limit` due messages for this sender: each claim counts an
@@ -141,7 +138,7 @@ pub async fn claim_due(
          RETURNING id, recipient, subject, body_text, body_html, expires_at, attempts",
     )
     .bind::<Timestamptz, _>(now)
-    .bind::<Timestamptz, _>(now + interval(lease))
+    .bind::<Timestamptz, _>(now + crate::duration::to_delta(lease))
     .bind::<BigInt, _>(limit)
     .load(conn)
     .await
@@ -152,14 +149,14 @@ pub async fn claim_due(
 pub async fn finish(
     conn: &mut AsyncPgConnection,
     ids: &[i64],
-    status: Status,
+    status: MessageState,
     now: DateTime<Utc>,
     error: Option<&str>,
 ) -> QueryResult<()> {
-    debug_assert!(status != Status::Queued);
+    debug_assert!(status != MessageState::Queued);
     let queued = email_outbox::table
         .filter(email_outbox::id.eq_any(ids))
-        .filter(email_outbox::status.eq(Status::Queued));
+        .filter(email_outbox::status.eq(MessageState::Queued));
     diesel::update(queued)
         .set((
             email_outbox::status.eq(status),
@@ -182,7 +179,7 @@ pub async fn retry_at(
 ) -> QueryResult<()> {
     let queued = email_outbox::table
         .find(id)
-        .filter(email_outbox::status.eq(Status::Queued));
+        .filter(email_outbox::status.eq(MessageState::Queued));
     diesel::update(queued)
         .set((
             email_outbox::next_attempt_at.eq(at),
@@ -196,7 +193,7 @@ pub async fn retry_at(
 /// When the earliest queued message is due, if any is queued.
 pub async fn next_due_at(conn: &mut AsyncPgConnection) -> QueryResult<Option<DateTime<Utc>>> {
     email_outbox::table
-        .filter(email_outbox::status.eq(Status::Queued))
+        .filter(email_outbox::status.eq(MessageState::Queued))
         .select(diesel::dsl::min(email_outbox::next_attempt_at))
         .get_result(conn)
         .await
@@ -216,35 +213,8 @@ pub async fn latest_for_user(
         .optional()
 }
 
-/// Messages finished (sent, dead or expired) before `$1`.
-const FINISHED_BEFORE: &str = "status <> 'queued' AND finished_at < $1";
-
-/// Deletes up to `batch` messages finished before `cutoff`, in one statement;
-/// rows another purge holds are skipped, not waited for.
-pub async fn delete_finished_before(
-    conn: &mut AsyncPgConnection,
-    cutoff: DateTime<Utc>,
-    batch: i64,
-) -> QueryResult<usize> {
-    diesel::sql_query(format!(
-        "DELETE FROM email_outbox WHERE id IN \
-         (SELECT id FROM email_outbox WHERE {FINISHED_BEFORE} LIMIT $2 FOR UPDATE SKIP LOCKED)"
-    ))
-    .bind::<Timestamptz, _>(cutoff)
-    .bind::<BigInt, _>(batch)
-    .execute(conn)
-    .await
-}
-
-pub async fn count_finished_before(
-    conn: &mut AsyncPgConnection,
-    cutoff: DateTime<Utc>,
-) -> QueryResult<i64> {
-    diesel::sql_query(format!(
-        "SELECT count(*) AS n FROM email_outbox WHERE {FINISHED_BEFORE}"
-    ))
-    .bind::<Timestamptz, _>(cutoff)
-    .get_result::<Count>(conn)
-    .await
-    .map(|count| count.n)
-}
+/// Messages finished (sent, dead or expired) before the cutoff.
+pub const FINISHED: Purgeable = Purgeable {
+    table: "email_outbox",
+    condition: "status <> 'queued' AND finished_at < $1",
+};

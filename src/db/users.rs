@@ -1,4 +1,6 @@
-//! Accounts.
+//! The `users` table: one row per person, pending until activated. Looked
+//! up by normalized address; inserted so that concurrent registrations of one
+//! address yield one row; deleted by `purge` when never activated.
 
 use chrono::{DateTime, Utc};
 use diesel::deserialize::{FromSql, FromSqlRow};
@@ -6,11 +8,11 @@ use diesel::expression::AsExpression;
 use diesel::pg::{Pg, PgValue};
 use diesel::prelude::*;
 use diesel::serialize::{Output, ToSql};
-use diesel::sql_types::{BigInt, Timestamptz};
+use diesel::sql_types::BigInt;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::Count;
-use crate::email::Email;
+use crate::address::Email;
+use crate::db::Purgeable;
 use crate::password::PasswordHash;
 use crate::schema::users;
 
@@ -37,11 +39,13 @@ impl std::fmt::Display for UserId {
     }
 }
 
+/// An account as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users, check_for_backend(Pg))]
 pub struct User {
     pub id: UserId,
-    pub email: String,
+    #[diesel(deserialize_as = String)]
+    pub email: Email,
     #[diesel(deserialize_as = String)]
     pub password_hash: PasswordHash,
     pub is_active: bool,
@@ -55,6 +59,15 @@ impl From<String> for PasswordHash {
     }
 }
 
+/// A stored address is already normalized: the table's CHECK constraint
+/// refuses any other.
+impl From<String> for Email {
+    fn from(stored: String) -> Self {
+        Email::canonical(&stored)
+    }
+}
+
+/// A pending account to insert.
 #[derive(Debug, Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser<'a> {
@@ -62,6 +75,7 @@ pub struct NewUser<'a> {
     pub password_hash: &'a str,
 }
 
+/// The account stored under the normalized `email`, if any.
 pub async fn find_by_email(
     conn: &mut AsyncPgConnection,
     email: &Email,
@@ -101,39 +115,12 @@ pub async fn activate(
     Ok(updated == 1)
 }
 
-/// Accounts never activated, created before `$1`.
-const STALE_PENDING: &str = "NOT is_active AND created_at < $1";
-
-/// Deletes up to `batch` accounts never activated and created before
-/// `cutoff`, in one statement (their codes and emails go with them by
-/// cascade). Rows another purge holds are skipped, not waited for.
-pub async fn delete_pending_created_before(
-    conn: &mut AsyncPgConnection,
-    cutoff: DateTime<Utc>,
-    batch: i64,
-) -> QueryResult<usize> {
-    diesel::sql_query(format!(
-        "DELETE FROM users WHERE id IN \
-         (SELECT id FROM users WHERE {STALE_PENDING} LIMIT $2 FOR UPDATE SKIP LOCKED)"
-    ))
-    .bind::<Timestamptz, _>(cutoff)
-    .bind::<BigInt, _>(batch)
-    .execute(conn)
-    .await
-}
-
-pub async fn count_pending_created_before(
-    conn: &mut AsyncPgConnection,
-    cutoff: DateTime<Utc>,
-) -> QueryResult<i64> {
-    diesel::sql_query(format!(
-        "SELECT count(*) AS n FROM users WHERE {STALE_PENDING}"
-    ))
-    .bind::<Timestamptz, _>(cutoff)
-    .get_result::<Count>(conn)
-    .await
-    .map(|count| count.n)
-}
+/// Accounts never activated, created before the cutoff (their codes and
+/// emails go with them by cascade).
+pub const STALE_PENDING: Purgeable = Purgeable {
+    table: "users",
+    condition: "NOT is_active AND created_at < $1",
+};
 
 /// Reads the user and locks its row until the end of the transaction.
 pub async fn lock(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<User>> {

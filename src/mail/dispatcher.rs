@@ -29,7 +29,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::{FutureExt, StreamExt};
 use rand::Rng;
 
-use crate::db::outbox::{self, Message, Status};
+use crate::db::outbox::{self, Message, MessageState};
 use crate::mail::transport::{Envelope, SEND_TIMEOUT, SendError, Transport};
 
 /// Messages claimed (and posted concurrently) at once.
@@ -144,7 +144,7 @@ impl Worker {
         while !self.stop.requested() {
             match crate::db::connect(&self.config.database_url).await {
                 Ok(mut conn) => {
-                    if let Err(err) = self.serve(&mut conn).await {
+                    if let Err(err) = self.listen(&mut conn).await {
                         tracing::warn!(error = %err, "email dispatcher lost its database connection");
                         self.pause(RECONNECT_DELAY).await;
                     }
@@ -165,7 +165,10 @@ impl Worker {
         }
     }
 
-    async fn serve(&self, conn: &mut AsyncPgConnection) -> QueryResult<()> {
+    /// Drains the outbox, then sleeps until a notification, the next due
+    /// retry or the sweep, and again, until a stop is requested or the
+    /// connection fails.
+    async fn listen(&self, conn: &mut AsyncPgConnection) -> QueryResult<()> {
         diesel::sql_query("LISTEN email_outbox")
             .execute(conn)
             .await?;
@@ -227,7 +230,7 @@ impl Worker {
             }
             // The usual case, one statement for the whole batch.
             if !sent.is_empty() {
-                outbox::finish(conn, &sent, Status::Sent, Utc::now(), None).await?;
+                outbox::finish(conn, &sent, MessageState::Sent, Utc::now(), None).await?;
             }
             if claimed < usize::try_from(BATCH).unwrap_or(usize::MAX) {
                 return Ok(());
@@ -249,7 +252,7 @@ impl Worker {
         if !expired.is_empty() {
             let ids: Vec<i64> = expired.iter().map(|message| message.id).collect();
             tracing::info!(emails = ?ids, "activation emails expired before they could be sent");
-            outbox::finish(conn, &ids, Status::Expired, now, None).await?;
+            outbox::finish(conn, &ids, MessageState::Expired, now, None).await?;
         }
         let transport = &self.config.transport;
         let from = self.config.from.as_str();
@@ -286,7 +289,7 @@ impl Worker {
                 error,
                 "activation email is dead"
             );
-            return outbox::finish(conn, &[message.id], Status::Dead, now, Some(error)).await;
+            return outbox::finish(conn, &[message.id], MessageState::Dead, now, Some(error)).await;
         }
         let retry_at = now + retry_delay(attempts);
         if retry_at >= message.expires_at {
@@ -296,7 +299,8 @@ impl Worker {
                 error,
                 "activation email expired while retrying"
             );
-            return outbox::finish(conn, &[message.id], Status::Expired, now, Some(error)).await;
+            return outbox::finish(conn, &[message.id], MessageState::Expired, now, Some(error))
+                .await;
         }
         tracing::warn!(email_id = message.id, attempts, error, %retry_at, "activation email failed; will retry");
         outbox::retry_at(conn, message.id, retry_at, error).await
@@ -324,7 +328,7 @@ fn retry_delay(failed: u32) -> chrono::TimeDelta {
         .saturating_mul(2u32.saturating_pow(failed.saturating_sub(1)))
         .min(MAX_RETRY);
     let jitter = rand::rng().random_range(0.8..1.2);
-    chrono::TimeDelta::from_std(base.mul_f64(jitter)).unwrap_or(chrono::TimeDelta::MAX)
+    crate::duration::to_delta(base.mul_f64(jitter))
 }
 
 #[cfg(test)]

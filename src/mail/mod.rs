@@ -1,10 +1,6 @@
-//! Email: the activation templates, the transports that deliver a message,
-//! the outbox dispatcher, and the local development mailbox.
+//! Email delivery: the activation templates, the transports that deliver a
+//! message, and the outbox dispatcher that drives them.
 
 pub mod dispatcher;
-pub mod mailbox;
 pub mod templates;
 pub mod transport;
-
-pub use templates::{Rendered, Templates};
-pub use transport::{Envelope, Transport};

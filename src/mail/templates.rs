@@ -10,7 +10,8 @@ use std::time::Duration;
 use handlebars::Handlebars;
 use serde::Serialize;
 
-use crate::codes::Code;
+use crate::code::Code;
+use crate::duration::Unit;
 
 /// File names inside `templates/` (or `TEMPLATES_DIR`).
 const SUBJECT: &str = "activation_subject.hbs";
@@ -124,7 +125,7 @@ impl Templates {
         let data = ActivationData {
             email,
             code: code.as_str(),
-            valid_for: human_duration(ttl),
+            valid_for: in_words(ttl),
             valid_seconds: ttl.as_secs(),
         };
         let render = |registry: &Handlebars<'static>, name: &'static str| {
@@ -143,13 +144,15 @@ impl Templates {
     }
 }
 
-/// Whole minutes or hours when the duration is one, else seconds.
-fn human_duration(duration: Duration) -> String {
-    let seconds = duration.as_secs();
-    let (n, unit) = match seconds {
-        s if s >= 3600 && s % 3600 == 0 => (s / 3600, "hour"),
-        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
-        s => (s, "second"),
+/// "1 minute", "90 seconds", "2 hours": exact, in the largest unit that
+/// divides the duration.
+fn in_words(duration: Duration) -> String {
+    let (n, unit) = crate::duration::exact(duration);
+    let unit = match unit {
+        Unit::Second => "second",
+        Unit::Minute => "minute",
+        Unit::Hour => "hour",
+        Unit::Day => "day",
     };
     if n == 1 {
         format!("1 {unit}")
@@ -178,11 +181,11 @@ mod tests {
 
     #[test]
     fn durations_read_naturally() {
-        assert_eq!(human_duration(Duration::from_secs(1)), "1 second");
-        assert_eq!(human_duration(Duration::from_secs(60)), "1 minute");
-        assert_eq!(human_duration(Duration::from_secs(90)), "90 seconds");
-        assert_eq!(human_duration(Duration::from_secs(300)), "5 minutes");
-        assert_eq!(human_duration(Duration::from_secs(7200)), "2 hours");
+        assert_eq!(in_words(Duration::from_secs(1)), "1 second");
+        assert_eq!(in_words(Duration::from_secs(60)), "1 minute");
+        assert_eq!(in_words(Duration::from_secs(90)), "90 seconds");
+        assert_eq!(in_words(Duration::from_secs(300)), "5 minutes");
+        assert_eq!(in_words(Duration::from_secs(7200)), "2 hours");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use activator::email::normalize;
+use activator::address::normalize;
 use diesel_async::RunQueryDsl;
 use futures_util::future::join_all;
 use rocket::http::{ContentType, Header};
@@ -87,13 +87,13 @@ async fn register_creates_a_pending_account_and_queues_its_email() {
         .get_result(&mut conn)
         .await
         .unwrap();
-    let parsed = activator::codes::Code::parse(&code).unwrap();
+    let parsed = activator::code::Code::parse(&code).unwrap();
     let user = activator::db::users::UserId(stored.user_id);
-    let keyed = activator::codes::CodeHasher::new(activator::settings::SecretKey::new(
+    let keyed = activator::code::CodeHasher::new(activator::settings::SecretKey::new(
         crate::common::SECRET_KEY,
     ));
     assert!(keyed.verify(user, &parsed, &stored.code_hash));
-    let other_key = activator::codes::CodeHasher::new(activator::settings::SecretKey::new(
+    let other_key = activator::code::CodeHasher::new(activator::settings::SecretKey::new(
         "some other secret key",
     ));
     assert!(!other_key.verify(user, &parsed, &stored.code_hash));
@@ -584,13 +584,15 @@ async fn with_redis_down_limited_endpoints_answer_503_json() {
 async fn a_full_hashing_queue_answers_503_instead_of_queueing() {
     let db = TestDb::new().await;
     let settings = settings_for(&db, &[("BCRYPT_COST", "10")]);
-    let templates = activator::mail::Templates::load(None).unwrap();
-    let mut app = activator::App::build(&settings, templates).await.unwrap();
+    let templates = activator::mail::templates::Templates::load(None).unwrap();
+    let mut accounts = activator::accounts::Accounts::build(&settings, templates)
+        .await
+        .unwrap();
     // One hash at a time and room for one waiter.
-    app.accounts.hasher = activator::password::Hasher::with_concurrency(10, 1, 2).unwrap();
+    accounts.hasher = activator::password::Hasher::with_concurrency(10, 1, 2).unwrap();
     let client = rocket::local::asynchronous::Client::tracked(activator::rocket(
         activator::figment().merge(("log_level", "off")),
-        app,
+        accounts,
     ))
     .await
     .unwrap();

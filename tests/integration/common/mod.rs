@@ -4,8 +4,6 @@
 //! exactly as `serve` builds it, the real binary, and a real HTTP endpoint
 //! standing in for the email API.
 
-#![allow(dead_code)]
-
 pub mod mail_sink;
 pub mod server;
 
@@ -14,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use activator::db;
-use activator::mail::Templates;
+use activator::mail::templates::Templates;
 use activator::settings::Settings;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use rocket::http::{ContentType, Header, Status};
@@ -267,9 +265,11 @@ impl TestApp {
 
     pub async fn on(db: TestDb, settings: Settings) -> Self {
         let templates = Templates::load(None).unwrap();
-        let app = activator::App::build(&settings, templates).await.unwrap();
+        let accounts = activator::accounts::Accounts::build(&settings, templates)
+            .await
+            .unwrap();
         let figment = activator::figment().merge(("log_level", "off"));
-        let client = Client::tracked(activator::rocket(figment, app))
+        let client = Client::tracked(activator::rocket(figment, accounts))
             .await
             .unwrap();
         Self {

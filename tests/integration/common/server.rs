@@ -42,7 +42,6 @@ pub fn free_port() -> u16 {
 /// (a pipe nobody reads would fill up and block it).
 pub struct Server {
     pub child: Child,
-    pub port: u16,
     pub base: String,
     log: std::path::PathBuf,
 }
@@ -71,7 +70,6 @@ impl Server {
             .unwrap();
         let mut server = Self {
             child,
-            port,
             base: format!("http://127.0.0.1:{port}"),
             log,
         };

@@ -3,13 +3,13 @@
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::Count;
+use crate::db::Purgeable;
 use crate::db::users::UserId;
 use crate::schema::activation_codes;
 
+/// A code as stored: its keyed hash and its life.
 #[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = activation_codes, check_for_backend(Pg))]
 pub struct StoredCode {
@@ -32,6 +32,7 @@ impl std::fmt::Debug for StoredCode {
     }
 }
 
+/// A code to store.
 #[derive(Insertable)]
 #[diesel(table_name = activation_codes)]
 pub struct NewCode<'a> {
@@ -58,6 +59,7 @@ pub async fn supersede_live(
         .await
 }
 
+/// Stores a new live code; see [`supersede_live`] for what must come first.
 pub async fn insert(conn: &mut AsyncPgConnection, new: &NewCode<'_>) -> QueryResult<i64> {
     diesel::insert_into(activation_codes::table)
         .values(new)
@@ -99,33 +101,9 @@ pub async fn mark_used(
     Ok(updated == 1)
 }
 
-/// Codes with no further use: used, superseded, or expired (before `$1`).
-const SPENT: &str = "used_at IS NOT NULL OR superseded_at IS NOT NULL OR expires_at <= $1";
-
-/// Deletes up to `batch` spent codes in one statement. `SKIP LOCKED`: rows a
-/// concurrent purge (or an activation) holds are left for later rather than
-/// waited for, so parallel purges share the work instead of queueing.
-pub async fn delete_spent(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-    batch: i64,
-) -> QueryResult<usize> {
-    diesel::sql_query(format!(
-        "DELETE FROM activation_codes WHERE id IN \
-         (SELECT id FROM activation_codes WHERE {SPENT} LIMIT $2 FOR UPDATE SKIP LOCKED)"
-    ))
-    .bind::<Timestamptz, _>(now)
-    .bind::<BigInt, _>(batch)
-    .execute(conn)
-    .await
-}
-
-pub async fn count_spent(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> QueryResult<i64> {
-    diesel::sql_query(format!(
-        "SELECT count(*) AS n FROM activation_codes WHERE {SPENT}"
-    ))
-    .bind::<Timestamptz, _>(now)
-    .get_result::<Count>(conn)
-    .await
-    .map(|count| count.n)
-}
+/// Codes with no further use: used, superseded, or expired (before the
+/// cutoff).
+pub const SPENT: Purgeable = Purgeable {
+    table: "activation_codes",
+    condition: "used_at IS NOT NULL OR superseded_at IS NOT NULL OR expires_at <= $1",
+};
