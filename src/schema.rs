@@ -27,6 +27,7 @@ diesel::table! {
         next_attempt_at -> Timestamptz,
         finished_at -> Nullable<Timestamptz>,
         last_error -> Nullable<Text>,
+        last_status -> Nullable<Int4>,
     }
 }
 

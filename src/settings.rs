@@ -10,7 +10,8 @@
 //! | `SECRET_KEY` | required | key for the codes' HMAC, at least 16 characters |
 //! | `SYSTEM_EMAIL` | `no-reply@example.com` | the `from` of every email |
 //! | `EMAIL_API_URL` | unset | where emails are POSTed; unset writes them to the log (development only) |
-//! | `EMAIL_MAX_ATTEMPTS` | 5 | posts of one email before it is marked dead |
+//! | `EMAIL_MAX_ATTEMPTS` | 5 | attempts at one email before it is marked dead |
+//! | `EMAIL_CONCURRENCY` | 16 | sends in flight per instance |
 //! | `TEMPLATES_DIR` | unset | directory overriding the built-in email templates |
 //! | `ACTIVATION_CODE_TTL_SECONDS` | 60 | how long a code is valid |
 //! | `BCRYPT_COST` | 12 | bcrypt cost, 4–31 |
@@ -47,6 +48,7 @@ pub struct Settings {
     pub system_email: String,
     pub email_api_url: Option<String>,
     pub email_max_attempts: u32,
+    pub email_concurrency: usize,
     pub templates_dir: Option<PathBuf>,
     pub code_ttl: Duration,
     pub bcrypt_cost: u32,
@@ -293,6 +295,7 @@ impl Settings {
             system_email,
             email_api_url,
             email_max_attempts: integer(source, "EMAIL_MAX_ATTEMPTS", 5, 1..=100)?,
+            email_concurrency: integer(source, "EMAIL_CONCURRENCY", 16, 1..=1024)?,
             templates_dir: optional(source, "TEMPLATES_DIR").map(PathBuf::from),
             code_ttl: seconds(source, "ACTIVATION_CODE_TTL_SECONDS", 60)?,
             bcrypt_cost: integer(
@@ -345,6 +348,7 @@ mod tests {
         assert_eq!(settings.bcrypt_cost, 12);
         assert_eq!(settings.limits, LimitSettings::default());
         assert_eq!(settings.email_max_attempts, 5);
+        assert_eq!(settings.email_concurrency, 16);
         assert_eq!(settings.email_api_url, None);
         assert_eq!(settings.system_email, "no-reply@example.com");
     }

@@ -174,25 +174,12 @@ impl From<AccountError> for ApiError {
 
 /// A lost or refused connection is an outage (503); anything else is a bug.
 fn database(err: diesel::result::Error) -> ApiError {
-    use diesel::result::{DatabaseErrorKind, Error};
-    match &err {
-        Error::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-            _,
-        )
-        | Error::BrokenTransactionManager => {
-            tracing::error!(error = %err, "database connection failed");
-            ApiError::Unavailable(Dependency::Postgres)
-        }
-        // statement_timeout and lock timeouts land here too: a sick database.
-        Error::DatabaseError(_, info) if info.message().contains("statement timeout") => {
-            tracing::error!(error = %err, "database statement timed out");
-            ApiError::Unavailable(Dependency::Postgres)
-        }
-        _ => {
-            tracing::error!(error = %err, "database query failed");
-            ApiError::Internal
-        }
+    if crate::db::is_connection_error(&err) {
+        tracing::error!(error = %err, "database unavailable");
+        ApiError::Unavailable(Dependency::Postgres)
+    } else {
+        tracing::error!(error = %err, "database query failed");
+        ApiError::Internal
     }
 }
 

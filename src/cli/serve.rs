@@ -1,11 +1,14 @@
 //! `activator serve`: the HTTP API and the email dispatcher.
 
+use std::time::Duration;
+
 use anyhow::{Context, bail};
+use rocket::fairing::AdHoc;
 
 use crate::db::migrations;
-use crate::mail::dispatcher::{self, Dispatcher};
+use crate::mail::dispatcher::{self, Courier, Dispatcher};
 use crate::mail::templates::Templates;
-use crate::mail::transport::Transport;
+use crate::mail::transport::{HttpTransport, Transport};
 use crate::settings::{Environment, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -30,30 +33,46 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
     let transport = match &settings.email_api_url {
         Some(url) => {
             tracing::info!(url, "emails are posted to the email API");
-            Transport::new(Some(url))
+            Transport::Http(HttpTransport::new(url, settings.email_concurrency))
         }
         None => {
             tracing::warn!(
                 "EMAIL_API_URL is unset: emails, activation codes included, go to the log (development only)"
             );
-            Transport::new(None)
+            Transport::Log
         }
     };
+    let figment = crate::figment();
+    let shutdown: rocket::config::Shutdown = figment
+        .extract_inner("shutdown")
+        .context("invalid Rocket shutdown settings")?;
 
     rocket::execute(async move {
         let accounts = crate::accounts::Accounts::build(&settings, templates).await?;
         let dispatcher = Dispatcher::start(dispatcher::Config {
             database_url: settings.database.url.clone(),
-            transport,
-            from: settings.system_email.clone(),
-            max_attempts: settings.email_max_attempts,
+            courier: Courier {
+                transport,
+                from: settings.system_email.as_str().into(),
+                max_attempts: settings.email_max_attempts,
+            },
+            concurrency: settings.email_concurrency,
+            // In-flight sends get as long as in-flight requests.
+            grace: Duration::from_secs(u64::from(shutdown.grace) + u64::from(shutdown.mercy)),
         })
         .context("cannot start the email dispatcher")?;
 
-        let served = crate::rocket(crate::figment(), accounts).launch().await;
+        // Stop claiming as soon as shutdown starts, while requests finish.
+        let stop = dispatcher.stop_handle();
+        let served = crate::rocket(figment, accounts)
+            .attach(AdHoc::on_shutdown("email dispatcher", move |_| {
+                Box::pin(async move { stop.request() })
+            }))
+            .launch()
+            .await;
 
-        // The server has stopped taking requests; let the dispatcher finish
-        // its in-flight posts before the process exits.
+        // The server has stopped taking requests; wait for the dispatcher to
+        // record its last sends before the process exits.
         tokio::task::spawn_blocking(move || dispatcher.stop())
             .await
             .context("email dispatcher did not stop cleanly")?;

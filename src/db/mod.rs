@@ -124,6 +124,22 @@ impl Purgeable {
     }
 }
 
+/// Whether `err` means the connection is gone (or the server too sick to
+/// answer), as opposed to a problem with one statement.
+pub fn is_connection_error(err: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match err {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        )
+        | Error::BrokenTransactionManager => true,
+        // statement_timeout and lock timeouts land here too: a sick database.
+        Error::DatabaseError(_, info) => info.message().contains("statement timeout"),
+        _ => false,
+    }
+}
+
 /// Answers whether PostgreSQL can run a query.
 pub async fn ping(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
     diesel::sql_query("SELECT 1").execute(conn).await.map(drop)

@@ -95,6 +95,8 @@ pub struct Delivery {
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The provider's status of the last failed attempt, if it answered.
+    pub last_status: Option<i32>,
     pub last_error: Option<String>,
 }
 
@@ -144,38 +146,47 @@ pub async fn claim_due(
     .await
 }
 
+/// Why the last attempt failed: the provider's status, if it answered, and
+/// a short reason.
+#[derive(Debug, Clone, Copy)]
+pub struct LastError<'a> {
+    pub status: Option<u16>,
+    pub reason: &'a str,
+}
+
 /// Finishes messages as sent, dead or expired. Their bodies are cleared so no
 /// code rests in the database.
 pub async fn finish(
     conn: &mut AsyncPgConnection,
     ids: &[i64],
-    status: MessageState,
+    state: MessageState,
     now: DateTime<Utc>,
-    error: Option<&str>,
+    error: Option<LastError<'_>>,
 ) -> QueryResult<()> {
-    debug_assert!(status != MessageState::Queued);
+    debug_assert!(state != MessageState::Queued);
     let queued = email_outbox::table
         .filter(email_outbox::id.eq_any(ids))
         .filter(email_outbox::status.eq(MessageState::Queued));
     diesel::update(queued)
         .set((
-            email_outbox::status.eq(status),
+            email_outbox::status.eq(state),
             email_outbox::finished_at.eq(now),
             email_outbox::body_text.eq(None::<String>),
             email_outbox::body_html.eq(None::<String>),
-            email_outbox::last_error.eq(error),
+            email_outbox::last_status.eq(error.and_then(|e| e.status).map(i32::from)),
+            email_outbox::last_error.eq(error.map(|e| e.reason)),
         ))
         .execute(conn)
         .await
         .map(drop)
 }
 
-/// Schedules another attempt at `at` after a failed post.
+/// Schedules another attempt at `at` after a failed one.
 pub async fn retry_at(
     conn: &mut AsyncPgConnection,
     id: i64,
     at: DateTime<Utc>,
-    error: &str,
+    error: LastError<'_>,
 ) -> QueryResult<()> {
     let queued = email_outbox::table
         .find(id)
@@ -183,7 +194,44 @@ pub async fn retry_at(
     diesel::update(queued)
         .set((
             email_outbox::next_attempt_at.eq(at),
-            email_outbox::last_error.eq(error),
+            email_outbox::last_status.eq(error.status.map(i32::from)),
+            email_outbox::last_error.eq(error.reason),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Puts a message the provider throttled back in the queue, due at `at`.
+/// A throttled send was not an attempt: the claim's count is undone.
+pub async fn throttled(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    at: DateTime<Utc>,
+) -> QueryResult<()> {
+    let queued = email_outbox::table
+        .find(id)
+        .filter(email_outbox::status.eq(MessageState::Queued));
+    diesel::update(queued)
+        .set((
+            email_outbox::next_attempt_at.eq(at),
+            email_outbox::attempts.eq(email_outbox::attempts - 1),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Gives claimed messages back unsent (a stop, a pause): due now again, the
+/// claim's count undone.
+pub async fn release(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<()> {
+    let queued = email_outbox::table
+        .filter(email_outbox::id.eq_any(ids))
+        .filter(email_outbox::status.eq(MessageState::Queued));
+    diesel::update(queued)
+        .set((
+            email_outbox::next_attempt_at.eq(diesel::dsl::now),
+            email_outbox::attempts.eq(email_outbox::attempts - 1),
         ))
         .execute(conn)
         .await

@@ -1,59 +1,75 @@
 //! The outbox dispatcher: a std thread, started by `serve`, that delivers the
 //! messages queued in `email_outbox`.
 //!
-//! - It claims due messages in small batches (see `db::outbox::claim_due`:
-//!   `FOR UPDATE SKIP LOCKED` plus a lease), so several `serve` instances share
-//!   one outbox and each message is sent once.
-//! - A batch is posted concurrently, one scoped thread per message, so one
-//!   slow answer from the email API does not hold up the rest.
-//! - A failed post is retried after 1 s, 2 s, 4 s, … (±20 % jitter) up to
-//!   `EMAIL_MAX_ATTEMPTS`, then the message is dead with its last error kept.
-//!   A code lives a minute, so two failed posts still deliver within seconds.
-//! - A message whose code expired is not sent. Once a message is sent, dead or
-//!   expired its bodies are cleared.
-//! - It sleeps until the next retry is due or a `NOTIFY email_outbox` arrives
-//!   (a trigger sends one when any process queues a message), and sweeps every
-//!   few seconds as a safety net (leases of a crashed instance, lost
-//!   notifications).
-//! - On stop it claims nothing more, finishes the posts in flight and records
-//!   their outcome before the thread ends.
+//! - A window of up to `EMAIL_CONCURRENCY` sends is in flight at all times:
+//!   when one finishes, its outcome is recorded at once and a message is
+//!   claimed for the free slot, so a slow answer never holds back the rest.
+//! - Claims are `FOR UPDATE SKIP LOCKED` plus a lease (see
+//!   `db::outbox::claim_due`): several `serve` instances share one outbox and
+//!   each message is sent once; a message whose sender died is due again when
+//!   its lease runs out (at least once across a crash).
+//! - Outcomes, as the transport sorts them: delivered; throttled (HTTP 429),
+//!   which pauses all claiming for `Retry-After` (1 s when absent, doubling
+//!   while throttling goes on) and is not an attempt; transient, retried
+//!   after 1 s, 2 s, 4 s, … (±20 % jitter) up to `EMAIL_MAX_ATTEMPTS`;
+//!   permanent, dead at once with the provider's status and reason kept.
+//! - A message whose code expired is not sent; a retry that would come after
+//!   the expiry expires it instead. Finished messages lose their bodies.
+//! - Each outcome is recorded on its own: failing to record one loses no
+//!   other (unrecorded outcomes are kept and recorded after reconnecting). A
+//!   send that panics is caught, logged and counted as a failed attempt.
+//! - It wakes on `NOTIFY email_outbox` (`mail::listener`), when the next
+//!   retry is due, or at the latest every few seconds (leases of a crashed
+//!   instance, lost notifications).
+//! - On stop it claims nothing more, lets the sends in flight finish within
+//!   the grace period, records them and ends.
 
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use diesel::QueryResult;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use futures_util::{FutureExt, StreamExt};
+use diesel_async::AsyncPgConnection;
+use futures_util::FutureExt;
 use rand::Rng;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
-use crate::db::outbox::{self, Message, MessageState};
-use crate::mail::transport::{Envelope, SEND_TIMEOUT, SendError, Transport};
+use crate::db::outbox::{self, LastError, Message, MessageState};
+use crate::mail::transport::{Failure, Outgoing, SEND_TIMEOUT, Transport};
 
-/// Messages claimed (and posted concurrently) at once.
-const BATCH: i64 = 16;
-/// A claim's lease. A post starts right after the claim and gives up after
-/// `SEND_TIMEOUT`, so the lease never runs out while this instance may still
-/// send; if the instance dies, the message is due again after this long.
+/// A claim's lease. A send starts right after its claim and gives up after
+/// `SEND_TIMEOUT`, and its outcome is recorded right after, so the lease
+/// does not run out while this instance may still send; if the instance
+/// dies, the message is due again after this long.
 const LEASE: Duration = Duration::from_secs(SEND_TIMEOUT.as_secs() + 10);
 const _: () = assert!(LEASE.as_secs() > SEND_TIMEOUT.as_secs());
 /// The longest sleep without looking at the outbox.
 const SWEEP: Duration = Duration::from_secs(5);
-/// Pause before reconnecting after the database connection failed.
-const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// Pauses before reconnecting to the database: the first, and the longest.
+const FIRST_RECONNECT: Duration = Duration::from_millis(500);
+const MAX_RECONNECT: Duration = Duration::from_secs(30);
 /// First retry delay; it doubles with every failed attempt.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(3600);
+/// The pause after a 429 without `Retry-After`; it doubles while 429s go on.
+const FIRST_THROTTLE: Duration = Duration::from_secs(1);
+/// No pause is longer: a code lives a minute, and a provider that asks for
+/// hours is better asked again.
+const MAX_THROTTLE: Duration = Duration::from_secs(300);
 
 /// What the dispatcher needs.
 pub struct Config {
     pub database_url: String,
-    pub transport: Transport,
-    /// The `from` of every message (`SYSTEM_EMAIL`).
-    pub from: String,
-    pub max_attempts: u32,
+    pub courier: Courier,
+    /// Sends in flight at most (`EMAIL_CONCURRENCY`).
+    pub concurrency: usize,
+    /// How long the sends in flight may take to finish once a stop is asked.
+    pub grace: Duration,
 }
 
 /// The running dispatcher thread.
@@ -62,15 +78,16 @@ pub struct Dispatcher {
     stop: Arc<Stop>,
 }
 
+/// A stop request, seen by the dispatcher between any two steps.
 #[derive(Default)]
 struct Stop {
     requested: AtomicBool,
-    wake: tokio::sync::Notify,
+    wake: Notify,
 }
 
 impl Stop {
     fn requested(&self) -> bool {
-        AtomicBool::load(&self.requested, Ordering::Acquire)
+        self.requested.load(Ordering::Acquire)
     }
 
     fn request(&self) {
@@ -95,7 +112,14 @@ impl Dispatcher {
         })
     }
 
-    /// Stops claiming, waits for the posts in flight, and joins the thread.
+    /// A handle that asks the dispatcher to stop claiming and finish what is
+    /// in flight, without waiting: for the server's shutdown to call.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.stop.clone())
+    }
+
+    /// Stops claiming, waits for the sends in flight (within the grace
+    /// period), and joins the thread.
     pub fn stop(mut self) {
         self.stop.request();
         if let Some(thread) = self.thread.take()
@@ -103,6 +127,16 @@ impl Dispatcher {
         {
             tracing::error!("email dispatcher thread panicked");
         }
+    }
+}
+
+/// Asks a [`Dispatcher`] to stop; see [`Dispatcher::stop_handle`].
+#[derive(Clone)]
+pub struct StopHandle(Arc<Stop>);
+
+impl StopHandle {
+    pub fn request(&self) {
+        self.0.request();
     }
 }
 
@@ -123,202 +157,494 @@ fn run(config: Config, stop: Arc<Stop>) {
             return;
         }
     };
-    runtime.block_on(Worker { config, stop }.run());
+    runtime.block_on(Worker::new(config, stop).run());
     tracing::info!("email dispatcher stopped");
 }
 
-struct Worker {
-    config: Config,
-    stop: Arc<Stop>,
+/// Sends messages and records their outcomes: the part of delivery that the
+/// dispatcher's loop and [`deliver_due`] share. Cheap to clone.
+#[derive(Clone)]
+pub struct Courier {
+    pub transport: Transport,
+    /// The `from` of every message (`SYSTEM_EMAIL`).
+    pub from: Arc<str>,
+    pub max_attempts: u32,
 }
 
-/// The outcome of one post.
-struct Outcome {
+/// What became of one message's send (or of its claim, for an expired one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Delivered,
+    Retried,
+    Throttled,
+    Dead,
+    Expired,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retried => "retried",
+            Self::Throttled => "throttled",
+            Self::Dead => "dead",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// A send that finished, waiting to be recorded.
+struct Sent {
     message: Message,
-    result: Result<(), SendError>,
+    result: Result<(), Failure>,
 }
 
-impl Worker {
-    async fn run(&self) {
-        tracing::info!("email dispatcher started");
-        while !self.stop.requested() {
-            match crate::db::connect(&self.config.database_url).await {
-                Ok(mut conn) => {
-                    if let Err(err) = self.listen(&mut conn).await {
-                        tracing::warn!(error = %err, "email dispatcher lost its database connection");
-                        self.pause(RECONNECT_DELAY).await;
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "email dispatcher cannot connect to the database");
-                    self.pause(RECONNECT_DELAY).await;
-                }
-            }
+/// Outcomes counted by result.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub delivered: usize,
+    pub retried: usize,
+    pub throttled: usize,
+    pub dead: usize,
+    pub expired: usize,
+}
+
+impl Tally {
+    fn count(&mut self, result: Outcome, n: usize) {
+        match result {
+            Outcome::Delivered => self.delivered += n,
+            Outcome::Retried => self.retried += n,
+            Outcome::Throttled => self.throttled += n,
+            Outcome::Dead => self.dead += n,
+            Outcome::Expired => self.expired += n,
         }
     }
+}
 
-    /// Sleeps for `duration` unless asked to stop.
-    async fn pause(&self, duration: Duration) {
-        tokio::select! {
-            () = tokio::time::sleep(duration) => {}
-            () = self.stop.wake.notified() => {}
-        }
+impl Courier {
+    /// Sends one claimed message. Never panics: see [`caught`].
+    async fn send(self, message: Message) -> Sent {
+        let result = caught(message.id, self.try_send(&message)).await;
+        Sent { message, result }
     }
 
-    /// Drains the outbox, then sleeps until a notification, the next due
-    /// retry or the sweep, and again, until a stop is requested or the
-    /// connection fails.
-    async fn listen(&self, conn: &mut AsyncPgConnection) -> QueryResult<()> {
-        diesel::sql_query("LISTEN email_outbox")
-            .execute(conn)
-            .await?;
-        loop {
-            self.drain(conn).await?;
-            if self.stop.requested() {
-                return Ok(());
-            }
-            let wait = match outbox::next_due_at(conn).await? {
-                Some(due) => (due - Utc::now()).to_std().unwrap_or_default(),
-                None => SWEEP,
-            };
-            // Something due now but not claimable is being claimed by another
-            // instance; look again shortly rather than spin.
-            let wait = wait.clamp(Duration::from_millis(20), SWEEP);
-
-            let mut notifications = std::pin::pin!(conn.notifications_stream());
-            tokio::select! {
-                notification = notifications.next() => match notification {
-                    Some(Ok(_)) => {}
-                    Some(Err(err)) => return Err(err),
-                    None => return Err(diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::ClosedConnection,
-                        Box::new("the listening connection closed".to_owned()),
-                    )),
-                },
-                () = tokio::time::sleep(wait) => {}
-                () = self.stop.wake.notified() => {}
-            }
-            // One drain serves every notification that arrived meanwhile.
-            while let Some(Some(Ok(_))) = notifications.next().now_or_never() {}
-        }
+    async fn try_send(&self, message: &Message) -> Result<(), Failure> {
+        let (Some(body), Some(html)) = (message.body_text.as_deref(), message.body_html.as_deref())
+        else {
+            return Err(Failure::Permanent {
+                status: 0,
+                reason: "the message has no body left to send".into(),
+            });
+        };
+        self.transport
+            .send(&Outgoing {
+                id: message.id,
+                from: &self.from,
+                to: &message.recipient,
+                subject: &message.subject,
+                body,
+                html,
+            })
+            .await
     }
 
-    /// Sends due messages until none is left or a stop is requested.
-    async fn drain(&self, conn: &mut AsyncPgConnection) -> QueryResult<()> {
-        while !self.stop.requested() {
-            let batch = outbox::claim_due(conn, Utc::now(), LEASE, BATCH).await?;
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let claimed = batch.len();
-            let mut sent = Vec::new();
-            for Outcome { message, result } in self.post_all(conn, batch).await? {
-                match result {
-                    Ok(()) => {
-                        tracing::info!(
-                            email_id = message.id,
-                            attempts = message.attempts,
-                            "activation email sent"
-                        );
-                        sent.push(message.id);
-                    }
-                    Err(err) => {
-                        self.record_failure(conn, &message, &err.to_string())
-                            .await?
-                    }
-                }
-            }
-            // The usual case, one statement for the whole batch.
-            if !sent.is_empty() {
-                outbox::finish(conn, &sent, MessageState::Sent, Utc::now(), None).await?;
-            }
-            if claimed < usize::try_from(BATCH).unwrap_or(usize::MAX) {
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
-
-    /// Finishes expired messages and posts the others concurrently.
-    async fn post_all(
+    /// Records what became of a sent message; a throttled one moves the
+    /// pause of `throttle`.
+    async fn record(
         &self,
         conn: &mut AsyncPgConnection,
-        batch: Vec<Message>,
-    ) -> QueryResult<Vec<Outcome>> {
-        let now = Utc::now();
-        let (expired, sendable): (Vec<Message>, Vec<Message>) = batch
-            .into_iter()
-            .partition(|message| message.expires_at <= now);
-        if !expired.is_empty() {
-            let ids: Vec<i64> = expired.iter().map(|message| message.id).collect();
-            tracing::info!(emails = ?ids, "activation emails expired before they could be sent");
-            outbox::finish(conn, &ids, MessageState::Expired, now, None).await?;
-        }
-        let transport = &self.config.transport;
-        let from = self.config.from.as_str();
-        Ok(std::thread::scope(|scope| {
-            let posts: Vec<_> = sendable
-                .into_iter()
-                .map(|message| {
-                    scope.spawn(move || {
-                        let result = send(transport, from, &message);
-                        Outcome { message, result }
-                    })
-                })
-                .collect();
-            posts
-                .into_iter()
-                .filter_map(|post| post.join().ok())
-                .collect()
-        }))
-    }
-
-    /// Schedules a retry of a failed post, or gives the message up.
-    async fn record_failure(
-        &self,
-        conn: &mut AsyncPgConnection,
-        message: &Message,
-        error: &str,
-    ) -> QueryResult<()> {
+        sent: &Sent,
+        throttle: &mut Throttle,
+    ) -> QueryResult<Outcome> {
+        let message = &sent.message;
         let now = Utc::now();
         let attempts = u32::try_from(message.attempts).unwrap_or(u32::MAX);
-        if attempts >= self.config.max_attempts {
+        let failure = match &sent.result {
+            Ok(()) => {
+                throttle.relax();
+                outbox::finish(conn, &[message.id], MessageState::Sent, now, None).await?;
+                tracing::info!(email_id = message.id, attempts, "activation email sent");
+                return Ok(Outcome::Delivered);
+            }
+            Err(Failure::Throttled { retry_after }) => {
+                let pause = throttle.pause(*retry_after);
+                outbox::throttled(conn, message.id, now + crate::duration::to_delta(pause)).await?;
+                tracing::warn!(
+                    email_id = message.id,
+                    ?pause,
+                    "email provider throttles; pausing all sends"
+                );
+                return Ok(Outcome::Throttled);
+            }
+            Err(failure) => failure,
+        };
+        let reason = failure.to_string();
+        let error = LastError {
+            status: failure.status(),
+            reason: &reason,
+        };
+        if matches!(failure, Failure::Permanent { .. }) || attempts >= self.max_attempts {
             tracing::warn!(
                 email_id = message.id,
                 attempts,
-                error,
+                error = reason,
                 "activation email is dead"
             );
-            return outbox::finish(conn, &[message.id], MessageState::Dead, now, Some(error)).await;
+            outbox::finish(conn, &[message.id], MessageState::Dead, now, Some(error)).await?;
+            return Ok(Outcome::Dead);
         }
         let retry_at = now + retry_delay(attempts);
         if retry_at >= message.expires_at {
             tracing::warn!(
                 email_id = message.id,
                 attempts,
-                error,
+                error = reason,
                 "activation email expired while retrying"
             );
-            return outbox::finish(conn, &[message.id], MessageState::Expired, now, Some(error))
-                .await;
+            outbox::finish(conn, &[message.id], MessageState::Expired, now, Some(error)).await?;
+            return Ok(Outcome::Expired);
         }
-        tracing::warn!(email_id = message.id, attempts, error, %retry_at, "activation email failed; will retry");
-        outbox::retry_at(conn, message.id, retry_at, error).await
+        tracing::warn!(email_id = message.id, attempts, error = reason, %retry_at, "activation email failed; will retry");
+        outbox::retry_at(conn, message.id, retry_at, error).await?;
+        Ok(Outcome::Retried)
     }
 }
 
-fn send(transport: &Transport, from: &str, message: &Message) -> Result<(), SendError> {
-    let (Some(body), Some(html)) = (message.body_text.as_deref(), message.body_html.as_deref())
-    else {
-        return Err(SendError::Missing);
-    };
-    transport.send(&Envelope {
-        from,
-        to: &message.recipient,
-        subject: &message.subject,
-        body,
-        html,
-    })
+/// Runs a send, turning a panic in it into a logged transient failure, so
+/// the message counts a failed attempt instead of vanishing.
+async fn caught(
+    email_id: i64,
+    send: impl Future<Output = Result<(), Failure>>,
+) -> Result<(), Failure> {
+    AssertUnwindSafe(send)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(email_id, panic = what, "sending an email panicked");
+            Err(Failure::Transient {
+                status: None,
+                reason: "the send panicked".into(),
+            })
+        })
+}
+
+/// Records `sent`, counting it in `tally`. A lost connection is returned
+/// (the caller reconnects and records it then); any other error loses only
+/// this outcome, logged: the message's lease brings it back.
+async fn record_one(
+    courier: &Courier,
+    conn: &mut AsyncPgConnection,
+    sent: &Sent,
+    throttle: &mut Throttle,
+    tally: &mut Tally,
+) -> QueryResult<()> {
+    match courier.record(conn, sent, throttle).await {
+        Ok(outcome) => tally.count(outcome, 1),
+        Err(err) if crate::db::is_connection_error(&err) => return Err(err),
+        Err(err) => tracing::error!(
+            email_id = sent.message.id,
+            error = %err,
+            "cannot record an email's outcome; it is sent again when its lease runs out"
+        ),
+    }
+    Ok(())
+}
+
+/// Claims up to `slots` due messages. Expired ones are finished at once (and
+/// counted in `tally`); the others are returned to be sent.
+async fn claim(
+    conn: &mut AsyncPgConnection,
+    slots: usize,
+    tally: &mut Tally,
+) -> QueryResult<(Vec<Message>, bool)> {
+    let asked = i64::try_from(slots).unwrap_or(i64::MAX);
+    let now = Utc::now();
+    let claimed = outbox::claim_due(conn, now, LEASE, asked).await?;
+    let drained = claimed.len() < slots;
+    let (expired, sendable): (Vec<Message>, Vec<Message>) = claimed
+        .into_iter()
+        .partition(|message| message.expires_at <= now);
+    if !expired.is_empty() {
+        let ids: Vec<i64> = expired.iter().map(|message| message.id).collect();
+        tracing::info!(emails = ?ids, "activation emails expired before they could be sent");
+        outbox::finish(conn, &ids, MessageState::Expired, now, None).await?;
+        tally.count(Outcome::Expired, ids.len());
+    }
+    Ok((sendable, drained))
+}
+
+/// Delivers every message due now, up to `window` at a time, and records
+/// each outcome; returns once none is due (retries and throttled messages
+/// wait for later). Tests drive delivery with it in-process, without the
+/// dispatcher's thread and its timers.
+pub async fn deliver_due(
+    conn: &mut AsyncPgConnection,
+    courier: &Courier,
+    window: usize,
+) -> QueryResult<Tally> {
+    let mut tally = Tally::default();
+    let mut throttle = Throttle::default();
+    let mut in_flight = JoinSet::new();
+    let mut drained = false;
+    loop {
+        if !drained && in_flight.len() < window {
+            let (messages, last) = claim(conn, window - in_flight.len(), &mut tally).await?;
+            drained = last;
+            for message in messages {
+                in_flight.spawn(courier.clone().send(message));
+            }
+        }
+        match in_flight.join_next().await {
+            Some(Ok(sent)) => record_one(courier, conn, &sent, &mut throttle, &mut tally).await?,
+            // `send` catches panics; only an abort ends a task otherwise.
+            Some(Err(err)) => tracing::error!(error = %err, "an email send task failed"),
+            None if drained => return Ok(tally),
+            None => {}
+        }
+    }
+}
+
+/// The pause that 429 answers impose on all sending.
+#[derive(Debug)]
+struct Throttle {
+    until: Option<Instant>,
+    /// The next pause when the provider gives no `Retry-After`.
+    backoff: Duration,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self {
+            until: None,
+            backoff: FIRST_THROTTLE,
+        }
+    }
+}
+
+impl Throttle {
+    /// Starts (or extends) a pause: `retry_after` if the provider said, else
+    /// the backoff, which doubles while throttling goes on. Returns it.
+    fn pause(&mut self, retry_after: Option<Duration>) -> Duration {
+        let pause = retry_after.unwrap_or(self.backoff).min(MAX_THROTTLE);
+        self.backoff = (self.backoff * 2).min(MAX_THROTTLE);
+        let until = Instant::now() + pause;
+        self.until = Some(self.until.map_or(until, |current| current.max(until)));
+        pause
+    }
+
+    /// A delivery went through: the next 429 starts from the first pause.
+    fn relax(&mut self) {
+        self.backoff = FIRST_THROTTLE;
+    }
+
+    /// When claiming may resume, if paused now.
+    fn paused_until(&mut self) -> Option<Instant> {
+        match self.until {
+            Some(until) if until > Instant::now() => Some(until),
+            _ => {
+                self.until = None;
+                None
+            }
+        }
+    }
+}
+
+struct Worker {
+    database_url: String,
+    courier: Courier,
+    window: usize,
+    grace: Duration,
+    stop: Arc<Stop>,
+    /// Notified by the listener when a message is queued.
+    queued: Arc<Notify>,
+    in_flight: JoinSet<Sent>,
+    /// Claimed a little ahead, so a slot that frees is refilled at once,
+    /// not after a round trip to the database.
+    ready: VecDeque<Message>,
+    /// Finished sends whose outcome is not recorded yet.
+    unrecorded: Vec<Sent>,
+    throttle: Throttle,
+    tally: Tally,
+}
+
+impl Worker {
+    fn new(config: Config, stop: Arc<Stop>) -> Self {
+        Self {
+            database_url: config.database_url,
+            courier: config.courier,
+            window: config.concurrency.max(1),
+            grace: config.grace,
+            stop,
+            queued: Arc::new(Notify::new()),
+            in_flight: JoinSet::new(),
+            ready: VecDeque::new(),
+            unrecorded: Vec::new(),
+            throttle: Throttle::default(),
+            tally: Tally::default(),
+        }
+    }
+
+    /// How many messages are claimed ahead of a free slot: a quarter of the
+    /// window, at least one. Each is sent within one send's time, far
+    /// inside its lease.
+    fn ahead(&self) -> usize {
+        (self.window / 4).max(1)
+    }
+
+    async fn run(mut self) {
+        tracing::info!(window = self.window, "email dispatcher started");
+        let listener = tokio::spawn(super::listener::listen(
+            self.database_url.clone(),
+            self.queued.clone(),
+        ));
+        let mut conn: Option<AsyncPgConnection> = None;
+        let mut reconnect = FIRST_RECONNECT;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            if deadline.is_none() && self.stop.requested() {
+                deadline = Some(Instant::now() + self.grace);
+            }
+            let stopping = deadline.is_some();
+            if conn.is_none() {
+                match crate::db::connect(&self.database_url).await {
+                    Ok(fresh) => {
+                        conn = Some(fresh);
+                        reconnect = FIRST_RECONNECT;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, retry_in = ?reconnect, "email dispatcher cannot connect to the database");
+                    }
+                }
+            }
+            let mut next_look = Instant::now() + SWEEP;
+            if let Some(db) = conn.as_mut() {
+                match self.step(db, stopping).await {
+                    Ok(look) => next_look = look.unwrap_or(next_look),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "email dispatcher lost its database connection");
+                        conn = None;
+                    }
+                }
+            }
+            if conn.is_none() {
+                next_look = Instant::now() + reconnect;
+                reconnect = (reconnect * 2).min(MAX_RECONNECT);
+            }
+            let settled = self.unrecorded.is_empty() && self.ready.is_empty();
+            if stopping && self.in_flight.is_empty() && (settled || conn.is_none()) {
+                break;
+            }
+            if let Some(deadline) = deadline {
+                if Instant::now() >= deadline {
+                    tracing::warn!(
+                        in_flight = self.in_flight.len(),
+                        "email sends still in flight at the end of the grace period; they are sent again after their lease"
+                    );
+                    break;
+                }
+                next_look = next_look.min(deadline);
+            }
+            tokio::select! {
+                Some(joined) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                    self.finished(joined);
+                }
+                () = self.queued.notified(), if !stopping => {}
+                () = tokio::time::sleep_until(next_look.into()) => {}
+                () = self.stop.wake.notified(), if !stopping => {}
+            }
+            // Collect every other send that finished meanwhile, so they are
+            // recorded in this round.
+            while let Some(Some(joined)) = self.in_flight.join_next().now_or_never() {
+                self.finished(joined);
+            }
+        }
+        listener.abort();
+        self.in_flight.abort_all();
+    }
+
+    fn finished(&mut self, joined: Result<Sent, tokio::task::JoinError>) {
+        match joined {
+            Ok(sent) => self.unrecorded.push(sent),
+            // `send` catches panics; only an abort ends a task otherwise.
+            Err(err) => tracing::error!(error = %err, "an email send task failed"),
+        }
+    }
+
+    /// Starts sends from the messages claimed ahead, while slots are free.
+    fn fill_slots(&mut self) {
+        while self.in_flight.len() < self.window {
+            let Some(message) = self.ready.pop_front() else {
+                return;
+            };
+            self.in_flight.spawn(self.courier.clone().send(message));
+        }
+    }
+
+    /// One round: refill free slots, record what finished, then claim for
+    /// the slots still free and a few ahead (unless stopping or paused).
+    /// Returns when to look at the outbox next, if sooner than the sweep.
+    async fn step(
+        &mut self,
+        conn: &mut AsyncPgConnection,
+        stopping: bool,
+    ) -> QueryResult<Option<Instant>> {
+        // Refill before recording, unless what finished asks for a pause.
+        let throttled = self
+            .unrecorded
+            .iter()
+            .any(|sent| matches!(sent.result, Err(Failure::Throttled { .. })));
+        if !stopping && !throttled && self.throttle.paused_until().is_none() {
+            self.fill_slots();
+        }
+        while let Some(sent) = self.unrecorded.last() {
+            record_one(
+                &self.courier,
+                conn,
+                sent,
+                &mut self.throttle,
+                &mut self.tally,
+            )
+            .await?;
+            self.unrecorded.pop();
+        }
+        // Recording may have started a pause (a 429) or a stop may be on:
+        // what is claimed ahead goes back to the queue rather than wait out
+        // its lease.
+        let paused = self.throttle.paused_until();
+        if (stopping || paused.is_some()) && !self.ready.is_empty() {
+            let ids: Vec<i64> = self.ready.iter().map(|message| message.id).collect();
+            outbox::release(conn, &ids).await?;
+            self.ready.clear();
+        }
+        if stopping {
+            return Ok(None);
+        }
+        if let Some(until) = paused {
+            return Ok(Some(until));
+        }
+        let wanted = self.window + self.ahead() - self.in_flight.len();
+        if self.ready.len() < wanted {
+            let (messages, _) = claim(conn, wanted - self.ready.len(), &mut self.tally).await?;
+            self.ready.extend(messages);
+            self.fill_slots();
+        }
+        if !self.ready.is_empty() {
+            // Full, with more claimed: a finished send wakes the loop.
+            return Ok(None);
+        }
+        let due = outbox::next_due_at(conn).await?.map(|due| {
+            // Something due now but not claimed is another instance's; look
+            // again shortly rather than spin.
+            let wait = (due - Utc::now()).to_std().unwrap_or_default();
+            Instant::now() + wait.clamp(Duration::from_millis(20), SWEEP)
+        });
+        Ok(due)
+    }
 }
 
 /// The delay before attempt `failed + 1`: 1 s doubled per failed attempt,
@@ -352,5 +678,34 @@ mod tests {
     fn retries_are_capped_at_an_hour() {
         let delay = retry_delay(40).as_seconds_f64();
         assert!(delay <= 3600.0 * 1.2, "{delay}");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_send_is_a_failed_attempt_not_a_lost_message() {
+        let result = caught(7, async { panic!("transport bug") }).await;
+        assert!(
+            matches!(&result, Err(Failure::Transient { status: None, reason }) if reason == "the send panicked"),
+            "{result:?}"
+        );
+        assert_eq!(caught(7, async { Ok(()) }).await, Ok(()));
+    }
+
+    #[test]
+    fn a_throttle_pause_follows_retry_after_or_doubles_from_a_second() {
+        let mut throttle = Throttle::default();
+        assert_eq!(throttle.pause(None), Duration::from_secs(1));
+        assert_eq!(throttle.pause(None), Duration::from_secs(2));
+        assert_eq!(
+            throttle.pause(Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(throttle.pause(None), Duration::from_secs(8));
+        assert!(throttle.paused_until().is_some());
+        throttle.relax();
+        assert_eq!(throttle.pause(None), Duration::from_secs(1));
+        assert_eq!(
+            throttle.pause(Some(Duration::from_secs(86_400))),
+            MAX_THROTTLE
+        );
     }
 }

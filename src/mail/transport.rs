@@ -1,18 +1,37 @@
-//! Delivering one email: POST to the email API (the contract of the service
-//! this one replaces), or, in development without `EMAIL_API_URL`, the log.
+//! Delivering one email, and what the provider's answer means.
+//!
+//! This is the only code that knows the protocols. Each transport sorts a
+//! provider's answer into a [`Failure`] class the dispatcher acts on:
+//! delivered, throttled (pause all sending, not an attempt), transient
+//! (retry with backoff) or permanent (dead at once, the reason kept).
+//!
+//! - HTTP, the contract of the service this one replaces: `POST
+//!   EMAIL_API_URL` with `{"from","to","subject","body","html"}` and
+//!   `Idempotency-Key: <message id>`, so a provider that supports it drops a
+//!   repeat after a crash. Connections are kept alive and pooled, as many
+//!   per host as the dispatcher's window, and every answer is read to the end
+//!   so its connection can be reused.
+//! - The log, in development only: the message, code included, is logged.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 /// How long connecting to the email API may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long one whole post may take, response included.
+/// How long one whole send may take, answer included.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much of an answer is read; the rest (rare) costs the connection.
+const ANSWER_LIMIT: u64 = 64 * 1024;
+/// How much of an answer is kept as the reason of a failure.
+const REASON_CHARS: usize = 200;
 
-/// The JSON body of the email API contract.
+/// One message, ready to go.
 #[derive(Serialize)]
-pub struct Envelope<'a> {
+pub struct Outgoing<'a> {
+    /// The outbox row's id: the idempotency key.
+    #[serde(skip)]
+    pub id: i64,
     pub from: &'a str,
     pub to: &'a str,
     pub subject: &'a str,
@@ -21,77 +40,255 @@ pub struct Envelope<'a> {
     pub html: &'a str,
 }
 
-/// Why a message was not delivered; kept as the outbox row's `last_error`.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    #[error("email API answered {status}: {body}")]
-    Status { status: u16, body: String },
-    #[error("email API unreachable: {0}")]
-    Http(#[from] ureq::Error),
-    #[error("the message has no body left to send")]
-    Missing,
+/// Why a message was not delivered, sorted by what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The provider asks to slow down (HTTP 429): pause all sending for
+    /// `retry_after` (or the dispatcher's own backoff) and try this message
+    /// again then; not counted as an attempt.
+    Throttled { retry_after: Option<Duration> },
+    /// Worth another attempt later: a 5xx, a 408, a timeout, a lost
+    /// connection.
+    Transient { status: Option<u16>, reason: String },
+    /// Another attempt would get the same answer: any other 4xx.
+    Permanent { status: u16, reason: String },
+}
+
+impl Failure {
+    /// The provider's status, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Throttled { .. } => Some(429),
+            Self::Transient { status, .. } => *status,
+            Self::Permanent { status, .. } => Some(*status),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Throttled { .. } => f.write_str("throttled by the provider"),
+            Self::Transient {
+                status: Some(status),
+                reason,
+            }
+            | Self::Permanent { status, reason } => write!(f, "{status}: {reason}"),
+            Self::Transient {
+                status: None,
+                reason,
+            } => f.write_str(reason),
+        }
+    }
 }
 
 /// Where messages go.
+#[derive(Clone)]
 pub enum Transport {
-    Http {
-        url: String,
-        agent: ureq::Agent,
-    },
+    Http(HttpTransport),
     /// Development only: the message, code included, is written to the log.
     Log,
 }
 
 impl Transport {
-    /// Posts to `url` with connect and overall timeouts; `None` logs instead.
-    pub fn new(url: Option<&str>) -> Self {
-        match url {
-            Some(url) => {
-                let agent = ureq::Agent::config_builder()
-                    .timeout_connect(Some(CONNECT_TIMEOUT))
-                    .timeout_global(Some(SEND_TIMEOUT))
-                    .http_status_as_error(false)
-                    .build()
-                    .into();
-                Self::Http {
-                    url: url.to_owned(),
-                    agent,
-                }
-            }
-            None => Self::Log,
-        }
-    }
-
-    /// Delivers one message; any 2xx answer counts as delivered. Blocking.
-    pub fn send(&self, envelope: &Envelope<'_>) -> Result<(), SendError> {
+    /// Delivers one message.
+    pub async fn send(&self, message: &Outgoing<'_>) -> Result<(), Failure> {
         match self {
-            Self::Http { url, agent } => {
-                let mut response = agent.post(url).send_json(envelope)?;
-                let status = response.status();
-                if status.is_success() {
-                    return Ok(());
-                }
-                // A little of the answer helps whoever reads `last_error`.
-                let body = response
-                    .body_mut()
-                    .with_config()
-                    .limit(512)
-                    .read_to_string()
-                    .unwrap_or_default();
-                Err(SendError::Status {
-                    status: status.as_u16(),
-                    body: body.chars().take(200).collect(),
-                })
-            }
+            Self::Http(http) => http.send(message).await,
             Self::Log => {
                 tracing::warn!(
-                    to = envelope.to,
-                    subject = envelope.subject,
-                    body = envelope.body,
+                    to = message.to,
+                    subject = message.subject,
+                    body = message.body,
                     "email not sent (EMAIL_API_URL is unset); its text follows"
                 );
                 Ok(())
             }
         }
+    }
+}
+
+/// POSTs to the email API. Cheap to clone; clones share the connections.
+#[derive(Clone)]
+pub struct HttpTransport {
+    url: std::sync::Arc<str>,
+    agent: ureq::Agent,
+}
+
+impl HttpTransport {
+    /// A transport to `url` keeping up to `connections` idle connections
+    /// (the dispatcher's window) alive.
+    pub fn new(url: &str, connections: usize) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_global(Some(SEND_TIMEOUT))
+            .http_status_as_error(false)
+            // A redirect means a wrong EMAIL_API_URL; say so instead of
+            // re-posting elsewhere.
+            .max_redirects(0)
+            .max_idle_connections(connections)
+            .max_idle_connections_per_host(connections)
+            .user_agent(concat!("activator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Self {
+            url: url.into(),
+            agent,
+        }
+    }
+
+    /// Posts on the blocking pool (ureq is blocking), so the dispatcher's
+    /// other sends and its bookkeeping carry on meanwhile.
+    async fn send(&self, message: &Outgoing<'_>) -> Result<(), Failure> {
+        let body = serde_json::to_vec(message).map_err(|err| Failure::Permanent {
+            status: 0,
+            reason: format!("cannot encode the message: {err}"),
+        })?;
+        let (url, agent, key) = (self.url.clone(), self.agent.clone(), message.id);
+        let posted = tokio::task::spawn_blocking(move || {
+            let response = agent
+                .post(&*url)
+                .header("Content-Type", "application/json")
+                .header("Idempotency-Key", key.to_string())
+                .send(&body[..]);
+            classify_response(response)
+        })
+        .await;
+        match posted {
+            Ok(result) => result,
+            Err(err) => Err(Failure::Transient {
+                status: None,
+                reason: format!("the send failed: {err}"),
+            }),
+        }
+    }
+}
+
+/// Sorts an answer (or the lack of one) into delivered or a failure class.
+fn classify_response(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<(), Failure> {
+    let mut response = match response {
+        Ok(response) => response,
+        Err(err) => {
+            return Err(Failure::Transient {
+                status: None,
+                reason: format!("email API unreachable: {err}"),
+            });
+        }
+    };
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| parse_retry_after(value, SystemTime::now()));
+    // Read the whole answer, so the connection goes back to the pool.
+    let answer = response
+        .body_mut()
+        .with_config()
+        .limit(ANSWER_LIMIT)
+        .read_to_vec()
+        .unwrap_or_default();
+    classify(status, retry_after, &answer)
+}
+
+/// What an HTTP status means for a message.
+pub fn classify(status: u16, retry_after: Option<Duration>, answer: &[u8]) -> Result<(), Failure> {
+    match status {
+        200..=299 => Ok(()),
+        429 => Err(Failure::Throttled { retry_after }),
+        408 | 500..=599 => Err(Failure::Transient {
+            status: Some(status),
+            reason: reason(answer),
+        }),
+        _ => Err(Failure::Permanent {
+            status,
+            reason: reason(answer),
+        }),
+    }
+}
+
+/// The start of a provider's answer, on one line, for whoever reads
+/// `last_error`.
+fn reason(answer: &[u8]) -> String {
+    let text = String::from_utf8_lossy(answer);
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(REASON_CHARS)
+        .collect();
+    match text.split_whitespace().collect::<Vec<_>>().join(" ") {
+        empty if empty.is_empty() => "(no reason given)".to_owned(),
+        text => text,
+    }
+}
+
+/// `Retry-After` as a wait from `now`: delay-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_sort_into_delivered_throttled_transient_and_permanent() {
+        assert_eq!(classify(200, None, b""), Ok(()));
+        assert_eq!(classify(202, None, b"queued"), Ok(()));
+        assert_eq!(
+            classify(429, Some(Duration::from_secs(3)), b""),
+            Err(Failure::Throttled {
+                retry_after: Some(Duration::from_secs(3))
+            })
+        );
+        for status in [408, 500, 502, 503, 504] {
+            assert!(
+                matches!(classify(status, None, b"down"), Err(Failure::Transient { status: Some(s), .. }) if s == status),
+                "{status}"
+            );
+        }
+        for status in [301, 400, 401, 403, 404, 413, 422] {
+            assert!(
+                matches!(classify(status, None, b"no"), Err(Failure::Permanent { status: s, .. }) if s == status),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reason_is_one_short_line() {
+        let Err(Failure::Permanent { reason, .. }) =
+            classify(422, None, "bad\n\taddress\r\n".repeat(100).as_bytes())
+        else {
+            panic!("not permanent");
+        };
+        assert!(reason.starts_with("bad address bad address"), "{reason}");
+        assert!(reason.chars().count() <= REASON_CHARS && !reason.contains('\n'));
+        let Err(failure) = classify(400, None, b"") else {
+            panic!("delivered");
+        };
+        assert_eq!(failure.to_string(), "400: (no reason given)");
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = httpdate::parse_http_date("Wed, 25 Nov 2026 08:00:00 GMT").unwrap();
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 25 Nov 2026 08:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 25 Nov 2026 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 }

@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 
+use crate::common::mail_sink::Answer;
 use crate::common::{
-    MailSink, PASSWORD, Server, TestApp, TestDb, code_in, eventually, unique_email,
+    MailSink, PASSWORD, Server, TestApp, TestDb, code_in, deliver, eventually, settings_for,
+    unique_email,
 };
 
 #[derive(diesel::QueryableByName, Debug, Clone)]
@@ -20,6 +22,8 @@ struct Row {
     body_text: Option<String>,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     body_html: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+    last_status: Option<i32>,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     last_error: Option<String>,
 }
@@ -27,7 +31,8 @@ struct Row {
 async fn outbox(db: &TestDb) -> Vec<Row> {
     let mut conn = db.connect().await;
     diesel::sql_query(
-        "SELECT status, attempts, body_text, body_html, last_error FROM email_outbox ORDER BY id",
+        "SELECT status, attempts, body_text, body_html, last_status, last_error \
+         FROM email_outbox ORDER BY id",
     )
     .load(&mut conn)
     .await
@@ -421,5 +426,194 @@ async fn without_an_email_api_the_email_goes_to_the_log_with_a_warning() {
     assert!(
         logged.contains(&email) && logged.contains("Your activation code is: "),
         "{logged}"
+    );
+}
+
+// ---- the window, provider answers, the test seam ---------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_answer_does_not_hold_back_the_rest_of_the_window() {
+    let db = TestDb::new().await;
+    let settings = settings_for(&db, &[]);
+    let sink = MailSink::start();
+    sink.slow_for("slow", Duration::from_millis(1500));
+    // Queued first, so it is claimed in the first window of 16.
+    queue_messages(&db, 1, "slow").await;
+    queue_messages(&db, 40, "fast").await;
+
+    let tally = deliver(&db, &settings, &sink).await;
+    assert_eq!(tally.delivered, 41);
+    let order: Vec<String> = sink
+        .delivered()
+        .iter()
+        .map(|m| m["to"].as_str().unwrap().to_owned())
+        .collect();
+    // Each free slot was refilled at once: all 40 others went out while
+    // the slow one was still in flight.
+    assert_eq!(
+        order.last().map(String::as_str),
+        Some("slow1@example.com"),
+        "{order:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_post_carries_its_message_id_as_idempotency_key_over_reused_connections() {
+    let db = TestDb::new().await;
+    let settings = settings_for(&db, &[("EMAIL_CONCURRENCY", "4")]);
+    let sink = MailSink::start();
+    queue_messages(&db, 60, &unique_email("keys")).await;
+
+    assert_eq!(deliver(&db, &settings, &sink).await.delivered, 60);
+    let mut keys: Vec<i64> = sink
+        .idempotency_keys()
+        .iter()
+        .map(|key| key.as_deref().expect("an Idempotency-Key").parse().unwrap())
+        .collect();
+    keys.sort_unstable();
+    // The database is fresh: the outbox ids are 1 to 60.
+    assert_eq!(keys, (1..=60).collect::<Vec<i64>>());
+    // Kept alive and pooled: no more connections than the window.
+    assert!(
+        sink.connections() <= 4,
+        "{} connections",
+        sink.connections()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permanent_refusal_is_dead_at_once_with_the_providers_status_and_reason() {
+    let app = TestApp::new().await;
+    let sink = MailSink::start();
+    sink.answer_next(
+        1,
+        &Answer::new(422, r#"{"error":"recipient domain rejected"}"#),
+    );
+    let email = unique_email("refused");
+    app.register(&email, PASSWORD).await;
+
+    let tally = app.deliver(&sink).await;
+    assert_eq!((tally.dead, tally.delivered), (1, 0));
+    let rows = outbox(&app.db).await;
+    assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("dead", 1));
+    assert_eq!(rows[0].last_status, Some(422));
+    assert_eq!(
+        rows[0].last_error.as_deref(),
+        Some(r#"422: {"error":"recipient domain rejected"}"#)
+    );
+    // Not tried again.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(app.deliver(&sink).await, Default::default());
+    assert_eq!(sink.posts(), 1);
+
+    let shown = crate::common::server::run(&app.db.url, &[], &["user", "show", &email]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("dead after 1 attempt(s)")
+            && text.contains(r#"last error: 422: {"error":"recipient domain rejected"}"#),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_pauses_all_sending_for_retry_after_and_is_not_an_attempt() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    sink.answer_next(1, &Answer::throttle(Some("1")));
+    let _server = serve(&db, &sink, &[("EMAIL_CONCURRENCY", "1")]);
+    let started = Instant::now();
+    queue_messages(&db, 5, &unique_email("throttled")).await;
+
+    let delivered = sink.wait_for(5, Duration::from_secs(10));
+    assert_eq!(delivered.len(), 5);
+    assert_eq!((sink.throttled(), sink.posts()), (1, 6));
+    // Nothing went out during the pause the provider asked for.
+    let first = sink.arrivals()[0].1;
+    assert!(
+        first - started >= Duration::from_millis(950),
+        "{:?}",
+        first - started
+    );
+    let rows = settled(&db, Duration::from_secs(5)).await;
+    assert!(
+        rows.iter()
+            .all(|row| row.status == "sent" && row.attempts == 1),
+        "{rows:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limited_provider_gets_every_email_with_few_429s() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    sink.rate_limit(50);
+    let _server = serve(&db, &sink, &[]);
+    queue_messages(&db, 150, &unique_email("limited")).await;
+
+    assert_eq!(sink.wait_for(150, Duration::from_secs(20)).len(), 150);
+    let rows = settled(&db, Duration::from_secs(5)).await;
+    assert!(rows.iter().all(|row| row.status == "sent"), "{rows:?}");
+    assert!(
+        sink.throttled() < 150 / 4,
+        "{} answers 429 for 150 messages",
+        sink.throttled()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outcome_that_cannot_be_recorded_loses_no_other() {
+    let db = TestDb::new().await;
+    let settings = settings_for(&db, &[]);
+    let sink = MailSink::start();
+    let mut conn = db.connect().await;
+    diesel::sql_query(
+        "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.status = 'sent' AND NEW.recipient LIKE 'unrecordable%' THEN \
+           RAISE EXCEPTION 'refused for the test'; END IF; RETURN NEW; END $$",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    diesel::sql_query(
+        "CREATE TRIGGER refuse_one BEFORE UPDATE ON email_outbox \
+         FOR EACH ROW EXECUTE FUNCTION refuse_one()",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    queue_messages(&db, 1, "unrecordable").await;
+    queue_messages(&db, 9, "recordable").await;
+
+    let tally = deliver(&db, &settings, &sink).await;
+    assert_eq!((tally.delivered, sink.delivered().len()), (9, 10));
+    let rows = outbox(&db).await;
+    assert_eq!(rows.iter().filter(|row| row.status == "sent").count(), 9);
+    // The one left queued under its lease is sent again later (at least once).
+    assert_eq!(rows[0].status, "queued");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_listener_reconnects_and_wakes_the_dispatcher_again() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let _server = serve(&db, &sink, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = db
+        .count(
+            "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+             WHERE query = 'LISTEN email_outbox' AND datname = current_database()",
+        )
+        .await;
+    assert_eq!(killed, 1);
+    // The sweep is 5 s: a delivery well before it was woken by a NOTIFY on
+    // the listener's new connection.
+    std::thread::sleep(Duration::from_millis(1500));
+    let queued = Instant::now();
+    queue_messages(&db, 1, &unique_email("relisten")).await;
+    assert_eq!(sink.wait_for(1, Duration::from_secs(3)).len(), 1);
+    assert!(
+        queued.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        queued.elapsed()
     );
 }

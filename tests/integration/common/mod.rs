@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use activator::db;
+use activator::mail::dispatcher::{Courier, Tally, deliver_due};
 use activator::mail::templates::Templates;
+use activator::mail::transport::{HttpTransport, Transport};
 use activator::settings::Settings;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use rocket::http::{ContentType, Header, Status};
@@ -321,10 +323,30 @@ impl TestApp {
         Reply::from(self.client.get(path).dispatch().await).await
     }
 
+    /// Delivers every message due now to `sink`, in-process, the way the
+    /// dispatcher would (see `deliver_due`).
+    pub async fn deliver(&self, sink: &MailSink) -> Tally {
+        deliver(&self.db, &self.settings, sink).await
+    }
+
     /// The code in the newest queued email to `email`.
     pub async fn latest_code(&self, email: &str) -> String {
         latest_code(&self.db, email).await
     }
+}
+
+/// The dispatcher's test seam: delivers every message of `db` due now to
+/// `sink` with the settings' `from` and attempt limit.
+pub async fn deliver(db: &TestDb, settings: &Settings, sink: &MailSink) -> Tally {
+    let courier = Courier {
+        transport: Transport::Http(HttpTransport::new(&sink.url, settings.email_concurrency)),
+        from: settings.system_email.as_str().into(),
+        max_attempts: settings.email_max_attempts,
+    };
+    let mut conn = activator::db::connect(&db.url).await.unwrap();
+    deliver_due(&mut conn, &courier, settings.email_concurrency)
+        .await
+        .unwrap()
 }
 
 /// The code in the newest outbox message to `email` (read from its body,
