@@ -16,7 +16,10 @@
 //! batch, default 5000).
 
 #[path = "../tests/integration/common/mail_sink.rs"]
-#[allow(dead_code)]
+#[allow(
+    dead_code,
+    reason = "shared with the tests; this benchmark uses part of it"
+)]
 mod mail_sink;
 
 use std::collections::HashMap;

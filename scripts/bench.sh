@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks the release binary end to end against private PostgreSQL and
-# Redis (see benches/service.rs for what is measured and its knobs).
+# Redis. `scripts/bench.sh` runs every benchmark; `scripts/bench.sh email`
+# (or `service`) one of them. See benches/*.rs for what each measures and
+# its knobs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -10,4 +12,8 @@ services=$(scripts/services.sh ensure)
 eval "$services"
 [ "$services_started" = 1 ] && trap 'scripts/services.sh stop' EXIT
 
-cargo bench --locked --bench service
+benches=("$@")
+[ ${#benches[@]} -eq 0 ] && benches=(service email)
+for bench in "${benches[@]}"; do
+  cargo bench --locked --bench "$bench"
+done
