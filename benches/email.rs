@@ -210,8 +210,7 @@ fn queue(db: &Database, redis_url: &str, n: usize, label: &str) {
     ]);
     let settings = activator::settings::Settings::from_source(&source).unwrap();
     runtime().block_on(async {
-        let templates = activator::mail::templates::Templates::load(None).unwrap();
-        let accounts = activator::accounts::Accounts::build(&settings, templates)
+        let accounts = activator::accounts::Accounts::build(&settings)
             .await
             .unwrap();
         let users = futures_util::future::join_all((1..=n).map(|i| {

@@ -7,13 +7,13 @@
 //! 2. register throughput under concurrent load, as a share of that bound,
 //!    with `GET /health/live` latency sampled during the load,
 //! 3. register-to-email latency at light load,
-//! 4. dispatcher throughput against a fast local email endpoint,
-//! 5. the time of a 401 for an unknown email and for a wrong password.
+//! 4. the time of a 401 for an unknown email and for a wrong password.
+//!
+//! The dispatcher's own throughput is `benches/email.rs`'s.
 //!
 //! Knobs (environment): `BENCH_SECONDS` (load duration, default 20),
 //! `BENCH_CLIENTS` (concurrent register clients, default 16),
-//! `BENCH_COST` (bcrypt cost, default 10), `BENCH_MESSAGES` (dispatcher
-//! batch, default 5000).
+//! `BENCH_COST` (bcrypt cost, default 10).
 
 #[path = "../tests/integration/common/mail_sink.rs"]
 #[allow(
@@ -252,7 +252,6 @@ fn main() {
     let seconds: u64 = env_or("BENCH_SECONDS", 20);
     let clients: usize = env_or("BENCH_CLIENTS", 16);
     let cost: u32 = env_or("BENCH_COST", 10);
-    let messages: i64 = env_or("BENCH_MESSAGES", 5000);
 
     let name = format!("activator_bench_{}", std::process::id());
     let maintenance = with_database(&admin_url, "postgres");
@@ -344,32 +343,7 @@ fn main() {
         ms(percentile(&after_request, 0.99)),
     );
 
-    // 4. Dispatcher throughput: a batch committed at once.
-    let before = sink.delivered().len();
-    let t0 = Instant::now();
-    sql(
-        &database_url,
-        &format!(
-            "WITH u AS (INSERT INTO users (email, password_hash) \
-                        SELECT 'bulk-' || g || '@example.com', 'x' FROM generate_series(1, {messages}) g \
-                        RETURNING id, email) \
-             INSERT INTO email_outbox (user_id, recipient, subject, body_text, body_html, expires_at) \
-             SELECT id, email, 'Your activation code: 1234', 'Your activation code is: 1234', '<p>1234</p>', \
-                    now() + interval '10 minutes' FROM u"
-        ),
-    );
-    let committed = t0.elapsed();
-    let total = usize::try_from(messages).unwrap();
-    sink.wait_for(before + total, Duration::from_secs(300));
-    let last = sink.arrivals().last().map(|(_, at)| *at).unwrap();
-    let took = last.saturating_duration_since(t0 + committed);
-    println!(
-        "dispatcher: {total} queued messages delivered in {:.2} s = {:.0} messages/s",
-        took.as_secs_f64(),
-        total as f64 / took.as_secs_f64()
-    );
-
-    // 5. Enumeration resistance: both 401s cost one bcrypt verification.
+    // 4. Enumeration resistance: both 401s cost one bcrypt verification.
     let known = "latency-0@example.com";
     let mut unknown_times = Vec::new();
     let mut wrong_times = Vec::new();

@@ -2,7 +2,6 @@
 //! its support variant), activate, unlock. Plain async functions shared by
 //! the HTTP handlers and the CLI; they know nothing of HTTP.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -14,8 +13,9 @@ use crate::code::{Code, CodeHasher};
 use crate::db::users::{NewUser, User};
 use crate::db::{self, Pool, activation_codes, outbox, users};
 use crate::limits::{Attempt, Cleared, Decision, Limiter};
-use crate::mail::templates::{TemplateError, Templates};
+use crate::mail::templates::DEFAULT_LOCALE;
 use crate::password::{HashError, Hasher, Password};
+use crate::seal::Sealer;
 use crate::settings::Settings;
 
 /// Why a workflow did not complete.
@@ -43,8 +43,6 @@ pub enum AccountError {
     Redis(#[from] redis::RedisError),
     #[error("password hashing failed: {0}")]
     Hash(HashError),
-    #[error(transparent)]
-    Template(#[from] TemplateError),
 }
 
 impl From<HashError> for AccountError {
@@ -57,14 +55,14 @@ impl From<HashError> for AccountError {
 }
 
 /// What the workflows work with: the database, bcrypt, the code key, the
-/// rate limiter and the templates. Cheap to clone.
+/// outbox's sealing key and the rate limiter. Cheap to clone.
 #[derive(Clone)]
 pub struct Accounts {
     pub pool: Pool,
     pub hasher: Hasher,
     pub code_hasher: CodeHasher,
+    pub sealer: Sealer,
     pub limiter: Limiter,
-    pub templates: Arc<Templates>,
     pub code_ttl: Duration,
 }
 
@@ -80,14 +78,14 @@ impl Accounts {
     /// Builds the pool, the Redis connection and the workflows' other parts
     /// from `settings`. Connections are opened when first used (a single
     /// Redis) or now (a Redis Cluster).
-    pub async fn build(settings: &Settings, templates: Templates) -> anyhow::Result<Self> {
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         use anyhow::Context;
         Ok(Self {
             pool: db::pool(&settings.database).context("cannot set up the database pool")?,
             hasher: Hasher::new(settings.bcrypt_cost).context("invalid BCRYPT_COST")?,
             code_hasher: CodeHasher::new(settings.secret_key.clone()),
+            sealer: Sealer::new(&settings.secret_key),
             limiter: Limiter::connect(settings).await?,
-            templates: Arc::new(templates),
             code_ttl: settings.code_ttl,
         })
     }
@@ -172,7 +170,8 @@ impl Accounts {
         .await
     }
 
-    /// Supersedes the live code, stores a new one and queues its email. Runs
+    /// Supersedes the live code, stores a new one and queues its email, the
+    /// code sealed (the dispatcher writes the email when it sends it). Runs
     /// inside the caller's transaction.
     async fn issue_code(
         &self,
@@ -192,17 +191,16 @@ impl Accounts {
             },
         )
         .await?;
-        let mail = self
-            .templates
-            .activation(user.email.as_str(), &code, self.code_ttl)?;
+        let payload = outbox::Payload {
+            code,
+            locale: DEFAULT_LOCALE.to_owned(),
+        };
         outbox::insert(
             conn,
             &outbox::NewMessage {
                 user_id: user.id,
                 recipient: user.email.as_str(),
-                subject: &mail.subject,
-                body_text: &mail.text,
-                body_html: &mail.html,
+                payload: &payload.seal(&self.sealer, user.id),
                 expires_at,
             },
         )

@@ -34,6 +34,13 @@ impl Code {
         (raw.len() == 4 && raw.bytes().all(|b| b.is_ascii_digit())).then(|| Self(raw.to_owned()))
     }
 
+    /// A code as the service wrote it (say, into a sealed payload): 4 to 8
+    /// ASCII digits.
+    pub fn from_digits(digits: &str) -> Option<Self> {
+        ((4..=8).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| Self(digits.to_owned()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

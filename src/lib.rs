@@ -27,6 +27,7 @@ pub mod mail;
 pub mod mailbox;
 pub mod password;
 pub mod schema;
+pub mod seal;
 pub mod settings;
 
 use rocket::figment::Figment;

@@ -17,9 +17,6 @@ diesel::table! {
         id -> Int8,
         user_id -> Int8,
         recipient -> Text,
-        subject -> Text,
-        body_text -> Nullable<Text>,
-        body_html -> Nullable<Text>,
         status -> Text,
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
@@ -28,6 +25,7 @@ diesel::table! {
         finished_at -> Nullable<Timestamptz>,
         last_error -> Nullable<Text>,
         last_status -> Nullable<Int4>,
+        payload -> Nullable<Bytea>,
     }
 }
 

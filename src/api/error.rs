@@ -164,7 +164,7 @@ impl From<AccountError> for ApiError {
                 tracing::error!(error = %err, "redis failed");
                 Self::Unavailable(Dependency::Redis)
             }
-            err @ (AccountError::Hash(_) | AccountError::Template(_)) => {
+            err @ AccountError::Hash(_) => {
                 tracing::error!(error = %err, "request failed");
                 Self::Internal
             }

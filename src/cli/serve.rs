@@ -1,5 +1,6 @@
 //! `activator serve`: the HTTP API and the email dispatcher.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -48,11 +49,13 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
         .context("invalid Rocket shutdown settings")?;
 
     rocket::execute(async move {
-        let accounts = crate::accounts::Accounts::build(&settings, templates).await?;
+        let accounts = crate::accounts::Accounts::build(&settings).await?;
         let dispatcher = Dispatcher::start(dispatcher::Config {
             database_url: settings.database.url.clone(),
             courier: Courier {
                 transport,
+                templates: Arc::new(templates),
+                sealer: accounts.sealer.clone(),
                 from: settings.system_email.as_str().into(),
                 max_attempts: settings.email_max_attempts,
             },

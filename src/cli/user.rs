@@ -11,7 +11,6 @@ use crate::address::Email;
 use crate::db::{self, Pool, activation_codes, outbox};
 use crate::duration::approximate;
 use crate::limits::{Limiter, LockState};
-use crate::mail::templates::Templates;
 use crate::settings::{Environment, Settings};
 
 #[derive(Debug, clap::Subcommand)]
@@ -62,8 +61,7 @@ pub fn run(command: Command, env: &Environment) -> anyhow::Result<()> {
 
 /// The account workflows, for the commands that run one.
 async fn workflows(settings: &Settings) -> anyhow::Result<Accounts> {
-    let templates = Templates::load(settings.templates_dir.as_deref())?;
-    Accounts::build(settings, templates).await
+    Accounts::build(settings).await
 }
 
 /// Phrases a workflow refusal for an operator.

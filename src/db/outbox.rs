@@ -12,9 +12,11 @@ use diesel::serialize::{Output, ToSql};
 use diesel::sql_types::{BigInt, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::code::Code;
 use crate::db::Purgeable;
 use crate::db::users::UserId;
 use crate::schema::email_outbox;
+use crate::seal::{Sealer, Unreadable};
 
 /// Where a message is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
@@ -61,18 +63,47 @@ impl FromSql<Text, Pg> for MessageState {
     }
 }
 
-/// A message claimed for sending. Its bodies hold an activation code.
+/// A message claimed for sending.
 #[derive(Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = email_outbox, check_for_backend(Pg))]
 pub struct Message {
     pub id: i64,
+    pub user_id: UserId,
     pub recipient: String,
-    pub subject: String,
-    pub body_text: Option<String>,
-    pub body_html: Option<String>,
+    /// The sealed [`Payload`]; `None` only if the row finished meanwhile.
+    pub payload: Option<Vec<u8>>,
+    pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     /// Attempts so far, counting the one this claim is for.
     pub attempts: i32,
+}
+
+/// What a queued message needs to be written, sealed in its row: the code
+/// and the language of the email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    pub code: Code,
+    pub locale: String,
+}
+
+/// How a payload is sealed: `locale` and the code's digits, one line each.
+impl Payload {
+    /// Seals the payload to the row of `user`'s message.
+    pub fn seal(&self, sealer: &Sealer, user: UserId) -> Vec<u8> {
+        let plain = format!("{}\n{}", self.locale, self.code.as_str());
+        sealer.seal(plain.as_bytes(), &user.0.to_be_bytes())
+    }
+
+    /// Opens the payload sealed to `user`'s message.
+    pub fn open(sealer: &Sealer, user: UserId, sealed: &[u8]) -> Result<Self, Unreadable> {
+        let plain = sealer.open(sealed, &user.0.to_be_bytes())?;
+        let plain = String::from_utf8(plain).map_err(|_| Unreadable)?;
+        let (locale, digits) = plain.split_once('\n').ok_or(Unreadable)?;
+        Ok(Self {
+            code: Code::from_digits(digits).ok_or(Unreadable)?,
+            locale: locale.to_owned(),
+        })
+    }
 }
 
 impl std::fmt::Debug for Message {
@@ -84,7 +115,7 @@ impl std::fmt::Debug for Message {
     }
 }
 
-/// A message's delivery state, without its bodies.
+/// A message's delivery state, without its payload.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = email_outbox, check_for_backend(Pg))]
 pub struct Delivery {
@@ -106,9 +137,8 @@ pub struct Delivery {
 pub struct NewMessage<'a> {
     pub user_id: UserId,
     pub recipient: &'a str,
-    pub subject: &'a str,
-    pub body_text: &'a str,
-    pub body_html: &'a str,
+    /// The sealed [`Payload`].
+    pub payload: &'a [u8],
     pub expires_at: DateTime<Utc>,
 }
 
@@ -137,7 +167,7 @@ pub async fn claim_due(
          WHERE id IN (SELECT id FROM email_outbox \
                       WHERE status = 'queued' AND next_attempt_at <= $1 \
                       ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, recipient, subject, body_text, body_html, expires_at, attempts",
+         RETURNING id, user_id, recipient, payload, created_at, expires_at, attempts",
     )
     .bind::<Timestamptz, _>(now)
     .bind::<Timestamptz, _>(now + crate::duration::to_delta(lease))
@@ -154,8 +184,8 @@ pub struct LastError<'a> {
     pub reason: &'a str,
 }
 
-/// Finishes messages as sent, dead or expired. Their bodies are cleared so no
-/// code rests in the database.
+/// Finishes messages as sent, dead or expired. Their payloads are cleared,
+/// so not even a sealed code rests in the database.
 pub async fn finish(
     conn: &mut AsyncPgConnection,
     ids: &[i64],
@@ -171,8 +201,7 @@ pub async fn finish(
         .set((
             email_outbox::status.eq(state),
             email_outbox::finished_at.eq(now),
-            email_outbox::body_text.eq(None::<String>),
-            email_outbox::body_html.eq(None::<String>),
+            email_outbox::payload.eq(None::<Vec<u8>>),
             email_outbox::last_status.eq(error.and_then(|e| e.status).map(i32::from)),
             email_outbox::last_error.eq(error.map(|e| e.reason)),
         ))

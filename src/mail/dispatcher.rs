@@ -39,8 +39,10 @@ use rand::Rng;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::db::outbox::{self, LastError, Message, MessageState};
+use crate::db::outbox::{self, LastError, Message, MessageState, Payload};
+use crate::mail::templates::Templates;
 use crate::mail::transport::{Failure, Outgoing, SEND_TIMEOUT, Transport};
+use crate::seal::Sealer;
 
 /// A claim's lease. A send starts right after its claim and gives up after
 /// `SEND_TIMEOUT`, and its outcome is recorded right after, so the lease
@@ -161,11 +163,15 @@ fn run(config: Config, stop: Arc<Stop>) {
     tracing::info!("email dispatcher stopped");
 }
 
-/// Sends messages and records their outcomes: the part of delivery that the
-/// dispatcher's loop and [`deliver_due`] share. Cheap to clone.
+/// Writes messages, sends them and records their outcomes: the part of
+/// delivery that the dispatcher's loop and [`deliver_due`] share. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct Courier {
     pub transport: Transport,
+    pub templates: Arc<Templates>,
+    /// Opens the messages' sealed payloads.
+    pub sealer: Sealer,
     /// The `from` of every message (`SYSTEM_EMAIL`).
     pub from: Arc<str>,
     pub max_attempts: u32,
@@ -228,22 +234,35 @@ impl Courier {
         Sent { message, result }
     }
 
+    /// Opens the message's payload, writes the email and sends it.
     async fn try_send(&self, message: &Message) -> Result<(), Failure> {
-        let (Some(body), Some(html)) = (message.body_text.as_deref(), message.body_html.as_deref())
-        else {
-            return Err(Failure::Permanent {
-                status: 0,
-                reason: "the message has no body left to send".into(),
-            });
+        let permanent = |reason: String| Failure::Permanent {
+            status: None,
+            reason,
         };
+        let sealed = message
+            .payload
+            .as_deref()
+            .ok_or_else(|| permanent("the message has no payload left to send".into()))?;
+        let payload = Payload::open(&self.sealer, message.user_id, sealed)
+            .map_err(|err| permanent(err.to_string()))?;
+        // The code's whole life, as the email states it.
+        let valid_for = (message.expires_at - message.created_at)
+            .to_std()
+            .unwrap_or_default();
+        let valid_for = Duration::from_secs(valid_for.as_secs_f64().round() as u64);
+        let mail = self
+            .templates
+            .activation(&message.recipient, &payload.code, valid_for)
+            .map_err(|err| permanent(err.to_string()))?;
         self.transport
             .send(&Outgoing {
                 id: message.id,
                 from: &self.from,
                 to: &message.recipient,
-                subject: &message.subject,
-                body,
-                html,
+                subject: &mail.subject,
+                body: &mail.text,
+                html: &mail.html,
             })
             .await
     }

@@ -50,8 +50,9 @@ pub enum Failure {
     /// Worth another attempt later: a 5xx, a 408, a timeout, a lost
     /// connection.
     Transient { status: Option<u16>, reason: String },
-    /// Another attempt would get the same answer: any other 4xx.
-    Permanent { status: u16, reason: String },
+    /// Another attempt would get the same answer: any other 4xx, or a
+    /// message that cannot be written.
+    Permanent { status: Option<u16>, reason: String },
 }
 
 impl Failure {
@@ -60,7 +61,7 @@ impl Failure {
         match self {
             Self::Throttled { .. } => Some(429),
             Self::Transient { status, .. } => *status,
-            Self::Permanent { status, .. } => Some(*status),
+            Self::Permanent { status, .. } => *status,
         }
     }
 }
@@ -69,15 +70,11 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Throttled { .. } => f.write_str("throttled by the provider"),
-            Self::Transient {
-                status: Some(status),
-                reason,
-            }
-            | Self::Permanent { status, reason } => write!(f, "{status}: {reason}"),
-            Self::Transient {
-                status: None,
-                reason,
-            } => f.write_str(reason),
+            Self::Transient { status, reason } | Self::Permanent { status, reason } => match status
+            {
+                Some(status) => write!(f, "{status}: {reason}"),
+                None => f.write_str(reason),
+            },
         }
     }
 }
@@ -141,7 +138,7 @@ impl HttpTransport {
     /// other sends and its bookkeeping carry on meanwhile.
     async fn send(&self, message: &Outgoing<'_>) -> Result<(), Failure> {
         let body = serde_json::to_vec(message).map_err(|err| Failure::Permanent {
-            status: 0,
+            status: None,
             reason: format!("cannot encode the message: {err}"),
         })?;
         let (url, agent, key) = (self.url.clone(), self.agent.clone(), message.id);
@@ -203,7 +200,7 @@ pub fn classify(status: u16, retry_after: Option<Duration>, answer: &[u8]) -> Re
             reason: reason(answer),
         }),
         _ => Err(Failure::Permanent {
-            status,
+            status: Some(status),
             reason: reason(answer),
         }),
     }
@@ -256,7 +253,7 @@ mod tests {
         }
         for status in [301, 400, 401, 403, 404, 413, 422] {
             assert!(
-                matches!(classify(status, None, b"no"), Err(Failure::Permanent { status: s, .. }) if s == status),
+                matches!(classify(status, None, b"no"), Err(Failure::Permanent { status: Some(s), .. }) if s == status),
                 "{status}"
             );
         }

@@ -584,8 +584,7 @@ async fn with_redis_down_limited_endpoints_answer_503_json() {
 async fn a_full_hashing_queue_answers_503_instead_of_queueing() {
     let db = TestDb::new().await;
     let settings = settings_for(&db, &[("BCRYPT_COST", "10")]);
-    let templates = activator::mail::templates::Templates::load(None).unwrap();
-    let mut accounts = activator::accounts::Accounts::build(&settings, templates)
+    let mut accounts = activator::accounts::Accounts::build(&settings)
         .await
         .unwrap();
     // One hash at a time and room for one waiter.

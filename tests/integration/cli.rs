@@ -240,7 +240,7 @@ async fn user_show_reports_a_dead_email_with_its_error() {
     sql(
         &app,
         "UPDATE email_outbox SET status = 'dead', attempts = 5, finished_at = now(), \
-               body_text = NULL, body_html = NULL, last_error = 'email API answered 503: down'",
+               payload = NULL, last_status = 503, last_error = '503: down'",
     )
     .await;
     let json: Value = serde_json::from_str(&succeeded(&run(
@@ -251,14 +251,10 @@ async fn user_show_reports_a_dead_email_with_its_error() {
     .unwrap();
     assert_eq!(json["last_email"]["status"], "dead");
     assert_eq!(json["last_email"]["attempts"], 5);
-    assert_eq!(
-        json["last_email"]["last_error"],
-        "email API answered 503: down"
-    );
+    assert_eq!(json["last_email"]["last_error"], "503: down");
     let text = succeeded(&run(&app.db.url, &[], &["user", "show", &email]));
     assert!(
-        text.contains("dead after 5 attempt(s)")
-            && text.contains("last error: email API answered 503: down"),
+        text.contains("dead after 5 attempt(s)") && text.contains("last error: 503: down"),
         "{text}"
     );
 }
@@ -292,12 +288,12 @@ async fn seed_purgeable(app: &TestApp) {
         (3, 'b', now() + interval '1 minute', NULL, now()), \
         (1, 'c', now() - interval '10 days', NULL, NULL), \
         (3, 'd', now() + interval '1 minute', NULL, NULL)").await;
-    sql(app, "INSERT INTO email_outbox (user_id, recipient, subject, body_text, body_html, status, created_at, expires_at, finished_at) VALUES \
-        (4, 'active@example.com', 's', NULL, NULL, 'sent', now() - interval '30 days', now() - interval '30 days', now() - interval '30 days'), \
-        (4, 'active@example.com', 's', NULL, NULL, 'dead', now() - interval '9 days', now() - interval '9 days', now() - interval '8 days'), \
-        (4, 'active@example.com', 's', NULL, NULL, 'expired', now() - interval '9 days', now() - interval '9 days', now() - interval '8 days'), \
-        (3, 'new@example.com', 's', NULL, NULL, 'sent', now() - interval '1 day', now(), now() - interval '1 day'), \
-        (3, 'new@example.com', 's', 'b', 'h', 'queued', now(), now() + interval '1 minute', NULL)").await;
+    sql(app, "INSERT INTO email_outbox (user_id, recipient, payload, status, created_at, expires_at, finished_at) VALUES \
+        (4, 'active@example.com', NULL, 'sent', now() - interval '30 days', now() - interval '30 days', now() - interval '30 days'), \
+        (4, 'active@example.com', NULL, 'dead', now() - interval '9 days', now() - interval '9 days', now() - interval '8 days'), \
+        (4, 'active@example.com', NULL, 'expired', now() - interval '9 days', now() - interval '9 days', now() - interval '8 days'), \
+        (3, 'new@example.com', NULL, 'sent', now() - interval '1 day', now(), now() - interval '1 day'), \
+        (3, 'new@example.com', 'sealed', 'queued', now(), now() + interval '1 minute', NULL)").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

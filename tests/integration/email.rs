@@ -6,10 +6,14 @@ use std::time::{Duration, Instant};
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 
+use activator::code::Code;
+use activator::db::outbox::Payload;
+use activator::db::users::UserId;
+
 use crate::common::mail_sink::Answer;
 use crate::common::{
-    MailSink, PASSWORD, Server, TestApp, TestDb, code_in, deliver, eventually, settings_for,
-    unique_email,
+    MailSink, PASSWORD, Server, TestApp, TestDb, code_in, deliver, eventually, sealer,
+    settings_for, unique_email,
 };
 
 #[derive(diesel::QueryableByName, Debug, Clone)]
@@ -18,10 +22,8 @@ struct Row {
     status: String,
     #[diesel(sql_type = diesel::sql_types::Integer)]
     attempts: i32,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    body_text: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    body_html: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Bytea>)]
+    payload: Option<Vec<u8>>,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
     last_status: Option<i32>,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
@@ -31,7 +33,7 @@ struct Row {
 async fn outbox(db: &TestDb) -> Vec<Row> {
     let mut conn = db.connect().await;
     diesel::sql_query(
-        "SELECT status, attempts, body_text, body_html, last_status, last_error \
+        "SELECT status, attempts, payload, last_status, last_error \
          FROM email_outbox ORDER BY id",
     )
     .load(&mut conn)
@@ -51,20 +53,41 @@ async fn settled(db: &TestDb, timeout: Duration) -> Vec<Row> {
     .unwrap_or_else(|| panic!("outbox still queued after {timeout:?}"))
 }
 
-/// Queues `n` activation emails for new pending users, as another process
-/// (another instance, the CLI) would, in one transaction.
+/// Queues `n` activation emails (code 1234) for new pending users, as
+/// another process (another instance, the CLI) would: the messages in one
+/// statement, so one commit wakes every dispatcher at once.
 async fn queue_messages(db: &TestDb, n: i64, label: &str) {
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
     let mut conn = db.connect().await;
-    diesel::sql_query(
-        "WITH u AS (INSERT INTO users (email, password_hash) \
-                    SELECT $2 || g || '@example.com', 'x' FROM generate_series(1, $1) g \
-                    RETURNING id, email) \
-         INSERT INTO email_outbox (user_id, recipient, subject, body_text, body_html, expires_at) \
-         SELECT id, email, 'Your activation code: 1234', 'Your activation code is: 1234', '<p>1234</p>', \
-                now() + interval '60 seconds' FROM u",
+    let users: Vec<Id> = diesel::sql_query(
+        "INSERT INTO users (email, password_hash) \
+         SELECT $2 || g || '@example.com', 'x' FROM generate_series(1, $1) g RETURNING id",
     )
     .bind::<diesel::sql_types::BigInt, _>(n)
     .bind::<diesel::sql_types::Text, _>(label)
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let ids: Vec<i64> = users.iter().map(|user| user.id).collect();
+    let payload = Payload {
+        code: Code::from_digits("1234").unwrap(),
+        locale: "en".into(),
+    };
+    let sealed: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|&id| payload.seal(&sealer(), UserId(id)))
+        .collect();
+    diesel::sql_query(
+        "INSERT INTO email_outbox (user_id, recipient, payload, expires_at) \
+         SELECT u.id, u.email, p.payload, now() + interval '60 seconds' \
+         FROM unnest($1, $2) AS p(user_id, payload) JOIN users u ON u.id = p.user_id",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(&ids)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Bytea>, _>(&sealed)
     .execute(&mut conn)
     .await
     .unwrap();
@@ -94,7 +117,8 @@ async fn a_registration_delivers_exactly_one_email_whose_code_activates() {
     assert_eq!(message["from"], "accounts@example.org");
     assert_eq!(message["to"], email.as_str());
     let code = code_in(message["body"].as_str().unwrap());
-    assert_eq!(message["subject"], format!("Your activation code: {code}"));
+    // The subject carries no code: inbox previews and logs show subjects.
+    assert_eq!(message["subject"], "Your activation code");
     assert!(message["body"].as_str().unwrap().contains("1 minute"));
     assert!(message["html"].as_str().unwrap().contains(&code));
 
@@ -112,10 +136,7 @@ async fn a_registration_delivers_exactly_one_email_whose_code_activates() {
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("sent", 1));
     // No code rests in the database once the message is sent.
-    assert_eq!(
-        (rows[0].body_text.as_deref(), rows[0].body_html.as_deref()),
-        (None, None)
-    );
+    assert_eq!(rows[0].payload, None);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(sink.posts(), 1, "sent more than once");
 }
@@ -159,10 +180,7 @@ async fn a_message_is_dead_after_the_maximum_attempts_with_its_error_kept() {
         error.contains("503") && error.contains("mail provider down"),
         "{error}"
     );
-    assert_eq!(
-        (rows[0].body_text.as_deref(), rows[0].body_html.as_deref()),
-        (None, None)
-    );
+    assert_eq!(rows[0].payload, None);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(sink.posts(), 3);
     assert!(sink.delivered().is_empty());
@@ -258,10 +276,7 @@ async fn an_expired_message_is_never_sent_and_loses_its_bodies() {
     let _server = serve(&app.db, &sink, &[]);
     let rows = settled(&app.db, Duration::from_secs(5)).await;
     assert_eq!(rows[0].status, "expired");
-    assert_eq!(
-        (rows[0].body_text.as_deref(), rows[0].body_html.as_deref()),
-        (None, None)
-    );
+    assert_eq!(rows[0].payload, None);
     assert_eq!(sink.posts(), 0);
 }
 
@@ -615,5 +630,98 @@ async fn the_listener_reconnects_and_wakes_the_dispatcher_again() {
         queued.elapsed() < Duration::from_millis(1500),
         "{:?}",
         queued.elapsed()
+    );
+}
+
+// ---- no code at rest -----------------------------------------------------
+
+/// A plain-SQL dump of the whole database, by PostgreSQL's own `pg_dump`.
+fn pg_dump(url: &str) -> String {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .and_then(|versions| {
+            versions
+                .flatten()
+                .map(|version| version.path().join("bin/pg_dump"))
+                .filter(|bin| bin.exists())
+                .max()
+        })
+        .unwrap_or_else(|| "pg_dump".into());
+    let output = std::process::Command::new(bin)
+        .args(["--data-only", url])
+        .output()
+        .expect("pg_dump runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Asserts `code` appears nowhere in `dump` as a value: not as a field of its
+/// own, not in a text, not as the hex of its digits in a bytea.
+#[track_caller]
+fn assert_no_code(dump: &str, code: &str) {
+    let hex: String = code.bytes().map(|b| format!("{b:02x}")).collect();
+    for needle in [
+        format!("\t{code}\t"),
+        format!("\t{code}\n"),
+        format!(": {code}"),
+        format!(">{code}<"),
+        hex,
+    ] {
+        assert!(!dump.contains(&needle), "{needle:?} in the dump");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_code_rests_in_a_database_dump_in_flight_or_after_sending() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    sink.delay(Duration::from_millis(1500));
+    let server = serve(&db, &sink, &[]);
+    let email = unique_email("dump");
+    server.register(&email);
+    let code = crate::common::latest_code(&db, &email).await;
+    assert_eq!(sink.wait_for_posts(1, Duration::from_secs(5)), 1);
+
+    // In flight: claimed, posted, not answered yet.
+    let dump = pg_dump(&db.url);
+    assert!(dump.contains(&email), "the dump has the outbox row");
+    assert_no_code(&dump, &code);
+
+    let delivered = sink.wait_for(1, Duration::from_secs(5));
+    assert_eq!(code_in(delivered[0]["body"].as_str().unwrap()), code);
+    let rows = settled(&db, Duration::from_secs(5)).await;
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].payload.as_ref()),
+        ("sent", None)
+    );
+    assert_no_code(&pg_dump(&db.url), &code);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_sealed_under_another_secret_key_is_dead_not_sent() {
+    let db = TestDb::new().await;
+    queue_messages(&db, 1, &unique_email("rekeyed")).await;
+    let settings = settings_for(&db, &[("SECRET_KEY", "a-new-secret-key-after-rotation")]);
+    let sink = MailSink::start();
+
+    let tally = deliver(&db, &settings, &sink).await;
+    assert_eq!((tally.dead, sink.posts()), (1, 0));
+    let rows = outbox(&db).await;
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].payload.as_ref()),
+        ("dead", None)
+    );
+    assert!(
+        rows[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("SECRET_KEY"),
+        "{:?}",
+        rows[0].last_error
     );
 }

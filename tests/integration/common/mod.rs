@@ -12,9 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use activator::db;
+use activator::db::outbox::Payload;
+use activator::db::users::UserId;
 use activator::mail::dispatcher::{Courier, Tally, deliver_due};
 use activator::mail::templates::Templates;
 use activator::mail::transport::{HttpTransport, Transport};
+use activator::seal::Sealer;
 use activator::settings::Settings;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use rocket::http::{ContentType, Header, Status};
@@ -266,8 +269,7 @@ impl TestApp {
     }
 
     pub async fn on(db: TestDb, settings: Settings) -> Self {
-        let templates = Templates::load(None).unwrap();
-        let accounts = activator::accounts::Accounts::build(&settings, templates)
+        let accounts = activator::accounts::Accounts::build(&settings)
             .await
             .unwrap();
         let figment = activator::figment().merge(("log_level", "off"));
@@ -340,6 +342,8 @@ impl TestApp {
 pub async fn deliver(db: &TestDb, settings: &Settings, sink: &MailSink) -> Tally {
     let courier = Courier {
         transport: Transport::Http(HttpTransport::new(&sink.url, settings.email_concurrency)),
+        templates: std::sync::Arc::new(Templates::load(None).unwrap()),
+        sealer: Sealer::new(&settings.secret_key),
         from: settings.system_email.as_str().into(),
         max_attempts: settings.email_max_attempts,
     };
@@ -349,23 +353,35 @@ pub async fn deliver(db: &TestDb, settings: &Settings, sink: &MailSink) -> Tally
         .unwrap()
 }
 
-/// The code in the newest outbox message to `email` (read from its body,
-/// which holds the code until the message is sent).
+/// The code sealed in the newest outbox message to `email`, opened with the
+/// tests' `SECRET_KEY` (while the message is queued; delivery clears it).
 pub async fn latest_code(db: &TestDb, email: &str) -> String {
     #[derive(diesel::QueryableByName)]
-    struct Body {
-        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-        body_text: Option<String>,
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        user_id: i64,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Bytea>)]
+        payload: Option<Vec<u8>>,
     }
     let mut conn = db.connect().await;
-    let body: Body = diesel::sql_query(
-        "SELECT body_text FROM email_outbox WHERE recipient = $1 ORDER BY id DESC LIMIT 1",
+    let row: Row = diesel::sql_query(
+        "SELECT user_id, payload FROM email_outbox WHERE recipient = $1 ORDER BY id DESC LIMIT 1",
     )
     .bind::<diesel::sql_types::Text, _>(email.trim().to_lowercase())
     .get_result(&mut conn)
     .await
     .expect("an outbox message for this email");
-    code_in(&body.body_text.expect("the message still has its body"))
+    let sealed = row.payload.expect("the message is still queued");
+    Payload::open(&sealer(), UserId(row.user_id), &sealed)
+        .expect("sealed under the tests' SECRET_KEY")
+        .code
+        .as_str()
+        .to_owned()
+}
+
+/// The outbox's sealer under the tests' `SECRET_KEY`.
+pub fn sealer() -> Sealer {
+    Sealer::new(&activator::settings::SecretKey::new(SECRET_KEY))
 }
 
 /// The activation code inside an email text.

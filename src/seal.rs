@@ -1,0 +1,154 @@
+//! Sealing what must rest in the database for a while but that nobody may
+//! read there: an outbox message's activation code, between the request that
+//! queued it and the dispatcher that sends it.
+//!
+//! XChaCha20-Poly1305 (RustCrypto's `chacha20poly1305`: an AEAD whose 192-bit
+//! nonces are safe to draw at random) under a key derived from `SECRET_KEY`
+//! with HKDF-SHA256, so this key is independent of the codes' HMAC key.
+//! A sealed value is `version (1 byte) ‖ nonce (24) ‖ ciphertext ‖ tag (16)`;
+//! the caller's associated data (the row's owner) is authenticated too, so a
+//! sealed value moved to another row does not open.
+//!
+//! After a `SECRET_KEY` change, values sealed under the old key no longer
+//! open: the dispatcher marks such messages dead (their codes, keyed with the
+//! old key too, could not activate anyway) and users ask for a new code.
+
+use std::fmt;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hkdf::Hkdf;
+use sha2::Sha256;
+
+use crate::settings::SecretKey;
+
+/// The format's version, the first byte of every sealed value.
+const VERSION: u8 = 1;
+const NONCE_LEN: usize = 24;
+/// What tells this key apart from any other derived from `SECRET_KEY`.
+const PURPOSE: &[u8] = b"activator outbox payload v1";
+
+/// Seals and opens values under the key derived from `SECRET_KEY`. Cheap to
+/// clone; never printed.
+#[derive(Clone)]
+pub struct Sealer {
+    cipher: XChaCha20Poly1305,
+}
+
+/// A sealed value that does not open: sealed under another key, altered, or
+/// not a sealed value at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the sealed value does not open (sealed under another SECRET_KEY, or altered)")]
+pub struct Unreadable;
+
+impl Sealer {
+    pub fn new(secret: &SecretKey) -> Self {
+        let mut key = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's limit of 255 × 32.
+        Hkdf::<Sha256>::new(None, secret.as_bytes())
+            .expand(PURPOSE, &mut key)
+            .unwrap_or_else(|_| unreachable!("HKDF-SHA256 yields 32 bytes"));
+        Self {
+            cipher: XChaCha20Poly1305::new(&key.into()),
+        }
+    }
+
+    /// Seals `plaintext`, bound to `associated` (which is not stored).
+    pub fn seal(&self, plaintext: &[u8], associated: &[u8]) -> Vec<u8> {
+        // ThreadRng is a CSPRNG; 192-bit random nonces do not collide.
+        let nonce: [u8; NONCE_LEN] = rand::random();
+        let sealed = self
+            .cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: associated,
+                },
+            )
+            .unwrap_or_else(|_| unreachable!("encryption fails only past 256 GiB"));
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+        out.push(VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    /// Opens what [`Sealer::seal`] sealed with the same key and `associated`.
+    pub fn open(&self, sealed: &[u8], associated: &[u8]) -> Result<Vec<u8>, Unreadable> {
+        let Some((&VERSION, rest)) = sealed.split_first() else {
+            return Err(Unreadable);
+        };
+        if rest.len() < NONCE_LEN {
+            return Err(Unreadable);
+        }
+        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+        self.cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: associated,
+                },
+            )
+            .map_err(|_| Unreadable)
+    }
+}
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sealer(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealer(key: &str) -> Sealer {
+        Sealer::new(&SecretKey::new(key))
+    }
+
+    #[test]
+    fn a_sealed_value_opens_with_its_key_and_associated_data_only() {
+        let sealed = sealer("the key of some length").seal(b"1234", b"user 7");
+        assert_eq!(
+            sealer("the key of some length").open(&sealed, b"user 7"),
+            Ok(b"1234".to_vec())
+        );
+        assert_eq!(
+            sealer("the key of some length").open(&sealed, b"user 8"),
+            Err(Unreadable)
+        );
+        assert_eq!(
+            sealer("another key entirely").open(&sealed, b"user 7"),
+            Err(Unreadable)
+        );
+    }
+
+    #[test]
+    fn the_plaintext_does_not_appear_and_nonces_differ() {
+        let sealer = sealer("the key of some length");
+        let (a, b) = (
+            sealer.seal(b"code 4821", b""),
+            sealer.seal(b"code 4821", b""),
+        );
+        assert_ne!(a, b);
+        assert!(!a.windows(4).any(|w| w == b"4821"));
+        assert_eq!(a.len(), 1 + NONCE_LEN + 9 + 16);
+    }
+
+    #[test]
+    fn altered_or_truncated_values_do_not_open() {
+        let sealer = sealer("the key of some length");
+        let sealed = sealer.seal(b"1234", b"");
+        for i in 0..sealed.len() {
+            let mut altered = sealed.clone();
+            altered[i] ^= 1;
+            assert_eq!(sealer.open(&altered, b""), Err(Unreadable), "byte {i}");
+        }
+        for len in [0, 1, 10, NONCE_LEN + 1, sealed.len() - 1] {
+            assert_eq!(sealer.open(&sealed[..len], b""), Err(Unreadable), "{len}");
+        }
+    }
+}
