@@ -1,25 +1,123 @@
 //! Structured logs with `tracing`: human-readable text by default, one JSON
 //! object per line with `LOG_FORMAT=json`. `RUST_LOG` overrides the filter.
-//! Rocket's own `log` records are bridged into the same output.
+//! Rocket's and other dependencies' `log` records are bridged into the same
+//! output.
+//!
+//! No secret reaches the log at any level. Our own events never carry one
+//! (types holding secrets redact themselves; URLs go through
+//! [`redact_url`]). Some dependencies do at debug and trace: Rocket dumps
+//! every request with its `Authorization` header, ureq the email API's URL
+//! and hex dumps of what it posts (the code), tokio-postgres statement
+//! parameters, lettre the SMTP conversation. Those targets are capped at
+//! [`CAPPED_AT`] whatever `RUST_LOG` asks.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::settings::LogFormat;
 
+/// The most these targets may log.
+pub const CAPPED_AT: LevelFilter = LevelFilter::INFO;
+
+/// Dependencies whose debug and trace output can hold a password, an
+/// `Authorization` value, a code, a hash or a credential.
+const CAPPED: &[&str] = &[
+    "rocket::server",
+    "ureq",
+    "ureq_proto",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "tokio_postgres",
+    "postgres_protocol",
+    "diesel",
+    "diesel_async",
+    "redis",
+    "lettre",
+    "rustls",
+    "handlebars",
+];
+
 /// Installs the global subscriber, writing to stderr. `default_filter`
-/// applies when `RUST_LOG` is unset. Per-request lines of Rocket are left
-/// out by default: they cost throughput and say little that metrics don't.
+/// applies when `RUST_LOG` is unset.
 pub fn init(format: LogFormat, default_filter: &str) {
-    let filter =
+    let asked =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let caps = CAPPED.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |caps, target| caps.with_target(*target, CAPPED_AT),
+    );
+    let filter = asked.and(caps);
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true);
-    // A second initialisation (tests) keeps the first subscriber.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let layer = match format {
+        LogFormat::Text => layer.with_filter(filter).boxed(),
+        LogFormat::Json => layer.json().flatten_event(true).with_filter(filter).boxed(),
     };
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// `url` fit for a log line or an error message: user info and query
+/// replaced by `***`, so `scheme://user:secret@host/path?key=k` reads
+/// `scheme://***@host/path?***`. Something that is not a URL becomes
+/// `(not a URL)`: it could be a secret pasted into the wrong variable.
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "(not a URL)".to_owned();
+    };
+    let had_user = !parsed.username().is_empty() || parsed.password().is_some();
+    let had_query = parsed.query().is_some();
+    // Both fail only for URLs that cannot have them, which then have none.
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    parsed.set_query(None);
+    parsed.set_fragment(None);
+    let mut text = parsed.to_string();
+    if had_user && let Some(at) = text.find("://").map(|i| i + 3) {
+        text.insert_str(at, "***@");
+    }
+    if had_query {
+        text.push_str("?***");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_user_info_and_query() {
+        let cases = [
+            (
+                "http://mailer:api-pass@mail.example.com:8080/v1/send?key=k1&x=y",
+                "http://***@mail.example.com:8080/v1/send?***",
+            ),
+            (
+                "postgres://app:hunter2@db.internal/activator",
+                "postgres://***@db.internal/activator",
+            ),
+            (
+                "redis://:pw@127.0.0.1:6379/0",
+                "redis://***@127.0.0.1:6379/0",
+            ),
+            (
+                "smtps://user@smtp.example.com:465",
+                "smtps://***@smtp.example.com:465",
+            ),
+            (
+                "https://api.example.com/send",
+                "https://api.example.com/send",
+            ),
+            ("not a url hunter2", "(not a URL)"),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(redact_url(url), expected, "{url}");
+        }
+    }
 }

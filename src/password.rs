@@ -62,6 +62,10 @@ pub fn check_policy(password: &str) -> Result<(), &'static str> {
     if password.chars().any(char::is_whitespace) {
         return Err("Password must not contain whitespace");
     }
+    // Such a password could never be sent back as Basic credentials.
+    if password.chars().any(char::is_control) {
+        return Err("Password cannot contain control characters");
+    }
     if !password.chars().any(char::is_lowercase) {
         return Err("Password must contain at least one lowercase letter");
     }
@@ -215,6 +219,7 @@ mod tests {
             ("Sh0rt!", "at least 8"),
             (&*format!("Aa1!{}", "x".repeat(69)), "at most 72"),
             ("Has space1!A", "whitespace"),
+            ("Nul\0Byte1!A", "control"),
             ("NOLOWER1!", "lowercase"),
             ("noupper1!", "uppercase"),
             ("NoDigits!!", "digit"),

@@ -107,7 +107,7 @@ impl fmt::Debug for SecretKey {
 impl fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatabaseSettings")
-            .field("url", &redact_url(&self.url))
+            .field("url", &crate::logging::redact_url(&self.url))
             .field("pool_size", &self.pool_size)
             .finish()
     }
@@ -116,22 +116,8 @@ impl fmt::Debug for DatabaseSettings {
 impl fmt::Debug for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.0.iter().map(|url| redact_url(url)))
+            .entries(self.0.iter().map(|url| crate::logging::redact_url(url)))
             .finish()
-    }
-}
-
-/// `scheme://user:secret@host` → `scheme://user:***@host`.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
     }
 }
 
@@ -231,13 +217,18 @@ fn seconds(
     integer(source, name, default, 1..=31_536_000).map(Duration::from_secs)
 }
 
+/// A URL. The value is not echoed when it is not one: it may hold a
+/// password, or be a secret pasted into the wrong variable.
 fn url(name: &'static str, value: String) -> Result<String, SettingsError> {
-    if value.contains("://") && !value.contains(char::is_whitespace) {
+    if value.contains("://")
+        && !value.contains(char::is_whitespace)
+        && url::Url::parse(&value).is_ok()
+    {
         Ok(value)
     } else {
         Err(SettingsError::Invalid {
             name,
-            problem: format!("expected a URL such as scheme://host:port/..., got {value:?}"),
+            problem: "expected a URL such as scheme://host:port/...".into(),
         })
     }
 }
@@ -407,6 +398,20 @@ mod tests {
             settings.redis_url.0,
             vec!["redis://a:7000", "redis://b:7001"]
         );
+    }
+
+    #[test]
+    fn an_invalid_url_is_refused_without_echoing_it() {
+        for (name, value) in [
+            ("DATABASE_URL", "postgres://app:hunter2@db host/x"),
+            ("REDIS_URL", "redis://:hunter2@[::1/"),
+            ("EMAIL_API_URL", "hunter2"),
+        ] {
+            let mut source = base();
+            source.insert(name, value);
+            let err = Settings::from_source(&source).unwrap_err().to_string();
+            assert!(err.contains(name) && !err.contains("hunter2"), "{err}");
+        }
     }
 
     #[test]

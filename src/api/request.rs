@@ -48,6 +48,12 @@ fn parse_basic(header: Option<&str>) -> Result<BasicAuth, ApiError> {
         .decode(encoded.trim())
         .map_err(|_| ApiError::InvalidCredentials)?;
     let decoded = String::from_utf8(decoded).map_err(|_| ApiError::InvalidCredentials)?;
+    // No account has a control character in its address or password, and
+    // PostgreSQL refuses a NUL in text: refuse them here, like any bad
+    // credential.
+    if decoded.chars().any(char::is_control) {
+        return Err(ApiError::InvalidCredentials);
+    }
     let (email, password) = decoded
         .split_once(':')
         .ok_or(ApiError::InvalidCredentials)?;
@@ -232,6 +238,26 @@ mod tests {
             parse_basic(Some("Basic")),
             Err(ApiError::NotAuthenticated)
         ));
+    }
+
+    #[test]
+    fn control_characters_in_credentials_are_invalid() {
+        for byte in (0u8..0x20).chain([0x7f]) {
+            let c = char::from(byte);
+            for raw in [
+                format!("a{c}b@x.com:Secr3t!pass"),
+                format!("a@x.com:Secr3t!{c}pass"),
+            ] {
+                assert!(
+                    matches!(
+                        parse_basic(Some(&basic(&raw))),
+                        Err(ApiError::InvalidCredentials)
+                    ),
+                    "{byte:#04x}"
+                );
+            }
+        }
+        assert!(parse_basic(Some(&basic("a@x.com:Secr3t!\u{85}pass"))).is_err());
     }
 
     #[test]

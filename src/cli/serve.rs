@@ -33,7 +33,10 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
 
     let transport = match &settings.email_api_url {
         Some(url) => {
-            tracing::info!(url, "emails are posted to the email API");
+            tracing::info!(
+                url = crate::logging::redact_url(url),
+                "emails are posted to the email API"
+            );
             Transport::Http(HttpTransport::new(url, settings.email_concurrency))
         }
         None => {

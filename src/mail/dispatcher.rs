@@ -385,6 +385,9 @@ async fn claim(
     let now = Utc::now();
     let claimed = outbox::claim_due(conn, now, LEASE, asked).await?;
     let drained = claimed.len() < slots;
+    if !claimed.is_empty() {
+        tracing::debug!(claimed = claimed.len(), asked = slots, "claimed emails");
+    }
     let (expired, sendable): (Vec<Message>, Vec<Message>) = claimed
         .into_iter()
         .partition(|message| message.expires_at <= now);

@@ -327,47 +327,6 @@ async fn sigterm_lets_the_in_flight_post_finish_and_records_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn no_activation_code_appears_in_the_logs() {
-    let db = TestDb::new().await;
-    let sink = MailSink::start();
-    let server = serve(&db, &sink, &[("RUST_LOG", "debug"), ("LOG_FORMAT", "json")]);
-    let email = unique_email("quiet");
-    server.register(&email);
-    let code = code_in(
-        sink.wait_for(1, Duration::from_secs(5))[0]["body"]
-            .as_str()
-            .unwrap(),
-    );
-    server.post(
-        "/auth/activate",
-        &json!({"code": "0000"}),
-        Some((&email, PASSWORD)),
-    );
-    server.post(
-        "/auth/activate",
-        &json!({"code": code}),
-        Some((&email, PASSWORD)),
-    );
-    let (_, log) = server.stop_with("TERM");
-    assert!(
-        log.contains("activation email sent"),
-        "logs were captured: {log}"
-    );
-    assert!(
-        log.lines()
-            .all(|line| serde_json::from_str::<serde_json::Value>(line).is_ok()),
-        "not JSON lines"
-    );
-    for line in log.lines() {
-        assert!(!line.contains(&format!("code is: {code}")), "{line}");
-        assert!(
-            !line.contains(&format!(": {code}")) && !line.contains(&format!("\"{code}\"")),
-            "{line}"
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn serve_posts_to_the_mailbox_which_shows_the_code() {
     let port = crate::common::server::free_port();
     let mut mailbox = crate::common::server::command("postgres://unused@127.0.0.1:1/x", &[])

@@ -9,3 +9,4 @@ mod cluster;
 mod docs;
 mod email;
 mod foundation;
+mod hardening;

@@ -1,0 +1,187 @@
+//! Hardening, against the real binary where the behaviour is the binary's:
+//! hostile credentials, what the logs may hold, and the defended edges.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::{MailSink, PASSWORD, Server, TestDb, unique_email};
+
+fn basic(raw: &[u8]) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_control_byte_in_basic_credentials_is_a_quiet_401() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db.url, &[]);
+    let email = unique_email("ctl");
+    assert_eq!(server.register(&email).0, 201);
+    let agent = Server::agent();
+    for byte in 0u8..0x20 {
+        let (user, domain) = email.split_once('@').unwrap();
+        let in_email = [
+            user.as_bytes(),
+            &[byte],
+            b"@",
+            domain.as_bytes(),
+            b":",
+            PASSWORD.as_bytes(),
+        ]
+        .concat();
+        let in_password = [email.as_bytes(), b":", PASSWORD.as_bytes(), &[byte]].concat();
+        for (path, raw) in [
+            ("/auth/activate", &in_email),
+            ("/auth/resend", &in_password),
+        ] {
+            let mut response = agent
+                .post(format!("{}{path}", server.base))
+                .header("Authorization", basic(raw))
+                .send_json(json!({"code": "1234"}))
+                .unwrap();
+            let body = response.body_mut().read_to_string().unwrap();
+            assert_eq!(
+                (response.status().as_u16(), body.as_str()),
+                (401, r#"{"detail":"Invalid authentication credentials"}"#),
+                "byte {byte:#04x} on {path}"
+            );
+        }
+    }
+    let (_, log) = server.stop_with("TERM");
+    assert!(
+        !log.lines().any(|line| line.contains("ERROR")),
+        "an error was logged: {log}"
+    );
+}
+
+/// Runs register, resend, a wrong and a right activation against `serve`
+/// with `RUST_LOG=trace` and every secret distinctive, then returns the log
+/// and the secrets it must not hold.
+async fn a_session_at_trace(log_format: &str) -> (String, Vec<String>) {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    // Trust authentication ignores the password, and the sink the
+    // credentials and key: they are there to be looked for in the log.
+    let database_url = db.url.replacen("postgres@", "postgres:db-pass-7c1f@", 1);
+    let email_api = sink
+        .url
+        .replacen("http://", "http://mailer:api-pass-93ad@", 1)
+        + "?key=query-key-5b2e";
+    let secret_key = "secret-key-5d0c9e2a41";
+    let server = Server::start(
+        &database_url,
+        &[
+            ("RUST_LOG", "trace"),
+            ("LOG_FORMAT", log_format),
+            ("EMAIL_API_URL", &email_api),
+            ("SECRET_KEY", secret_key),
+        ],
+    );
+    let email = unique_email("trace");
+    assert_eq!(server.register(&email).0, 201);
+    let first = sink.wait_for(1, Duration::from_secs(5));
+    let auth = Some((email.as_str(), PASSWORD));
+    let (status, _) = server.post("/auth/activate", &json!({"code": "0000"}), auth);
+    assert_eq!(status, 400);
+    assert_eq!(server.post("/auth/resend", &json!({}), auth).0, 202);
+    let second = sink.wait_for(2, Duration::from_secs(5));
+    let code = crate::common::code_in(second[1]["body"].as_str().unwrap());
+    assert_eq!(
+        server
+            .post("/auth/activate", &json!({"code": code}), auth)
+            .0,
+        200
+    );
+    let (_, log) = server.stop_with("TERM");
+    assert!(
+        log.contains("activation email sent"),
+        "the log was captured"
+    );
+    assert!(
+        log.lines().any(|line| line.contains("DEBUG")),
+        "RUST_LOG=trace took effect: {log}"
+    );
+
+    let mut hash = None;
+    let hashes = db
+        .count("SELECT count(*) AS n FROM users WHERE password_hash LIKE '$2b$%'")
+        .await;
+    assert_eq!(hashes, 1);
+    {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Hash {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            password_hash: String,
+        }
+        let mut conn = db.connect().await;
+        let row: Hash = diesel::sql_query("SELECT password_hash FROM users")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        hash.replace(row.password_hash);
+    }
+    use base64::Engine;
+    let authorization =
+        base64::engine::general_purpose::STANDARD.encode(format!("{email}:{PASSWORD}"));
+    let first_code = crate::common::code_in(first[0]["body"].as_str().unwrap());
+    let mut secrets = vec![
+        PASSWORD.to_owned(),
+        authorization,
+        secret_key.to_owned(),
+        "db-pass-7c1f".to_owned(),
+        "api-pass-93ad".to_owned(),
+        "query-key-5b2e".to_owned(),
+        hash.unwrap()[7..].to_owned(),
+    ];
+    for code in [first_code, code] {
+        secrets.extend([
+            format!("code is: {code}"),
+            format!("\"{code}\""),
+            format!(": {code}"),
+            format!(">{code}<"),
+        ]);
+    }
+    (log, secrets)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_reaches_the_log_even_at_trace() {
+    for format in ["text", "json"] {
+        let (log, secrets) = a_session_at_trace(format).await;
+        let leaks: Vec<String> = secrets
+            .iter()
+            .flat_map(|secret| {
+                log.lines()
+                    .filter(|line| line.contains(secret.as_str()))
+                    .map(move |line| format!("{secret:?} in: {}", &line[..line.len().min(300)]))
+            })
+            .collect();
+        assert!(leaks.is_empty(), "{format} log:\n{}", leaks.join("\n"));
+    }
+}
+
+#[test]
+fn an_invalid_url_setting_is_named_but_not_echoed() {
+    for (name, value) in [
+        ("DATABASE_URL", "postgres://app:hunter2@db host/activator"),
+        ("REDIS_URL", "redis://:hunter2@[::1"),
+        ("EMAIL_API_URL", "http://user:hunter2@exa mple.com/send"),
+    ] {
+        let output = crate::common::server::run(
+            "postgres://postgres@127.0.0.1:1/activator",
+            &[(name, value)],
+            &["serve"],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(name) && !stderr.contains("hunter2"),
+            "{stderr}"
+        );
+    }
+}
