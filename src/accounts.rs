@@ -136,8 +136,39 @@ impl Accounts {
             .verify(password, user.as_ref().map(|user| &user.password_hash))
             .await?;
         match user {
-            Some(user) if matches => Ok(user),
+            Some(user) if matches => {
+                if user.password_hash.cost() != Some(self.hasher.cost()) {
+                    self.rehash(&user, password).await;
+                }
+                Ok(user)
+            }
             _ => Err(AccountError::InvalidCredentials),
+        }
+    }
+
+    /// Rehashes a password that was hashed at another cost than
+    /// `BCRYPT_COST` (the setting changed since), now that it is known to be
+    /// right: a wrong password then costs the same time on every account
+    /// again. Best effort: a failure leaves the old hash, logged.
+    async fn rehash(&self, user: &User, password: &Password) {
+        let replaced = async {
+            let new = self.hasher.hash(password).await?;
+            let mut conn = self.pool.get().await?;
+            Ok::<_, AccountError>(
+                users::replace_password_hash(&mut conn, user.id, &user.password_hash, &new).await?,
+            )
+        };
+        match replaced.await {
+            Ok(true) => tracing::info!(
+                user_id = %user.id,
+                from = user.password_hash.cost(),
+                to = self.hasher.cost(),
+                "password rehashed at the configured cost"
+            ),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(user_id = %user.id, error = %err, "could not rehash a password")
+            }
         }
     }
 

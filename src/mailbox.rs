@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use rocket::figment::Figment;
-use rocket::http::Status;
+use rocket::http::{ContentType, Status};
 use rocket::response::content::RawHtml;
 use rocket::serde::json::Json;
 use rocket::{Build, Rocket, State, catch, catchers, delete, get, post, routes};
@@ -126,11 +126,21 @@ fn find_code(text: &str) -> Option<String> {
     None
 }
 
+/// Takes a message. Only `application/json`: a web page may post a form or
+/// `text/plain` anywhere without asking, but not JSON, so any page a
+/// developer visits cannot drop mail into this inbox.
 #[post("/v1/send", data = "<message>")]
 fn send(
     mailbox: &State<Mailbox>,
+    content_type: Option<&ContentType>,
     message: Result<Json<Incoming>, rocket::serde::json::Error<'_>>,
 ) -> (Status, Json<serde_json::Value>) {
+    if !content_type.is_some_and(|content_type| content_type.is_json()) {
+        return (
+            Status::UnsupportedMediaType,
+            Json(serde_json::json!({ "detail": "Send application/json" })),
+        );
+    }
     match message {
         Ok(Json(message)) => {
             tracing::info!(

@@ -36,6 +36,17 @@ impl fmt::Debug for Password {
 #[derive(Clone)]
 pub struct PasswordHash(pub String);
 
+impl PasswordHash {
+    /// The cost the hash was made with (`$2b$12$…` → 12), if it is bcrypt's.
+    pub fn cost(&self) -> Option<u32> {
+        let mut parts = self.0.split('$');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(""), Some(_version), Some(cost)) if cost.len() == 2 => cost.parse().ok(),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Debug for PasswordHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PasswordHash(..)")
@@ -237,6 +248,19 @@ mod tests {
         let ok = format!("Aa1!{}", "𝄞".repeat(17));
         assert!(ok.len() == 72 && check_policy(&ok).is_ok());
         assert!(check_policy(&format!("{ok}𝄞")).is_err());
+    }
+
+    #[test]
+    fn a_hash_knows_its_cost() {
+        let hash = |s: &str| PasswordHash(s.to_owned());
+        assert_eq!(
+            hash(&bcrypt::hash("Str0ng!pass", 4).unwrap()).cost(),
+            Some(4)
+        );
+        assert_eq!(hash(&dummy_hash(12)).cost(), Some(12));
+        for malformed in ["", "x", "$2b$", "$2b$1$", "$2b$ab$x", "plain"] {
+            assert_eq!(hash(malformed).cost(), None, "{malformed}");
+        }
     }
 
     #[test]

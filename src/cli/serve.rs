@@ -28,6 +28,7 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
             "BCRYPT_COST is below 10: fine for tests and benchmarks, too weak for production"
         );
     }
+    raise_open_files_limit();
     let templates = Templates::load(settings.templates_dir.as_deref())?;
     check_migrations(&settings, opts.migrate)?;
 
@@ -86,6 +87,16 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
             .map(drop)
             .map_err(|err| anyhow::anyhow!("server failed: {err}"))
     })
+}
+
+/// Raises the open-files soft limit to the hard limit: every connection is a
+/// file, and the usual soft limit (1024) would cap the server far below what
+/// it can hold.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open files limit"),
+        Err(err) => tracing::warn!(error = %err, "cannot raise the open files limit"),
+    }
 }
 
 /// Applies pending migrations with `migrate`, else refuses to serve a schema

@@ -102,6 +102,26 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewUser<'_>) -> QueryRes
         .optional()
 }
 
+/// Replaces the user's password hash with `new`, unless it changed since it
+/// was `old` (a concurrent rehash, a password change). Returns whether it
+/// replaced it.
+pub async fn replace_password_hash(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+    old: &PasswordHash,
+    new: &PasswordHash,
+) -> QueryResult<bool> {
+    let updated = diesel::update(
+        users::table
+            .find(id)
+            .filter(users::password_hash.eq(&old.0)),
+    )
+    .set(users::password_hash.eq(&new.0))
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
+}
+
 /// Marks a pending user active; false when the user was already active.
 pub async fn activate(
     conn: &mut AsyncPgConnection,

@@ -185,3 +185,98 @@ fn an_invalid_url_setting_is_named_but_not_echoed() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_hashed_at_another_cost_is_rehashed_on_its_next_sign_in() {
+    use diesel_async::RunQueryDsl;
+    let app = crate::common::TestApp::with(&[("BCRYPT_COST", "5")]).await;
+    let email = unique_email("rehash");
+    let old = bcrypt::hash(PASSWORD, 4).unwrap();
+    let mut conn = app.db.connect().await;
+    diesel::sql_query("INSERT INTO users (email, password_hash) VALUES ($1, $2)")
+        .bind::<diesel::sql_types::Text, _>(&email)
+        .bind::<diesel::sql_types::Text, _>(&old)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let stored = async || {
+        #[derive(diesel::QueryableByName)]
+        struct Hash {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            password_hash: String,
+        }
+        let mut conn = app.db.connect().await;
+        diesel::sql_query("SELECT password_hash FROM users")
+            .get_result::<Hash>(&mut conn)
+            .await
+            .unwrap()
+            .password_hash
+    };
+
+    app.resend(&email, "Wr0ng!pass")
+        .await
+        .assert_detail(401, "Invalid authentication credentials");
+    assert_eq!(stored().await, old, "a wrong password changes nothing");
+
+    app.resend(&email, PASSWORD)
+        .await
+        .assert_detail(202, "Activation email resent");
+    let new = stored().await;
+    assert!(new.starts_with("$2b$05$"), "{new}");
+    assert!(bcrypt::verify(PASSWORD, &new).unwrap());
+    // Signing in again at the same cost keeps the hash.
+    app.resend(&email, PASSWORD).await;
+    assert_eq!(stored().await, new);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_raises_its_open_files_limit_to_the_hard_limit() {
+    let db = TestDb::new().await;
+    let server = Server::start_wrapped(&["prlimit", "--nofile=256:4096"], &db.url, &[], &[]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers, ["4096", "4096"], "{open_files}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mailbox_takes_only_json_posts() {
+    use rocket::http::ContentType;
+    let figment = rocket::Config::figment().merge(("log_level", "off"));
+    let client =
+        rocket::local::asynchronous::Client::tracked(activator::mailbox::rocket(figment, 10))
+            .await
+            .unwrap();
+    let message = r#"{"from":"a@example.com","to":"b@example.com","subject":"s","body":"1234"}"#;
+    for content_type in [
+        Some(ContentType::Plain),
+        Some(ContentType::Form),
+        Some(ContentType::new("multipart", "form-data")),
+        None,
+    ] {
+        let mut request = client.post("/v1/send").body(message);
+        if let Some(content_type) = content_type.clone() {
+            request = request.header(content_type);
+        }
+        let response = request.dispatch().await;
+        assert_eq!(response.status().code, 415, "{content_type:?}");
+    }
+    let accepted = client
+        .post("/v1/send")
+        .header(ContentType::JSON)
+        .body(message)
+        .dispatch()
+        .await;
+    assert_eq!(accepted.status().code, 200);
+    let listed = client.get("/v1/messages").dispatch().await;
+    let listed: serde_json::Value =
+        serde_json::from_str(&listed.into_string().await.unwrap()).unwrap();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        1,
+        "only the JSON post got in"
+    );
+}

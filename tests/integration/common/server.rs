@@ -8,7 +8,20 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_activator");
 /// Environment for the binary: the test's database, the shared Redis,
 /// cheap bcrypt, nothing inherited that could change behaviour.
 pub fn command(database_url: &str, extra: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(BIN);
+    wrapped_command(&[], database_url, extra)
+}
+
+/// The binary run through `wrapper` (a program and its arguments, such as
+/// `prlimit --nofile=256:4096`), with [`command`]'s environment.
+pub fn wrapped_command(wrapper: &[&str], database_url: &str, extra: &[(&str, &str)]) -> Command {
+    let mut command = match wrapper {
+        [] => Command::new(BIN),
+        [program, args @ ..] => {
+            let mut command = Command::new(program);
+            command.args(args).arg(BIN);
+            command
+        }
+    };
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -54,6 +67,16 @@ impl Server {
 
     /// Starts `serve` with extra arguments (e.g. `--migrate`).
     pub fn start_with_args(database_url: &str, extra: &[(&str, &str)], args: &[&str]) -> Self {
+        Self::start_wrapped(&[], database_url, extra, args)
+    }
+
+    /// Starts `serve` through `wrapper` (see [`wrapped_command`]).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        database_url: &str,
+        extra: &[(&str, &str)],
+        args: &[&str],
+    ) -> Self {
         let port = free_port();
         let port_text = port.to_string();
         let mut env: Vec<(&str, &str)> =
@@ -61,7 +84,7 @@ impl Server {
         env.extend_from_slice(extra);
         let log =
             std::env::temp_dir().join(format!("activator-serve-{}-{port}.log", std::process::id()));
-        let child = command(database_url, &env)
+        let child = wrapped_command(wrapper, database_url, &env)
             .arg("serve")
             .args(args)
             .stdout(Stdio::null())
