@@ -1,10 +1,16 @@
 //! The account workflows: register, authenticate, issue a code (resend and
 //! its support variant), activate, unlock. Plain async functions shared by
 //! the HTTP handlers and the CLI; they know nothing of HTTP.
+//!
+//! Abuse resistance lives here, as each workflow's first steps (SPEC §3,
+//! §4): per-IP and per-mailbox limits before any hashing, failed
+//! authentications counted before the password is checked, a pending
+//! account's lifetime budget of failed activations, and pending
+//! registrations that expire so nobody can squat an address.
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use diesel_async::AsyncPgConnection;
 
@@ -12,7 +18,7 @@ use crate::address::Email;
 use crate::code::{Code, CodeHasher};
 use crate::db::users::{NewUser, User};
 use crate::db::{self, Pool, activation_codes, outbox, users};
-use crate::limits::{Attempt, Cleared, Decision, Limiter};
+use crate::limits::{Attempt, Cleared, ClientIp, Decision, Limit, Limiter};
 use crate::mail::templates::DEFAULT_LOCALE;
 use crate::password::{HashError, Hasher, Password};
 use crate::seal::Sealer;
@@ -29,8 +35,8 @@ pub enum AccountError {
     InvalidCredentials,
     #[error("invalid or expired activation code")]
     InvalidCode,
-    #[error("rate limited for {0:?}")]
-    RateLimited(Duration),
+    #[error("rate limited ({limit:?}) for {retry_after:?}")]
+    RateLimited { limit: Limit, retry_after: Duration },
     #[error("no account for {0}")]
     UnknownUser(Email),
     #[error("too many password hashes waiting")]
@@ -49,7 +55,22 @@ impl From<HashError> for AccountError {
     fn from(err: HashError) -> Self {
         match err {
             HashError::Busy => Self::Busy,
+            // Another place opens within a hash's time.
+            HashError::ClientBusy => Self::RateLimited {
+                limit: Limit::HashQueuePerIp,
+                retry_after: Duration::from_secs(1),
+            },
             other => Self::Hash(other),
+        }
+    }
+}
+
+/// `Ok` when `decision` allows, else the refusal.
+fn allowed(decision: Decision) -> Result<(), AccountError> {
+    match decision {
+        Decision::Allowed => Ok(()),
+        Decision::Limited { limit, retry_after } => {
+            Err(AccountError::RateLimited { limit, retry_after })
         }
     }
 }
@@ -64,14 +85,9 @@ pub struct Accounts {
     pub sealer: Sealer,
     pub limiter: Limiter,
     pub code_ttl: Duration,
-}
-
-fn refusal_for_existing(user: &User) -> AccountError {
-    if user.is_active {
-        AccountError::AlreadyActive
-    } else {
-        AccountError::CodeAlreadyIssued
-    }
+    pub code_length: usize,
+    /// How long a registration stays pending; `None`: for ever.
+    pub pending_ttl: Option<Duration>,
 }
 
 impl Accounts {
@@ -82,50 +98,149 @@ impl Accounts {
         use anyhow::Context;
         Ok(Self {
             pool: db::pool(&settings.database).context("cannot set up the database pool")?,
-            hasher: Hasher::new(settings.bcrypt_cost).context("invalid BCRYPT_COST")?,
+            hasher: Hasher::new(settings.bcrypt_cost, settings.limits.hash_queue_per_ip)
+                .context("invalid BCRYPT_COST")?,
             code_hasher: CodeHasher::new(settings.secret_key.clone()),
             sealer: Sealer::new(&settings.secret_key),
             limiter: Limiter::connect(settings).await?,
             code_ttl: settings.code_ttl,
+            code_length: settings.code_length,
+            pending_ttl: settings.pending_ttl,
         })
     }
 
-    /// Creates a pending account and queues its activation email, all in one
-    /// transaction. One account per address also under concurrency: the
-    /// unique constraint decides, the losers get the winner's state.
-    pub async fn register(&self, email: &Email, password: &Password) -> Result<User, AccountError> {
-        // Refuse known addresses before paying for a hash.
+    /// When a registration made now would have to be made before to be
+    /// expired; `None` if registrations never expire.
+    fn expired_before(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.pending_ttl
+            .map(|ttl| now - crate::duration::to_delta(ttl))
+    }
+
+    /// When `user`'s pending registration expires, if it does.
+    pub fn pending_until(&self, user: &User) -> Option<DateTime<Utc>> {
+        let ttl = self.pending_ttl?;
+        (!user.is_active).then(|| user.created_at + crate::duration::to_delta(ttl))
+    }
+
+    /// Why `user` blocks a new registration of its address, if it does: an
+    /// active account, or a pending one that has not expired.
+    fn refusal_for_existing(&self, user: &User, now: DateTime<Utc>) -> Option<AccountError> {
+        if user.is_active {
+            Some(AccountError::AlreadyActive)
+        } else if self
+            .expired_before(now)
+            .is_some_and(|cutoff| user.created_at < cutoff)
+        {
+            None
+        } else {
+            Some(AccountError::CodeAlreadyIssued)
+        }
+    }
+
+    /// Creates a pending account (or starts an expired pending one afresh)
+    /// and queues its activation email, all in one transaction. One account
+    /// per address also under concurrency: the unique constraint (or the
+    /// compare-and-set of a fresh start) decides, the losers get the
+    /// winner's state.
+    pub async fn register(
+        &self,
+        email: &Email,
+        password: &Password,
+        client: ClientIp,
+    ) -> Result<User, AccountError> {
+        // Every check that can refuse comes before paying for a hash.
+        allowed(self.limiter.check_register(client).await?)?;
         {
             let mut conn = self.pool.get().await?;
-            if let Some(user) = users::find_by_email(&mut conn, email).await? {
-                return Err(refusal_for_existing(&user));
+            if let Some(user) = users::find_by_email(&mut conn, email).await?
+                && let Some(refusal) = self.refusal_for_existing(&user, Utc::now())
+            {
+                return Err(refusal);
             }
         }
-        let hash = self.hasher.hash(password).await?;
+        allowed(self.limiter.reserve_mailbox_email(email).await?)?;
+        let registered = self.create(email, password, client).await;
+        if registered.is_err()
+            && let Err(err) = self.limiter.release_mailbox_email(email).await
+        {
+            tracing::warn!(error = %err, "could not give back a mailbox's email count");
+        }
+        let (user, restarted) = registered?;
+        if restarted {
+            // A new owner: the old one's counters are none of theirs.
+            if let Err(err) = self.limiter.unlock(email, true).await {
+                tracing::warn!(error = %err, "could not clear the counters of a renewed registration");
+            }
+        }
+        Ok(user)
+    }
+
+    /// Hashes the password and writes the account and its first code; true
+    /// when an expired pending registration was started afresh.
+    async fn create(
+        &self,
+        email: &Email,
+        password: &Password,
+        client: ClientIp,
+    ) -> Result<(User, bool), AccountError> {
+        let hash = self.hasher.hash(password, client).await?;
         let mut conn = self.pool.get().await?;
         conn.transaction(async |conn| {
             let new = NewUser {
                 email: email.as_str(),
                 password_hash: &hash.0,
             };
-            let Some(user) = users::insert(conn, &new).await? else {
-                let user = users::find_by_email(conn, email)
-                    .await?
-                    .ok_or_else(|| AccountError::UnknownUser(email.clone()))?;
-                return Err(refusal_for_existing(&user));
-            };
-            self.issue_code(conn, &user).await?;
-            Ok(user)
+            if let Some(user) = users::insert(conn, &new).await? {
+                self.issue_code(conn, &user).await?;
+                return Ok((user, false));
+            }
+            let now = Utc::now();
+            let existing = users::find_by_email(conn, email)
+                .await?
+                .ok_or_else(|| AccountError::UnknownUser(email.clone()))?;
+            if let Some(refusal) = self.refusal_for_existing(&existing, now) {
+                return Err(refusal);
+            }
+            let cutoff = self.expired_before(now).unwrap_or(now);
+            match users::restart_registration(conn, existing.id, &hash, cutoff).await? {
+                Some(user) => {
+                    tracing::info!(user_id = %user.id, "an expired pending registration starts afresh");
+                    self.issue_code(conn, &user).await?;
+                    Ok((user, true))
+                }
+                // Renewed by a concurrent registration.
+                None => Err(AccountError::CodeAlreadyIssued),
+            }
         })
         .await
     }
 
-    /// Checks HTTP Basic credentials. An unknown email costs a bcrypt
+    /// Checks HTTP Basic credentials. Failures are limited per email and per
+    /// client IP, and counted before the password is checked, so a limited
+    /// client is refused (429) before any bcrypt work and parallel guesses
+    /// cannot exceed the limits. An unknown email costs a bcrypt
     /// verification too, so it cannot be told apart by timing.
     pub async fn authenticate(
         &self,
         email: &Email,
         password: &Password,
+        client: ClientIp,
+    ) -> Result<User, AccountError> {
+        allowed(self.limiter.reserve_auth_failure(email, client).await?)?;
+        let checked = self.check_password(email, password, client).await;
+        if !matches!(checked, Err(AccountError::InvalidCredentials))
+            && let Err(err) = self.limiter.release_auth_failure(email, client).await
+        {
+            tracing::warn!(error = %err, "could not give back an authentication's count");
+        }
+        checked
+    }
+
+    async fn check_password(
+        &self,
+        email: &Email,
+        password: &Password,
+        client: ClientIp,
     ) -> Result<User, AccountError> {
         let user = {
             let mut conn = self.pool.get().await?;
@@ -133,12 +248,16 @@ impl Accounts {
         };
         let matches = self
             .hasher
-            .verify(password, user.as_ref().map(|user| &user.password_hash))
+            .verify(
+                password,
+                user.as_ref().map(|user| &user.password_hash),
+                client,
+            )
             .await?;
         match user {
             Some(user) if matches => {
                 if user.password_hash.cost() != Some(self.hasher.cost()) {
-                    self.rehash(&user, password).await;
+                    self.rehash(&user, password, client).await;
                 }
                 Ok(user)
             }
@@ -150,9 +269,9 @@ impl Accounts {
     /// `BCRYPT_COST` (the setting changed since), now that it is known to be
     /// right: a wrong password then costs the same time on every account
     /// again. Best effort: a failure leaves the old hash, logged.
-    async fn rehash(&self, user: &User, password: &Password) {
+    async fn rehash(&self, user: &User, password: &Password, client: ClientIp) {
         let replaced = async {
-            let new = self.hasher.hash(password).await?;
+            let new = self.hasher.hash(password, client).await?;
             let mut conn = self.pool.get().await?;
             Ok::<_, AccountError>(
                 users::replace_password_hash(&mut conn, user.id, &user.password_hash, &new).await?,
@@ -172,15 +291,24 @@ impl Accounts {
         }
     }
 
-    /// A user's request for a new code: rate limited, then as `reissue`.
+    /// A user's request for a new code: limited per email (a minute, a day)
+    /// and per mailbox, then as `reissue`.
     pub async fn resend(&self, user: &User) -> Result<(), AccountError> {
         if user.is_active {
             return Err(AccountError::AlreadyActive);
         }
-        match self.limiter.check_resend(&user.email).await? {
-            Decision::Allowed => self.reissue(user).await,
-            Decision::Limited { retry_after } => Err(AccountError::RateLimited(retry_after)),
+        allowed(self.limiter.reserve_mailbox_email(&user.email).await?)?;
+        let resent = async {
+            allowed(self.limiter.check_resend(&user.email).await?)?;
+            self.reissue(user).await
+        };
+        let resent = resent.await;
+        if resent.is_err()
+            && let Err(err) = self.limiter.release_mailbox_email(&user.email).await
+        {
+            tracing::warn!(error = %err, "could not give back a mailbox's email count");
         }
+        resent
     }
 
     /// Issues a new code (superseding older ones) and queues its email,
@@ -201,9 +329,10 @@ impl Accounts {
         .await
     }
 
-    /// Supersedes the live code, stores a new one and queues its email, the
-    /// code sealed (the dispatcher writes the email when it sends it). Runs
-    /// inside the caller's transaction.
+    /// Supersedes the live code (and the emails still queued with it),
+    /// stores a new one and queues its email, the code sealed (the
+    /// dispatcher writes the email when it sends it). Runs inside the
+    /// caller's transaction.
     async fn issue_code(
         &self,
         conn: &mut AsyncPgConnection,
@@ -211,8 +340,9 @@ impl Accounts {
     ) -> Result<(), AccountError> {
         let now = Utc::now();
         let expires_at = now + crate::duration::to_delta(self.code_ttl);
-        let code = Code::generate();
+        let code = Code::generate(self.code_length);
         activation_codes::supersede_live(conn, user.id, now).await?;
+        outbox::supersede_queued(conn, user.id, now).await?;
         activation_codes::insert(
             conn,
             &activation_codes::NewCode {
@@ -239,9 +369,12 @@ impl Accounts {
         Ok(())
     }
 
-    /// Activates `user` with `code`. The attempt is counted before the code
-    /// is looked at (see `crate::limits`); marking the code used and the user
-    /// active is one transaction.
+    /// Activates `user` with `code`. An attempt is counted twice before the
+    /// code is looked at: in the Redis window that locks out a burst (see
+    /// `crate::limits`), and against the account's lifetime budget of
+    /// failures, in the database. Once the budget is spent, even the right
+    /// code is refused until `user unlock` or the registration expires.
+    /// Marking the code used and the user active is one transaction.
     pub async fn activate(&self, user: &User, code: &Code) -> Result<(), AccountError> {
         if user.is_active {
             return Err(AccountError::AlreadyActive);
@@ -249,9 +382,31 @@ impl Accounts {
         let email = &user.email;
         let attempt: Attempt = match self.limiter.reserve_attempt(email).await? {
             Ok(attempt) => attempt,
-            Err(wait) => return Err(AccountError::RateLimited(wait)),
+            Err(retry_after) => {
+                return Err(AccountError::RateLimited {
+                    limit: Limit::ActivationAttempts,
+                    retry_after,
+                });
+            }
         };
         let mut conn = self.pool.get().await?;
+        let max = self.limiter.policy().activation_max_failures;
+        if users::spend_activation(&mut conn, user.id, max)
+            .await?
+            .is_none()
+        {
+            let now = Utc::now();
+            // Until the registration expires and the address can be
+            // registered afresh; without expiry, a lockout's length.
+            let retry_after = self
+                .pending_until(user)
+                .and_then(|until| (until - now).to_std().ok())
+                .unwrap_or(self.limiter.policy().lock);
+            return Err(AccountError::RateLimited {
+                limit: Limit::ActivationBudget,
+                retry_after,
+            });
+        }
         let activated = conn
             .transaction(async |conn| {
                 let now = Utc::now();
@@ -286,15 +441,23 @@ impl Accounts {
         }
     }
 
-    /// Clears the activation lockout (and with `resend_limits` the resend
-    /// counters) of an existing account.
+    /// Clears the activation lockout, the failure counters and a spent
+    /// failure budget of an existing account (and with `resend_limits` the
+    /// resend counters).
     pub async fn unlock(
         &self,
         email: &Email,
         resend_limits: bool,
-    ) -> Result<Cleared, AccountError> {
-        self.find_user(email).await?;
-        Ok(self.limiter.unlock(email, resend_limits).await?)
+    ) -> Result<Unlocked, AccountError> {
+        let user = self.find_user(email).await?;
+        let budget = {
+            let mut conn = self.pool.get().await?;
+            users::restore_activation_budget(&mut conn, user.id).await?
+        };
+        Ok(Unlocked {
+            cleared: self.limiter.unlock(email, resend_limits).await?,
+            budget,
+        })
     }
 
     /// The account registered for `email`.
@@ -307,6 +470,14 @@ impl Accounts {
         let mut conn = self.pool.get().await?;
         Ok(db::ping(&mut conn).await?)
     }
+}
+
+/// What `unlock` restored: Redis' counters, and how many failed activations
+/// it gave back to the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unlocked {
+    pub cleared: Cleared,
+    pub budget: u32,
 }
 
 /// The account registered for `email`: for commands that have a pool but

@@ -34,6 +34,7 @@ use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 
 use crate::accounts::Accounts;
+use crate::settings::NetworkSettings;
 
 /// Rocket's configuration, layered as `rocket::Config::figment()` layers it
 /// (defaults, then `Rocket.toml` or `ROCKET_CONFIG`, then `ROCKET_*`, for the
@@ -47,6 +48,9 @@ pub fn figment() -> Figment {
         .merge(("limits.json", "16 KiB"))
         .merge(("ident", "activator"))
         .merge(("cli_colors", false))
+        // The client IP comes from `api::client`: the peer, or a trusted
+        // proxy's X-Forwarded-For; never a header anyone can send.
+        .merge(("ip_header", false))
         .merge(Toml::file(Env::var_or("ROCKET_CONFIG", "Rocket.toml")).nested())
         .merge(Env::prefixed("ROCKET_").ignore(&["PROFILE"]).global())
         .select(Profile::from_env_or(
@@ -55,11 +59,14 @@ pub fn figment() -> Figment {
         ))
 }
 
-/// The API as a Rocket application over `accounts`, configured by `figment`
-/// (usually [`figment()`]).
-pub fn rocket(figment: Figment, accounts: Accounts) -> Rocket<Build> {
+/// The API as a Rocket application over `accounts`, with clients located by
+/// `network`, configured by `figment` (usually [`figment()`]).
+pub fn rocket(figment: Figment, accounts: Accounts, network: NetworkSettings) -> Rocket<Build> {
+    let document = api::docs::Document::new(accounts.code_length);
     rocket::custom(figment)
         .manage(accounts)
+        .manage(api::client::Network::new(network))
+        .manage(document)
         .mount("/", api::routes())
         .register("/", api::catchers())
 }

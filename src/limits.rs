@@ -1,4 +1,5 @@
-//! Rate limits in Redis, per normalized email (SPEC §4).
+//! Rate limits in Redis, per normalized email, per client IP and per
+//! mailbox (SPEC §4).
 //!
 //! Every check-and-record is one Lua script, so it is atomic: N concurrent
 //! resends see exactly one "allowed". All keys of one email share the hash tag
@@ -10,6 +11,8 @@
 //! cannot test more codes than the limit allows. A failed attempt that reaches
 //! the limit starts the lockout; a successful one clears the counters.
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -98,11 +101,71 @@ impl ConnectionLike for RedisConnection {
     }
 }
 
+/// A limit that can refuse a request: what its 429 says, and its label in
+/// `activator_rate_limited_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// Failed activations within `ACTIVATION_ATTEMPT_WINDOW_SECONDS`, then
+    /// the lockout.
+    ActivationAttempts,
+    /// A pending account's lifetime budget of failed activations.
+    ActivationBudget,
+    ResendPerMinute,
+    ResendDaily,
+    /// Failed Basic authentications of one email.
+    AuthFailures,
+    /// Failed Basic authentications from one client IP.
+    AuthFailuresPerIp,
+    RegisterPerIp,
+    /// Places one client IP holds in the password-hash queue.
+    HashQueuePerIp,
+    /// Activation emails a day to one mailbox.
+    MailboxDaily,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 9] = [
+        Limit::ActivationAttempts,
+        Limit::ActivationBudget,
+        Limit::ResendPerMinute,
+        Limit::ResendDaily,
+        Limit::AuthFailures,
+        Limit::AuthFailuresPerIp,
+        Limit::RegisterPerIp,
+        Limit::HashQueuePerIp,
+        Limit::MailboxDaily,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ActivationAttempts => "activation_attempts",
+            Self::ActivationBudget => "activation_budget",
+            Self::ResendPerMinute => "resend_per_minute",
+            Self::ResendDaily => "resend_daily",
+            Self::AuthFailures => "auth_failures",
+            Self::AuthFailuresPerIp => "auth_failures_per_ip",
+            Self::RegisterPerIp => "register_per_ip",
+            Self::HashQueuePerIp => "hash_queue_per_ip",
+            Self::MailboxDaily => "mailbox_daily",
+        }
+    }
+}
+
 /// The outcome of a rate-limited step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Allowed,
-    Limited { retry_after: Duration },
+    Limited { limit: Limit, retry_after: Duration },
+}
+
+/// The client's address for the per-IP limits; `None` when the client is
+/// exempt (`RATE_LIMIT_EXEMPT`) or not a network client at all (the CLI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl ClientIp {
+    /// A caller no per-IP limit applies to.
+    pub const EXEMPT: ClientIp = ClientIp(None);
 }
 
 /// An activation attempt that was allowed, and its number in the window.
@@ -112,20 +175,22 @@ pub struct Attempt {
 }
 
 /// What `unlock` removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Cleared {
     pub lock: bool,
     pub failures: bool,
     pub resend_limits: bool,
 }
 
-/// An email's activation lockout state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// An email's lockout state, for support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockState {
     /// Time left on the lockout, if locked.
     pub locked_for: Option<Duration>,
-    /// Attempts counted in the current window.
+    /// Failed activations counted in the current window.
     pub attempts: u32,
+    /// Failed Basic authentications counted in the current window.
+    pub auth_failures: u32,
 }
 
 /// Reserves an activation attempt. Returns `{1, pttl}` when locked (or when
@@ -151,21 +216,30 @@ redis.call('DEL', KEYS[1])
 return 1
 ";
 
-/// Counts a resend against both windows, or returns the milliseconds until
-/// the first full window frees a slot. Nothing is counted when refused.
-const RESEND: &str = r"
-for i = 1, 2 do
+/// Fixed windows: KEYS are counters, ARGV their limits and windows (ms) in
+/// pairs. When any counter is full, counts nothing and returns `{i, pttl}`
+/// for the first full one (i from 1); else counts one in each and returns
+/// `{0, 0}`.
+const COUNT: &str = r"
+for i = 1, #KEYS do
   local used = tonumber(redis.call('GET', KEYS[i]) or '0')
   if used >= tonumber(ARGV[2 * i - 1]) then
-    return redis.call('PTTL', KEYS[i])
+    return {i, redis.call('PTTL', KEYS[i])}
   end
 end
-for i = 1, 2 do
+for i = 1, #KEYS do
   if redis.call('INCR', KEYS[i]) == 1 then
     redis.call('PEXPIRE', KEYS[i], ARGV[2 * i])
   end
 end
-return 0
+return {0, 0}
+";
+
+/// Gives back one count of KEYS[1] (a reservation not used); a counter that
+/// expired meanwhile is not brought back below zero.
+const GIVE_BACK: &str = r"
+if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end
+return 1
 ";
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -176,29 +250,46 @@ const DAY: Duration = Duration::from_secs(86_400);
 pub struct Limiter {
     conn: RedisConnection,
     policy: LimitSettings,
-    reserve_attempt: std::sync::Arc<Script>,
-    lock: std::sync::Arc<Script>,
-    resend: std::sync::Arc<Script>,
+    reserve_attempt: Arc<Script>,
+    lock: Arc<Script>,
+    count: Arc<Script>,
+    give_back: Arc<Script>,
+}
+
+/// A Redis key with the hash tag `{tag}`: one email's (or IP's, or
+/// mailbox's) keys share a slot, so a script's keys do on Redis Cluster.
+fn key(tag: &str, name: &str) -> String {
+    format!("activator:{{{tag}}}:{name}")
 }
 
 /// The Redis keys of one email.
-struct Keys {
+struct EmailKeys {
     attempts: String,
     lock: String,
     resend_minute: String,
     resend_day: String,
+    auth_failures: String,
 }
 
-impl Keys {
+impl EmailKeys {
     fn of(email: &Email) -> Self {
-        let key = |name: &str| format!("activator:{{{email}}}:{name}");
+        let tag = email.as_str();
         Self {
-            attempts: key("activation:attempts"),
-            lock: key("activation:lock"),
-            resend_minute: key("resend:minute"),
-            resend_day: key("resend:day"),
+            attempts: key(tag, "activation:attempts"),
+            lock: key(tag, "activation:lock"),
+            resend_minute: key(tag, "resend:minute"),
+            resend_day: key(tag, "resend:day"),
+            auth_failures: key(tag, "auth:failures"),
         }
     }
+}
+
+fn ip_key(ip: IpAddr, name: &str) -> String {
+    key(&format!("ip:{ip}"), name)
+}
+
+fn mailbox_key(mailbox: &str) -> String {
+    key(&format!("mailbox:{mailbox}"), "emails")
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -218,7 +309,8 @@ impl Limiter {
             policy,
             reserve_attempt: Script::new(RESERVE_ATTEMPT).into(),
             lock: Script::new(LOCK).into(),
-            resend: Script::new(RESEND).into(),
+            count: Script::new(COUNT).into(),
+            give_back: Script::new(GIVE_BACK).into(),
         }
     }
 
@@ -235,10 +327,43 @@ impl Limiter {
         &self.conn
     }
 
+    pub fn policy(&self) -> &LimitSettings {
+        &self.policy
+    }
+
+    /// Counts one in each of `counters` (key, limit, window) unless one is
+    /// full; a full one is reported as `limits[i]`.
+    async fn count(
+        &self,
+        counters: &[(String, u32, Duration)],
+        limits: &[Limit],
+    ) -> RedisResult<Decision> {
+        let mut invocation = self.count.prepare_invoke();
+        for (key, limit, window) in counters {
+            invocation.key(key).arg(*limit).arg(millis(*window));
+        }
+        let (full, wait): (usize, i64) = invocation.invoke_async(&mut self.conn.clone()).await?;
+        Ok(match full.checked_sub(1).and_then(|i| limits.get(i)) {
+            None => Decision::Allowed,
+            Some(&limit) => Decision::Limited {
+                limit,
+                retry_after: pttl(wait),
+            },
+        })
+    }
+
+    async fn give_back(&self, key: &str) -> RedisResult<()> {
+        self.give_back
+            .key(key)
+            .invoke_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(drop)
+    }
+
     /// Records an activation attempt before its code is checked; `Err` holds
     /// the refusal when the user is locked out.
     pub async fn reserve_attempt(&self, email: &Email) -> RedisResult<Result<Attempt, Duration>> {
-        let keys = Keys::of(email);
+        let keys = EmailKeys::of(email);
         let (locked, value): (i64, i64) = self
             .reserve_attempt
             .key(&keys.attempts)
@@ -263,7 +388,7 @@ impl Limiter {
         if attempt.number < self.policy.attempt_limit {
             return Ok(());
         }
-        let keys = Keys::of(email);
+        let keys = EmailKeys::of(email);
         self.lock
             .key(&keys.attempts)
             .key(&keys.lock)
@@ -280,54 +405,137 @@ impl Limiter {
 
     /// Counts a resend, unless that would exceed the per-minute or daily limit.
     pub async fn check_resend(&self, email: &Email) -> RedisResult<Decision> {
-        let keys = Keys::of(email);
-        let wait: i64 = self
-            .resend
-            .key(&keys.resend_minute)
-            .key(&keys.resend_day)
-            .arg(self.policy.resend_per_minute)
-            .arg(millis(MINUTE))
-            .arg(self.policy.resend_daily)
-            .arg(millis(DAY))
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(if wait == 0 {
-            Decision::Allowed
-        } else {
-            Decision::Limited {
-                retry_after: pttl(wait),
-            }
-        })
+        let keys = EmailKeys::of(email);
+        self.count(
+            &[
+                (keys.resend_minute, self.policy.resend_per_minute, MINUTE),
+                (keys.resend_day, self.policy.resend_daily, DAY),
+            ],
+            &[Limit::ResendPerMinute, Limit::ResendDaily],
+        )
+        .await
     }
 
-    /// Removes the lockout and the attempt counter, and with `resend_limits`
-    /// the resend counters too. Reports which keys existed.
+    /// Counts a registration from `ip`, unless its window is full.
+    pub async fn check_register(&self, ip: ClientIp) -> RedisResult<Decision> {
+        let Some(ip) = ip.0 else {
+            return Ok(Decision::Allowed);
+        };
+        let policy = &self.policy;
+        self.count(
+            &[(
+                ip_key(ip, "register"),
+                policy.register_per_ip,
+                policy.register_window,
+            )],
+            &[Limit::RegisterPerIp],
+        )
+        .await
+    }
+
+    /// Counts an activation email to `email`'s mailbox, unless the mailbox
+    /// had its day's share.
+    pub async fn reserve_mailbox_email(&self, email: &Email) -> RedisResult<Decision> {
+        self.count(
+            &[(
+                mailbox_key(&email.mailbox()),
+                self.policy.emails_per_mailbox_daily,
+                DAY,
+            )],
+            &[Limit::MailboxDaily],
+        )
+        .await
+    }
+
+    /// Gives back an email counted by [`Limiter::reserve_mailbox_email`]
+    /// that was not sent after all.
+    pub async fn release_mailbox_email(&self, email: &Email) -> RedisResult<()> {
+        self.give_back(&mailbox_key(&email.mailbox())).await
+    }
+
+    /// Counts a Basic authentication as failed before the password is
+    /// checked (so parallel guesses cannot exceed the limits), unless the
+    /// email or the client IP has no failures left. A successful one is
+    /// given back with [`Limiter::release_auth_failure`].
+    pub async fn reserve_auth_failure(&self, email: &Email, ip: ClientIp) -> RedisResult<Decision> {
+        let policy = &self.policy;
+        // Two scripts: the email's and the IP's keys live in other slots.
+        if let Some(ip) = ip.0 {
+            let decision = self
+                .count(
+                    &[(
+                        ip_key(ip, "auth:failures"),
+                        policy.auth_failures_per_ip,
+                        policy.auth_failure_window,
+                    )],
+                    &[Limit::AuthFailuresPerIp],
+                )
+                .await?;
+            if decision != Decision::Allowed {
+                return Ok(decision);
+            }
+        }
+        let decision = self
+            .count(
+                &[(
+                    EmailKeys::of(email).auth_failures,
+                    policy.auth_failures_per_email,
+                    policy.auth_failure_window,
+                )],
+                &[Limit::AuthFailures],
+            )
+            .await?;
+        if decision != Decision::Allowed
+            && let Some(ip) = ip.0
+        {
+            self.give_back(&ip_key(ip, "auth:failures")).await?;
+        }
+        Ok(decision)
+    }
+
+    /// Gives back what [`Limiter::reserve_auth_failure`] counted, for an
+    /// authentication that did not fail.
+    pub async fn release_auth_failure(&self, email: &Email, ip: ClientIp) -> RedisResult<()> {
+        self.give_back(&EmailKeys::of(email).auth_failures).await?;
+        if let Some(ip) = ip.0 {
+            self.give_back(&ip_key(ip, "auth:failures")).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the lockout and the failure counters (activations and
+    /// authentications), and with `resend_limits` the resend counters too.
+    /// Reports which keys existed.
     pub async fn unlock(&self, email: &Email, resend_limits: bool) -> RedisResult<Cleared> {
-        let keys = Keys::of(email);
+        let keys = EmailKeys::of(email);
         let mut pipe = redis::pipe();
-        pipe.del(&keys.lock).del(&keys.attempts);
+        pipe.del(&keys.lock)
+            .del(&keys.attempts)
+            .del(&keys.auth_failures);
         if resend_limits {
             pipe.del(&keys.resend_minute).del(&keys.resend_day);
         }
         let deleted: Vec<i64> = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(Cleared {
             lock: deleted.first() == Some(&1),
-            failures: deleted.get(1) == Some(&1),
-            resend_limits: deleted.iter().skip(2).any(|&n| n == 1),
+            failures: deleted.iter().skip(1).take(2).any(|&n| n == 1),
+            resend_limits: deleted.iter().skip(3).any(|&n| n == 1),
         })
     }
 
     /// The lockout state, for support.
     pub async fn lock_state(&self, email: &Email) -> RedisResult<LockState> {
-        let keys = Keys::of(email);
-        let (lock_ms, attempts): (i64, Option<u32>) = redis::pipe()
+        let keys = EmailKeys::of(email);
+        let (lock_ms, attempts, auth_failures): (i64, Option<u32>, Option<u32>) = redis::pipe()
             .pttl(&keys.lock)
             .get(&keys.attempts)
+            .get(&keys.auth_failures)
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(LockState {
             locked_for: (lock_ms > 0).then(|| pttl(lock_ms)),
             attempts: attempts.unwrap_or(0),
+            auth_failures: auth_failures.unwrap_or(0),
         })
     }
 }
@@ -346,16 +554,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_of_one_email_share_a_hash_tag() {
-        let keys = Keys::of(&crate::address::normalize("Someone@Example.com").unwrap());
+    fn keys_of_one_email_ip_or_mailbox_share_a_hash_tag() {
+        let keys = EmailKeys::of(&crate::address::normalize("Someone@Example.com").unwrap());
         for key in [
             &keys.attempts,
             &keys.lock,
             &keys.resend_minute,
             &keys.resend_day,
+            &keys.auth_failures,
         ] {
             assert!(key.starts_with("activator:{someone@example.com}:"), "{key}");
         }
+        let ip = "2001:db8::1".parse().unwrap();
+        assert_eq!(
+            ip_key(ip, "register"),
+            "activator:{ip:2001:db8::1}:register"
+        );
+        assert_eq!(
+            mailbox_key("someone@example.com"),
+            "activator:{mailbox:someone@example.com}:emails"
+        );
     }
 
     #[test]

@@ -4,13 +4,20 @@
 //! Tokio's blocking pool behind a semaphore with one permit per core: more
 //! hashes in flight than cores only adds latency. Callers beyond that wait in
 //! a bounded queue; when the queue is full the caller gets [`HashError::Busy`]
-//! (a 503) at once instead of queueing without bound.
+//! (a 503) at once instead of queueing without bound. The queue is fair:
+//! one client IP holds at most `HASH_QUEUE_PER_IP` places in it (waiting or
+//! hashing), beyond which its requests get [`HashError::ClientBusy`] (a 429)
+//! at once, so one flooding client cannot take every other's turn.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
+
+use crate::limits::ClientIp;
 
 /// A password as received: never printed.
 #[derive(Clone)]
@@ -97,6 +104,8 @@ pub fn check_policy(password: &str) -> Result<(), &'static str> {
 pub enum HashError {
     #[error("too many password hashes waiting")]
     Busy,
+    #[error("this client holds its share of the password-hash queue")]
+    ClientBusy,
     #[error("bcrypt failed: {0}")]
     Bcrypt(#[from] bcrypt::BcryptError),
     #[error("password hashing task failed: {0}")]
@@ -113,23 +122,27 @@ pub struct Hasher {
     permits: Arc<Semaphore>,
     waiting: Arc<AtomicUsize>,
     max_waiting: usize,
+    /// Places in the queue held by each client IP, and how many one may hold.
+    per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    max_per_client: usize,
     /// Verified against when the account does not exist, so that an unknown
     /// email costs the same time as a wrong password.
     dummy_hash: Arc<str>,
 }
 
 impl Hasher {
-    /// A hasher at `cost` with one permit per core and a wait queue of
-    /// `max_waiting` callers.
-    pub fn new(cost: u32) -> Result<Self, bcrypt::BcryptError> {
+    /// A hasher at `cost` with one permit per core, a wait queue of 32
+    /// callers per core, and `per_client` places in it for one client IP.
+    pub fn new(cost: u32, per_client: usize) -> Result<Self, bcrypt::BcryptError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::with_concurrency(cost, cores, cores * 32)
+        Self::with_concurrency(cost, cores, cores * 32, per_client)
     }
 
     pub fn with_concurrency(
         cost: u32,
         in_flight: usize,
         max_waiting: usize,
+        per_client: usize,
     ) -> Result<Self, bcrypt::BcryptError> {
         if !COSTS.contains(&cost) {
             return Err(bcrypt::BcryptError::CostNotAllowed(cost));
@@ -139,6 +152,8 @@ impl Hasher {
             permits: Arc::new(Semaphore::new(in_flight.max(1))),
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting,
+            per_client: Arc::default(),
+            max_per_client: per_client.max(1),
             dummy_hash: dummy_hash(cost),
         })
     }
@@ -147,10 +162,17 @@ impl Hasher {
         self.cost
     }
 
-    pub async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
+    /// Hashes `password` for `client` (see [`ClientIp`]).
+    pub async fn hash(
+        &self,
+        password: &Password,
+        client: ClientIp,
+    ) -> Result<PasswordHash, HashError> {
         let password = password.0.clone();
         let cost = self.cost;
-        let hash = self.run(move || bcrypt::hash(password, cost)).await??;
+        let hash = self
+            .run(client, move || bcrypt::hash(password, cost))
+            .await??;
         Ok(PasswordHash(hash))
     }
 
@@ -161,6 +183,7 @@ impl Hasher {
         &self,
         password: &Password,
         hash: Option<&PasswordHash>,
+        client: ClientIp,
     ) -> Result<bool, HashError> {
         let password = password.0.clone();
         let (hash, known) = match hash {
@@ -168,15 +191,26 @@ impl Hasher {
             None => (self.dummy_hash.clone(), false),
         };
         let matches = self
-            .run(move || bcrypt::verify(password, &hash).unwrap_or(false))
+            .run(client, move || {
+                bcrypt::verify(password, &hash).unwrap_or(false)
+            })
             .await?;
         Ok(known && matches)
     }
 
     async fn run<T: Send + 'static>(
         &self,
+        client: ClientIp,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
+        let _place = match client.0 {
+            Some(ip) => Some(ClientPlace::take(
+                &self.per_client,
+                ip,
+                self.max_per_client,
+            )?),
+            None => None,
+        };
         let _queued = QueueSlot::take(&self.waiting, self.max_waiting)?;
         // The semaphore is never closed, so acquiring only fails in theory.
         let _permit = self.permits.acquire().await.map_err(|_| HashError::Busy)?;
@@ -190,6 +224,51 @@ impl Hasher {
 /// real verification at `cost` costs, without computing a hash up front.
 fn dummy_hash(cost: u32) -> Arc<str> {
     format!("$2b${cost:02}${}", ".".repeat(53)).into()
+}
+
+/// A client IP's place in the queue, held from arrival to the end of its
+/// hash, given back on drop (also when the request is cancelled).
+struct ClientPlace<'a> {
+    places: &'a Mutex<HashMap<IpAddr, usize>>,
+    ip: IpAddr,
+}
+
+impl<'a> ClientPlace<'a> {
+    fn take(
+        places: &'a Mutex<HashMap<IpAddr, usize>>,
+        ip: IpAddr,
+        max: usize,
+    ) -> Result<Self, HashError> {
+        let mut held = lock(places);
+        let count = held.entry(ip).or_insert(0);
+        if *count >= max {
+            return Err(HashError::ClientBusy);
+        }
+        *count += 1;
+        Ok(Self { places, ip })
+    }
+}
+
+impl Drop for ClientPlace<'_> {
+    fn drop(&mut self) {
+        let mut held = lock(self.places);
+        if let Some(count) = held.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The map's lock; a panic while holding it leaves counts that are still
+/// right (each change is one statement).
+fn lock(
+    places: &Mutex<HashMap<IpAddr, usize>>,
+) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+    places
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A place in the wait queue, given back on drop (also when the request is
@@ -274,13 +353,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {
-        let hasher = Hasher::new(4).unwrap();
+        let hasher = Hasher::new(4, 4).unwrap();
         let password = Password::new("Str0ng!pass");
-        let hash = hasher.hash(&password).await.unwrap();
-        assert!(hasher.verify(&password, Some(&hash)).await.unwrap());
+        let anyone = ClientIp::EXEMPT;
+        let hash = hasher.hash(&password, anyone).await.unwrap();
+        assert!(hasher.verify(&password, Some(&hash), anyone).await.unwrap());
         let wrong = Password::new("Wr0ng!pass");
-        assert!(!hasher.verify(&wrong, Some(&hash)).await.unwrap());
-        assert!(!hasher.verify(&password, None).await.unwrap());
+        assert!(!hasher.verify(&wrong, Some(&hash), anyone).await.unwrap());
+        assert!(!hasher.verify(&password, None, anyone).await.unwrap());
     }
 
     #[test]
@@ -291,14 +371,35 @@ mod tests {
             Ok(false)
         ));
         assert!(dummy_hash(12).starts_with("$2b$12$"));
-        assert!(Hasher::new(3).is_err() && Hasher::new(32).is_err());
+        assert!(Hasher::new(3, 4).is_err() && Hasher::new(32, 4).is_err());
     }
 
     #[tokio::test]
     async fn a_full_queue_answers_busy_instead_of_waiting() {
-        let hasher = Hasher::with_concurrency(4, 1, 0).unwrap();
-        let result = hasher.hash(&Password::new("Str0ng!pass")).await;
+        let hasher = Hasher::with_concurrency(4, 1, 0, 4).unwrap();
+        let result = hasher
+            .hash(&Password::new("Str0ng!pass"), ClientIp::EXEMPT)
+            .await;
         assert!(matches!(result, Err(HashError::Busy)));
         assert_eq!(hasher.waiting.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn one_client_holds_at_most_its_share_of_the_queue() {
+        let hasher = Hasher::with_concurrency(8, 1, 100, 2).unwrap();
+        let flooder = ClientIp(Some("192.0.2.1".parse().unwrap()));
+        let other = ClientIp(Some("192.0.2.2".parse().unwrap()));
+        let password = Password::new("Str0ng!pass");
+        let results =
+            futures_util::future::join_all((0..6).map(|_| hasher.hash(&password, flooder))).await;
+        let refused = results
+            .iter()
+            .filter(|result| matches!(result, Err(HashError::ClientBusy)))
+            .count();
+        assert_eq!(refused, 4, "two places, six asked at once");
+        // The flooder's places are given back; another client was never refused.
+        assert!(hasher.hash(&password, flooder).await.is_ok());
+        assert!(hasher.hash(&password, other).await.is_ok());
+        assert!(lock(&hasher.per_client).is_empty());
     }
 }

@@ -37,6 +37,7 @@ diesel::table! {
         is_active -> Bool,
         created_at -> Timestamptz,
         activated_at -> Nullable<Timestamptz>,
+        failed_activations -> Int4,
     }
 }
 

@@ -14,21 +14,36 @@
 //! | `EMAIL_CONCURRENCY` | 16 | sends in flight per instance |
 //! | `TEMPLATES_DIR` | unset | directory overriding the built-in email templates |
 //! | `ACTIVATION_CODE_TTL_SECONDS` | 60 | how long a code is valid |
+//! | `CODE_LENGTH` | 4 | digits in a code, 4–8 |
+//! | `PENDING_ACCOUNT_TTL_SECONDS` | 86400 | how long a registration stays pending before the address may be registered afresh; 0 = for ever |
 //! | `BCRYPT_COST` | 12 | bcrypt cost, 4–31 |
 //! | `ACTIVATION_ATTEMPT_LIMIT` | 5 | failed activations before lockout |
 //! | `ACTIVATION_ATTEMPT_WINDOW_SECONDS` | 300 | window in which those failures count |
 //! | `ACTIVATION_LOCK_SECONDS` | 900 | how long a lockout lasts |
 //! | `RESEND_PER_MINUTE_LIMIT` | 1 | resends per minute |
 //! | `RESEND_DAILY_LIMIT` | 5 | resends per day |
+//! | `ACTIVATION_MAX_FAILURES` | 10 | failed activations a pending account may have in its whole life |
+//! | `AUTH_FAILURE_LIMIT` | 10 | failed Basic authentications per email within the window |
+//! | `AUTH_FAILURE_PER_IP_LIMIT` | 30 | failed Basic authentications per client IP within the window |
+//! | `AUTH_FAILURE_WINDOW_SECONDS` | 900 | the window of both |
+//! | `REGISTER_PER_IP_LIMIT` | 30 | registrations per client IP within the window |
+//! | `REGISTER_PER_IP_WINDOW_SECONDS` | 600 | that window |
+//! | `HASH_QUEUE_PER_IP` | 4 | places one client IP may hold in the password-hash queue |
+//! | `EMAIL_PER_MAILBOX_DAILY_LIMIT` | 10 | activation emails a day to one mailbox (the address without its `+tag`) |
+//! | `TRUSTED_PROXIES` | none | CIDRs whose `X-Forwarded-For` is believed |
+//! | `RATE_LIMIT_EXEMPT` | `127.0.0.0/8,::1` | CIDRs the per-IP limits skip; empty for none |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
 //!
 //! Rocket's own settings (`ROCKET_ADDRESS`, `ROCKET_PORT`, limits, workers)
 //! come from `Rocket.toml` and `ROCKET_*` as Rocket reads them.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+
+use ipnet::IpNet;
 
 /// A setting that is missing or cannot be used; the message names it.
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +66,12 @@ pub struct Settings {
     pub email_concurrency: usize,
     pub templates_dir: Option<PathBuf>,
     pub code_ttl: Duration,
+    pub code_length: usize,
+    /// `None`: a pending registration never expires.
+    pub pending_ttl: Option<Duration>,
     pub bcrypt_cost: u32,
     pub limits: LimitSettings,
+    pub network: NetworkSettings,
 }
 
 /// What the commands that only touch PostgreSQL need.
@@ -70,7 +89,36 @@ pub struct LimitSettings {
     pub lock: Duration,
     pub resend_per_minute: u32,
     pub resend_daily: u32,
+    pub activation_max_failures: u32,
+    pub auth_failures_per_email: u32,
+    pub auth_failures_per_ip: u32,
+    pub auth_failure_window: Duration,
+    pub register_per_ip: u32,
+    pub register_window: Duration,
+    pub hash_queue_per_ip: usize,
+    pub emails_per_mailbox_daily: u32,
 }
+
+/// Where clients are: which peers' `X-Forwarded-For` to believe, and which
+/// client addresses the per-IP limits skip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSettings {
+    pub trusted_proxies: Vec<IpNet>,
+    pub rate_limit_exempt: Vec<IpNet>,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            rate_limit_exempt: cidrs("RATE_LIMIT_EXEMPT", DEFAULT_EXEMPT).unwrap_or_default(),
+        }
+    }
+}
+
+/// Loopback: a reverse proxy on the same host not yet in `TRUSTED_PROXIES`
+/// must not make every client one throttled address.
+const DEFAULT_EXEMPT: &str = "127.0.0.0/8,::1";
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,8 +177,33 @@ impl Default for LimitSettings {
             lock: Duration::from_secs(900),
             resend_per_minute: 1,
             resend_daily: 5,
+            activation_max_failures: 10,
+            auth_failures_per_email: 10,
+            auth_failures_per_ip: 30,
+            auth_failure_window: Duration::from_secs(900),
+            register_per_ip: 30,
+            register_window: Duration::from_secs(600),
+            hash_queue_per_ip: 4,
+            emails_per_mailbox_daily: 10,
         }
     }
+}
+
+/// A comma-separated list of CIDRs (`10.0.0.0/8`) or single addresses.
+fn cidrs(name: &'static str, value: &str) -> Result<Vec<IpNet>, SettingsError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<IpNet>()
+                .or_else(|_| part.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| SettingsError::Invalid {
+                    name,
+                    problem: format!("expected CIDRs such as 10.0.0.0/8,::1, got {part:?}"),
+                })
+        })
+        .collect()
 }
 
 /// Reads variables by name; the process environment in production, a map in
@@ -209,12 +282,15 @@ where
     }
 }
 
+/// The longest duration a setting takes: a year.
+const MAX_SECONDS: u64 = 31_536_000;
+
 fn seconds(
     source: &impl Source,
     name: &'static str,
     default: u64,
 ) -> Result<Duration, SettingsError> {
-    integer(source, name, default, 1..=31_536_000).map(Duration::from_secs)
+    integer(source, name, default, 1..=MAX_SECONDS).map(Duration::from_secs)
 }
 
 /// A URL. The value is not echoed when it is not one: it may hold a
@@ -289,6 +365,16 @@ impl Settings {
             email_concurrency: integer(source, "EMAIL_CONCURRENCY", 16, 1..=1024)?,
             templates_dir: optional(source, "TEMPLATES_DIR").map(PathBuf::from),
             code_ttl: seconds(source, "ACTIVATION_CODE_TTL_SECONDS", 60)?,
+            code_length: integer(source, "CODE_LENGTH", 4, 4..=8)?,
+            pending_ttl: match integer(
+                source,
+                "PENDING_ACCOUNT_TTL_SECONDS",
+                86_400,
+                0..=MAX_SECONDS,
+            )? {
+                0 => None,
+                seconds => Some(Duration::from_secs(seconds)),
+            },
             bcrypt_cost: integer(
                 source,
                 "BCRYPT_COST",
@@ -301,6 +387,42 @@ impl Settings {
                 lock: seconds(source, "ACTIVATION_LOCK_SECONDS", 900)?,
                 resend_per_minute: integer(source, "RESEND_PER_MINUTE_LIMIT", 1, 1..=1_000_000)?,
                 resend_daily: integer(source, "RESEND_DAILY_LIMIT", 5, 1..=1_000_000)?,
+                activation_max_failures: integer(
+                    source,
+                    "ACTIVATION_MAX_FAILURES",
+                    10,
+                    1..=1_000_000,
+                )?,
+                auth_failures_per_email: integer(source, "AUTH_FAILURE_LIMIT", 10, 1..=1_000_000)?,
+                auth_failures_per_ip: integer(
+                    source,
+                    "AUTH_FAILURE_PER_IP_LIMIT",
+                    30,
+                    1..=1_000_000,
+                )?,
+                auth_failure_window: seconds(source, "AUTH_FAILURE_WINDOW_SECONDS", 900)?,
+                register_per_ip: integer(source, "REGISTER_PER_IP_LIMIT", 30, 1..=1_000_000)?,
+                register_window: seconds(source, "REGISTER_PER_IP_WINDOW_SECONDS", 600)?,
+                hash_queue_per_ip: integer(source, "HASH_QUEUE_PER_IP", 4, 1..=10_000)?,
+                emails_per_mailbox_daily: integer(
+                    source,
+                    "EMAIL_PER_MAILBOX_DAILY_LIMIT",
+                    10,
+                    1..=1_000_000,
+                )?,
+            },
+            network: NetworkSettings {
+                trusted_proxies: cidrs(
+                    "TRUSTED_PROXIES",
+                    &optional(source, "TRUSTED_PROXIES").unwrap_or_default(),
+                )?,
+                // Set but empty means none, unlike the other settings.
+                rate_limit_exempt: cidrs(
+                    "RATE_LIMIT_EXEMPT",
+                    &source
+                        .get("RATE_LIMIT_EXEMPT")
+                        .unwrap_or_else(|| DEFAULT_EXEMPT.to_owned()),
+                )?,
             },
         })
     }
@@ -342,6 +464,36 @@ mod tests {
         assert_eq!(settings.email_concurrency, 16);
         assert_eq!(settings.email_api_url, None);
         assert_eq!(settings.system_email, "no-reply@example.com");
+    }
+
+    #[test]
+    fn network_lists_take_cidrs_and_addresses_and_empty_means_none() {
+        let settings = Settings::from_source(&base()).unwrap();
+        assert_eq!(settings.network, NetworkSettings::default());
+        assert_eq!(settings.network.rate_limit_exempt.len(), 2);
+        assert!(settings.network.trusted_proxies.is_empty());
+        let mut source = base();
+        source.insert("TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7,fd00::/8");
+        source.insert("RATE_LIMIT_EXEMPT", "");
+        let settings = Settings::from_source(&source).unwrap();
+        assert_eq!(settings.network.trusted_proxies.len(), 3);
+        assert!(settings.network.rate_limit_exempt.is_empty());
+        source.insert("TRUSTED_PROXIES", "10.0.0.0/33");
+        let err = Settings::from_source(&source).unwrap_err();
+        assert!(err.to_string().contains("TRUSTED_PROXIES"), "{err}");
+    }
+
+    #[test]
+    fn a_pending_ttl_of_zero_means_for_ever() {
+        let mut source = base();
+        assert_eq!(
+            Settings::from_source(&source).unwrap().pending_ttl,
+            Some(Duration::from_secs(86_400))
+        );
+        source.insert("PENDING_ACCOUNT_TTL_SECONDS", "0");
+        assert_eq!(Settings::from_source(&source).unwrap().pending_ttl, None);
+        source.insert("CODE_LENGTH", "9");
+        assert!(Settings::from_source(&source).is_err());
     }
 
     #[test]

@@ -13,7 +13,8 @@ use crate::accounts::Accounts;
 use crate::address::Email;
 use crate::api::error::{ApiError, Detail, ValidationErrors};
 use crate::api::request::{self, BasicAuth, Fields, JsonObject};
-use crate::code::Code;
+use crate::code::{Code, Malformed};
+use crate::limits::ClientIp;
 use crate::password::{self, Password};
 
 /// The body of `POST /auth/register`.
@@ -62,19 +63,32 @@ pub struct ActivateRequest {
 }
 
 impl ActivateRequest {
-    fn read(body: &JsonObject) -> Result<Self, ApiError> {
+    /// Reads and validates the body, for codes of `length` digits.
+    fn read(body: &JsonObject, length: usize) -> Result<Self, ApiError> {
         let mut fields = Fields::new(body);
-        let code = fields.string("code").and_then(|raw| {
-            let code = Code::parse(raw);
-            if code.is_none() {
-                fields.invalid(
-                    "code",
-                    r"String should match pattern '^\d{4}$'",
-                    "string_pattern_mismatch",
-                );
-            }
-            code
-        });
+        let code = fields
+            .string("code")
+            .and_then(|raw| match Code::parse(raw, length) {
+                Ok(code) => Some(code),
+                Err(malformed) => {
+                    let (msg, kind) = match malformed {
+                        Malformed::TooShort => (
+                            format!("String should have at least {length} characters"),
+                            "string_too_short",
+                        ),
+                        Malformed::TooLong => (
+                            format!("String should have at most {length} characters"),
+                            "string_too_long",
+                        ),
+                        Malformed::NotDigits => (
+                            format!(r"String should match pattern '^\d{{{length}}}$'"),
+                            "string_pattern_mismatch",
+                        ),
+                    };
+                    fields.invalid("code", msg, kind);
+                    None
+                }
+            });
         Ok(Self {
             code: fields.finish(code)?,
         })
@@ -92,16 +106,18 @@ impl ActivateRequest {
             example = json!({"detail": "Activation email sent"})),
         (status = 409, description = "`Account already active` or `Activation code already issued`", body = Detail),
         (status = 422, description = "Invalid body (FastAPI-style list of field errors)", body = ValidationErrors),
+        (status = 429, description = "A limit on registrations from this client or emails to this mailbox; see `Retry-After`", body = Detail),
         (status = 503, description = "A dependency is unavailable or the server is saturated", body = Detail),
     )
 )]
 #[post("/auth/register", data = "<body>")]
 pub async fn register(
     accounts: &State<Accounts>,
+    client: ClientIp,
     body: Result<JsonObject, ApiError>,
 ) -> Result<(Status, Json<Detail>), ApiError> {
     let RegisterRequest { email, password } = RegisterRequest::read(&body?)?;
-    accounts.register(&email, &password).await?;
+    accounts.register(&email, &password, client).await?;
     Ok((Status::Created, Json(Detail::new("Activation email sent"))))
 }
 
@@ -123,10 +139,13 @@ pub async fn register(
 #[post("/auth/resend")]
 pub async fn resend(
     accounts: &State<Accounts>,
+    client: ClientIp,
     auth: Result<BasicAuth, ApiError>,
 ) -> Result<(Status, Json<Detail>), ApiError> {
     let auth = auth?;
-    let user = accounts.authenticate(&auth.email, &auth.password).await?;
+    let user = accounts
+        .authenticate(&auth.email, &auth.password, client)
+        .await?;
     accounts.resend(&user).await?;
     Ok((
         Status::Accepted,
@@ -155,12 +174,15 @@ pub async fn resend(
 #[post("/auth/activate", data = "<body>")]
 pub async fn activate(
     accounts: &State<Accounts>,
+    client: ClientIp,
     auth: Result<BasicAuth, ApiError>,
     body: Result<JsonObject, ApiError>,
 ) -> Result<Json<Detail>, ApiError> {
     let auth = auth?;
-    let user = accounts.authenticate(&auth.email, &auth.password).await?;
-    let ActivateRequest { code } = ActivateRequest::read(&body?)?;
+    let user = accounts
+        .authenticate(&auth.email, &auth.password, client)
+        .await?;
+    let ActivateRequest { code } = ActivateRequest::read(&body?, accounts.code_length)?;
     accounts.activate(&user, &code).await?;
     Ok(Json(Detail::new("Account activated")))
 }

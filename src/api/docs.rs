@@ -2,11 +2,11 @@
 //! annotations, and the Scalar UI, served from assets compiled into the
 //! binary so it works without internet access.
 
-use rocket::get;
 use rocket::http::ContentType;
 use rocket::response::content::RawHtml;
-use rocket::serde::json::Json;
+use rocket::{State, get};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use crate::api::error::{Detail, FieldError, LocPart, ValidationErrors};
@@ -48,9 +48,33 @@ impl Modify for BasicAuthScheme {
     }
 }
 
+/// The OpenAPI document as served: generated from the handlers once, with
+/// the activation code's schema for the configured `CODE_LENGTH`.
+pub struct Document(String);
+
+impl Document {
+    pub fn new(code_length: usize) -> Self {
+        let mut doc = ApiDoc::openapi();
+        if let Some(RefOr::T(Schema::Object(request))) = doc
+            .components
+            .as_mut()
+            .and_then(|components| components.schemas.get_mut("ActivateRequest"))
+        {
+            request.properties.insert(
+                "code".into(),
+                RefOr::T(Schema::Object(crate::api::request::code_schema_of(
+                    code_length,
+                ))),
+            );
+        }
+        // Serializing a document built from our own types cannot fail.
+        Self(serde_json::to_string(&doc).unwrap_or_default())
+    }
+}
+
 #[get("/openapi.json")]
-pub fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub fn openapi(document: &State<Document>) -> (ContentType, &str) {
+    (ContentType::JSON, &document.0)
 }
 
 #[get("/docs")]

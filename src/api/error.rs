@@ -18,7 +18,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::accounts::AccountError;
-use crate::limits::retry_after_seconds;
+use crate::limits::{Limit, retry_after_seconds};
 
 /// `{"detail": "..."}`: the body of every answer but a 422 and the health
 /// probes.
@@ -96,7 +96,7 @@ pub enum ApiError {
     #[error("invalid or expired activation code")]
     InvalidCode,
     #[error("rate limited")]
-    RateLimited { retry_after: Duration },
+    RateLimited { limit: Limit, retry_after: Duration },
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("busy")]
@@ -131,7 +131,25 @@ impl ApiError {
             Self::AlreadyActive => "Account already active",
             Self::CodeAlreadyIssued => "Activation code already issued",
             Self::InvalidCode => "Invalid or expired activation code",
-            Self::RateLimited { .. } => "Too many requests, try again later",
+            Self::RateLimited { limit, .. } => match limit {
+                // The original service's sentences (COMPAT.md).
+                Limit::ActivationAttempts | Limit::ActivationBudget => {
+                    "Too many activation attempts. Please try again later."
+                }
+                Limit::ResendPerMinute => {
+                    "Too many resend requests. Please wait before trying again."
+                }
+                Limit::ResendDaily => "Daily resend limit reached. Please try again later.",
+                // Limits it did not have, in the same style.
+                Limit::AuthFailures | Limit::AuthFailuresPerIp => {
+                    "Too many failed authentication attempts. Please try again later."
+                }
+                Limit::RegisterPerIp => "Too many registration attempts. Please try again later.",
+                Limit::HashQueuePerIp => "Too many requests in progress. Please try again later.",
+                Limit::MailboxDaily => {
+                    "Too many activation emails to this address today. Please try again later."
+                }
+            },
             Self::PayloadTooLarge => "Request body too large",
             Self::Busy => "Server busy, try again shortly",
             Self::Unavailable(Dependency::Redis) => "Rate limiter unavailable, try again shortly",
@@ -150,7 +168,9 @@ impl From<AccountError> for ApiError {
                 Self::InvalidCredentials
             }
             AccountError::InvalidCode => Self::InvalidCode,
-            AccountError::RateLimited(retry_after) => Self::RateLimited { retry_after },
+            AccountError::RateLimited { limit, retry_after } => {
+                Self::RateLimited { limit, retry_after }
+            }
             AccountError::Busy => {
                 tracing::warn!("password hashing queue is full; answering 503");
                 Self::Busy
@@ -190,7 +210,7 @@ impl<'r> Responder<'r, 'static> for ApiError {
             Self::NotAuthenticated | Self::InvalidCredentials => {
                 Some(Header::new("WWW-Authenticate", "Basic"))
             }
-            Self::RateLimited { retry_after } => Some(Header::new(
+            Self::RateLimited { retry_after, .. } => Some(Header::new(
                 "Retry-After",
                 retry_after_seconds(*retry_after).to_string(),
             )),

@@ -1,6 +1,7 @@
 //! The HTTP API: routes per resource, request guards, the error type.
 
 pub mod auth;
+pub mod client;
 pub mod docs;
 pub mod error;
 pub mod health;

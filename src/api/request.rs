@@ -145,13 +145,23 @@ pub fn password_schema() -> Object {
         .build()
 }
 
-/// The schema of an activation code field.
+/// The schema of an activation code field, for the default length; the
+/// served document has the configured one (see `api::docs`).
 pub fn code_schema() -> Object {
+    code_schema_of(4)
+}
+
+/// The schema of an activation code field of `length` digits.
+pub fn code_schema_of(length: usize) -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .pattern(Some(r"^\d{4}$"))
-        .description(Some("The 4-digit code from the email."))
-        .examples(["0427"])
+        .min_length(Some(length))
+        .max_length(Some(length))
+        .pattern(Some(format!(r"^\d{{{length}}}$")))
+        .description(Some(format!(
+            "The {length}-digit code from the email (digits of other scripts are read as ASCII digits)."
+        )))
+        .examples([&"0427153".repeat(2)[..length]])
         .build()
 }
 

@@ -71,7 +71,7 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
 
         // Stop claiming as soon as shutdown starts, while requests finish.
         let stop = dispatcher.stop_handle();
-        let served = crate::rocket(figment, accounts)
+        let served = crate::rocket(figment, accounts, settings.network.clone())
             .attach(AdHoc::on_shutdown("email dispatcher", move |_| {
                 Box::pin(async move { stop.request() })
             }))

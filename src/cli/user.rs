@@ -6,7 +6,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::accounts::{self, AccountError, Accounts};
+use crate::accounts::{self, AccountError, Accounts, Unlocked};
 use crate::address::Email;
 use crate::db::{self, Pool, activation_codes, outbox};
 use crate::duration::approximate;
@@ -53,7 +53,8 @@ pub fn run(command: Command, env: &Environment) -> anyhow::Result<()> {
             Command::Show { email, json } => {
                 let pool =
                     db::pool(&settings.database).context("cannot set up the database pool")?;
-                show(&pool, &Limiter::connect(&settings).await?, &email, json).await
+                let limiter = Limiter::connect(&settings).await?;
+                show(&pool, &limiter, settings.pending_ttl, &email, json).await
             }
         }
     })?
@@ -94,19 +95,22 @@ async fn resend(accounts: &Accounts, email: &Email) -> anyhow::Result<()> {
 }
 
 async fn unlock(accounts: &Accounts, email: &Email, resend_limits: bool) -> anyhow::Result<()> {
-    let cleared = accounts
+    let Unlocked { cleared, budget } = accounts
         .unlock(email, resend_limits)
         .await
         .map_err(|err| explain(err, email))?;
     let mut what = Vec::new();
     if cleared.lock {
-        what.push("the activation lockout");
+        what.push("the activation lockout".to_owned());
     }
     if cleared.failures {
-        what.push("the failed-attempt counter");
+        what.push("the failure counters".to_owned());
+    }
+    if budget > 0 {
+        what.push(format!("{budget} failed activation(s) from the budget"));
     }
     if cleared.resend_limits {
-        what.push("the resend counters");
+        what.push("the resend counters".to_owned());
     }
     if what.is_empty() {
         println!("{email} had nothing to clear");
@@ -123,9 +127,15 @@ struct Report {
     state: &'static str,
     created_at: DateTime<Utc>,
     activated_at: Option<DateTime<Utc>>,
+    /// When a pending registration expires (the address can then be
+    /// registered afresh); none for an active account or without expiry.
+    pending_until: Option<DateTime<Utc>>,
     locked: bool,
     lock_seconds_left: Option<u64>,
     attempts_in_window: u32,
+    auth_failures_in_window: u32,
+    /// Failed activations left of the pending account's lifetime budget.
+    activation_failures_left: Option<u32>,
     code: Option<CodeReport>,
     last_email: Option<EmailReport>,
 }
@@ -147,7 +157,13 @@ struct EmailReport {
     last_error: Option<String>,
 }
 
-async fn show(pool: &Pool, limiter: &Limiter, email: &Email, json: bool) -> anyhow::Result<()> {
+async fn show(
+    pool: &Pool,
+    limiter: &Limiter,
+    pending_ttl: Option<Duration>,
+    email: &Email,
+    json: bool,
+) -> anyhow::Result<()> {
     let user = accounts::find_user(pool, email)
         .await
         .map_err(|err| explain(err, email))?;
@@ -167,9 +183,20 @@ async fn show(pool: &Pool, limiter: &Limiter, email: &Email, json: bool) -> anyh
         state: if user.is_active { "active" } else { "pending" },
         created_at: user.created_at,
         activated_at: user.activated_at,
+        pending_until: pending_ttl
+            .filter(|_| !user.is_active)
+            .map(|ttl| user.created_at + crate::duration::to_delta(ttl)),
         locked: lock.locked_for.is_some(),
         lock_seconds_left: lock.locked_for.map(|left| left.as_secs().max(1)),
         attempts_in_window: lock.attempts,
+        auth_failures_in_window: lock.auth_failures,
+        activation_failures_left: (!user.is_active).then(|| {
+            let spent = u32::try_from(user.failed_activations).unwrap_or(0);
+            limiter
+                .policy()
+                .activation_max_failures
+                .saturating_sub(spent)
+        }),
         code: code.map(|code| CodeReport {
             issued_at: code.created_at,
             expires_at: code.expires_at,
@@ -198,7 +225,7 @@ fn ago_or_in(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let seconds = (at - now).num_seconds();
     let distance = approximate(Duration::from_secs(seconds.unsigned_abs()));
     let at = at.format("%Y-%m-%d %H:%M:%S UTC");
-    if seconds >= 0 {
+    if seconds > 0 {
         format!("{at} (in {distance})")
     } else {
         format!("{at} ({distance} ago)")
@@ -214,6 +241,25 @@ fn render(report: &Report, now: DateTime<Utc>) -> String {
     if let Some(at) = report.activated_at {
         line("activated", ago_or_in(at, now));
     }
+    if let Some(at) = report.pending_until {
+        let verb = if at > now { "expires" } else { "expired" };
+        line("pending", format!("{verb} {}", ago_or_in(at, now)));
+    }
+    if let Some(left) = report.activation_failures_left {
+        let spent = if left == 0 {
+            ": spent, activation refused until `user unlock`"
+        } else {
+            ""
+        };
+        line("budget", format!("{left} failed activation(s) left{spent}"));
+    }
+    line(
+        "sign-ins",
+        format!(
+            "{} failed in the current window",
+            report.auth_failures_in_window
+        ),
+    );
     line(
         "lockout",
         match report.lock_seconds_left {

@@ -151,6 +151,28 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewMessage<'_>) -> Query
         .await
 }
 
+/// Finishes the user's queued messages as expired: a new code supersedes
+/// theirs, so they could only deliver a code that no longer works. Runs in
+/// the transaction that issues the new code.
+pub async fn supersede_queued(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    let queued = email_outbox::table
+        .filter(email_outbox::user_id.eq(user))
+        .filter(email_outbox::status.eq(MessageState::Queued));
+    diesel::update(queued)
+        .set((
+            email_outbox::status.eq(MessageState::Expired),
+            email_outbox::finished_at.eq(now),
+            email_outbox::payload.eq(None::<Vec<u8>>),
+            email_outbox::last_error.eq("superseded by a newer code"),
+        ))
+        .execute(conn)
+        .await
+}
+
 /// Claims up to `limit` due messages for this sender: each claim counts an
 /// attempt and pushes the message's next attempt `lease` ahead, so if this
 /// process dies mid-send the message becomes due again when the lease runs

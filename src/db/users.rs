@@ -49,8 +49,12 @@ pub struct User {
     #[diesel(deserialize_as = String)]
     pub password_hash: PasswordHash,
     pub is_active: bool,
+    /// When the account was registered, or registered afresh after its
+    /// pending registration expired.
     pub created_at: DateTime<Utc>,
     pub activated_at: Option<DateTime<Utc>>,
+    /// Failed activations spent of the lifetime budget.
+    pub failed_activations: i32,
 }
 
 impl From<String> for PasswordHash {
@@ -100,6 +104,79 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewUser<'_>) -> QueryRes
         .get_result(conn)
         .await
         .optional()
+}
+
+/// Starts a pending registration afresh for its new owner: a new password
+/// hash, a new creation time and a full failure budget, only if it is still
+/// pending and was created before `expired_before`. Compare-and-set, so of
+/// several registrations racing for one expired address exactly one wins
+/// (`Some`); the others see it renewed.
+pub async fn restart_registration(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+    password_hash: &PasswordHash,
+    expired_before: DateTime<Utc>,
+) -> QueryResult<Option<User>> {
+    diesel::update(
+        users::table
+            .find(id)
+            .filter(users::is_active.eq(false))
+            .filter(users::created_at.lt(expired_before)),
+    )
+    .set((
+        users::password_hash.eq(&password_hash.0),
+        users::created_at.eq(diesel::dsl::now),
+        users::failed_activations.eq(0),
+    ))
+    .returning(User::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Spends one failed activation of a pending account's budget of `max`,
+/// before its code is checked, so parallel guesses cannot overspend it.
+/// `None` when it is spent (or the account is active); else the count.
+pub async fn spend_activation(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+    max: u32,
+) -> QueryResult<Option<i32>> {
+    diesel::update(
+        users::table
+            .find(id)
+            .filter(users::is_active.eq(false))
+            .filter(users::failed_activations.lt(i32::try_from(max).unwrap_or(i32::MAX))),
+    )
+    .set(users::failed_activations.eq(users::failed_activations + 1))
+    .returning(users::failed_activations)
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Gives an account its whole failure budget back; returns how many failed
+/// activations had been spent of it.
+pub async fn restore_activation_budget(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+) -> QueryResult<u32> {
+    #[derive(QueryableByName)]
+    struct Spent {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        spent: i32,
+    }
+    // The old value, read under the row lock the update takes anyway.
+    let spent: Option<Spent> = diesel::sql_query(
+        "WITH old AS (SELECT failed_activations FROM users WHERE id = $1 FOR UPDATE) \
+         UPDATE users SET failed_activations = 0 FROM old WHERE users.id = $1 \
+         RETURNING old.failed_activations AS spent",
+    )
+    .bind::<BigInt, _>(id.0)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(spent.map_or(0, |row| u32::try_from(row.spent).unwrap_or(0)))
 }
 
 /// Replaces the user's password hash with `new`, unless it changed since it

@@ -112,7 +112,7 @@ impl Templates {
         let templates = Self { text, html };
         templates.activation(
             "someone@example.com",
-            &Code::generate(),
+            &Code::generate(crate::code::LENGTHS.end().to_owned()),
             Duration::from_secs(60),
         )?;
         Ok(templates)
@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn the_email_states_the_code_and_how_long_it_is_valid() {
         let templates = Templates::load(None).unwrap();
-        let code = Code::parse("0427").unwrap();
+        let code = Code::from_digits("0427").unwrap();
         let mail = templates
             .activation("a&b@example.com", &code, Duration::from_secs(60))
             .unwrap();
@@ -200,7 +200,7 @@ mod tests {
         let mail = templates
             .activation(
                 "a@example.com",
-                &Code::parse("1111").unwrap(),
+                &Code::from_digits("1111").unwrap(),
                 Duration::from_secs(60),
             )
             .unwrap();

@@ -149,7 +149,9 @@ async fn user_unlock_lets_a_locked_user_activate_again() {
     let out = succeeded(&run(&app.db.url, &[], &["user", "unlock", &email]));
     assert_eq!(
         out.trim(),
-        format!("cleared the activation lockout for {email}")
+        format!(
+            "cleared the activation lockout, 5 failed activation(s) from the budget for {email}"
+        )
     );
     app.activate(&email, PASSWORD, &code)
         .await
@@ -177,7 +179,10 @@ async fn user_unlock_says_what_it_cleared() {
     ));
     assert_eq!(
         out.trim(),
-        format!("cleared the failed-attempt counter, the resend counters for {email}")
+        format!(
+            "cleared the failure counters, 1 failed activation(s) from the budget, \
+             the resend counters for {email}"
+        )
     );
     app.resend(&email, PASSWORD)
         .await

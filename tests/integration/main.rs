@@ -3,6 +3,8 @@
 
 mod common;
 
+mod abuse;
+mod address;
 mod api;
 mod cli;
 mod cluster;

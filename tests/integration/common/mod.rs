@@ -72,6 +72,24 @@ pub fn unique_email(label: &str) -> String {
     format!("{label}.{}.{n}.{nanos}@example.com", std::process::id())
 }
 
+/// A client address no other test (or earlier run: Redis keeps per-IP
+/// counters for their window) uses: in the IPv6 documentation prefix.
+pub fn unique_ip() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "2001:db8:{:x}:{:x}:{:x}:{:x}::1",
+        std::process::id() & 0xffff,
+        n & 0xffff,
+        (nanos >> 16) & 0xffff,
+        nanos & 0xffff
+    )
+}
+
 /// A fingerprint of `migrations/`: a changed schema gets a new template.
 fn migrations_fingerprint() -> String {
     use sha2::{Digest, Sha256};
@@ -273,9 +291,13 @@ impl TestApp {
             .await
             .unwrap();
         let figment = activator::figment().merge(("log_level", "off"));
-        let client = Client::tracked(activator::rocket(figment, accounts))
-            .await
-            .unwrap();
+        let client = Client::tracked(activator::rocket(
+            figment,
+            accounts,
+            settings.network.clone(),
+        ))
+        .await
+        .unwrap();
         Self {
             client,
             db,
@@ -292,6 +314,27 @@ impl TestApp {
         if let Some((user, password)) = auth {
             request = request.header(basic(user, password));
         }
+        Reply::from(request.dispatch().await).await
+    }
+
+    /// Registers from the client address `ip` (the socket's peer).
+    pub async fn register_from(&self, ip: &str, email: &str, password: &str) -> Reply {
+        let request = self
+            .client
+            .post("/auth/register")
+            .remote(peer(ip))
+            .header(ContentType::JSON)
+            .body(serde_json::json!({"email": email, "password": password}).to_string());
+        Reply::from(request.dispatch().await).await
+    }
+
+    /// Resends from the client address `ip`.
+    pub async fn resend_from(&self, ip: &str, email: &str, password: &str) -> Reply {
+        let request = self
+            .client
+            .post("/auth/resend")
+            .remote(peer(ip))
+            .header(basic(email, password));
         Reply::from(request.dispatch().await).await
     }
 
@@ -388,6 +431,11 @@ pub fn sealer() -> Sealer {
 pub fn code_in(text: &str) -> String {
     let at = text.find("code is: ").expect("the text states the code") + "code is: ".len();
     text[at..at + 4].to_owned()
+}
+
+/// A socket address at `ip`, as a request's peer.
+pub fn peer(ip: &str) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(ip.parse().unwrap(), 40_000)
 }
 
 pub fn basic(user: &str, password: &str) -> Header<'static> {

@@ -1,0 +1,198 @@
+//! Who is asking, for the per-IP limits (SPEC §4).
+//!
+//! The client's address is the socket's peer. Only when the peer is a
+//! trusted proxy (`TRUSTED_PROXIES`) is `X-Forwarded-For` believed, and then
+//! only its right-most address that is not a trusted proxy: each proxy
+//! appends the address it saw, so everything to the left of that one was
+//! written by the client and proves nothing. No other header is trusted
+//! (Rocket's own reading of `X-Real-IP` is turned off in `crate::figment`).
+//!
+//! A client in `RATE_LIMIT_EXEMPT` (loopback by default) skips the per-IP
+//! limits: a reverse proxy on the same host that is not yet trusted would
+//! otherwise make the whole site one throttled address. The first request
+//! from such a peer that carries `X-Forwarded-For` logs a warning naming
+//! `TRUSTED_PROXIES`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ipnet::IpNet;
+use rocket::request::{self, FromRequest, Request};
+
+use crate::limits::ClientIp;
+use crate::settings::NetworkSettings;
+
+/// The network settings, as managed state, and whether the warning about an
+/// untrusted proxy was logged.
+pub struct Network {
+    settings: NetworkSettings,
+    warned: AtomicBool,
+}
+
+impl Network {
+    pub fn new(settings: NetworkSettings) -> Self {
+        Self {
+            settings,
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    fn trusted(&self, ip: IpAddr) -> bool {
+        contains(&self.settings.trusted_proxies, ip)
+    }
+
+    /// The client's address for a request from `peer` with the
+    /// `X-Forwarded-For` values `forwarded` (in header order).
+    pub fn client(&self, peer: IpAddr, forwarded: &[&str]) -> IpAddr {
+        let peer = peer.to_canonical();
+        if !self.trusted(peer) {
+            if !forwarded.is_empty()
+                && contains(&self.settings.rate_limit_exempt, peer)
+                && !self.warned.swap(true, Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    %peer,
+                    "a request from an exempt address carries X-Forwarded-For: if a reverse \
+                     proxy runs there, list it in TRUSTED_PROXIES so the per-IP limits see \
+                     the real clients"
+                );
+            }
+            return peer;
+        }
+        // Right to left: skip trusted proxies; the first other address is
+        // the client. One that does not parse ends the walk: the last
+        // trusted hop is then the best known address.
+        let mut client = peer;
+        for hop in forwarded.iter().flat_map(|value| value.split(',')).rev() {
+            let Some(ip) = parse_hop(hop) else {
+                break;
+            };
+            client = ip;
+            if !self.trusted(ip) {
+                break;
+            }
+        }
+        client
+    }
+
+    /// The client's address for the per-IP limits: `None` when exempt.
+    pub fn limited(&self, client: IpAddr) -> ClientIp {
+        if contains(&self.settings.rate_limit_exempt, client) {
+            ClientIp::EXEMPT
+        } else {
+            ClientIp(Some(client))
+        }
+    }
+}
+
+fn contains(nets: &[IpNet], ip: IpAddr) -> bool {
+    nets.iter().any(|net| net.contains(&ip))
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly with a port
+/// (`192.0.2.1:4711`, `[2001:db8::1]:4711`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .or_else(|_| hop.parse::<SocketAddr>().map(|addr| addr.ip()))
+        .ok()
+        .map(|ip| ip.to_canonical())
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for ClientIp {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(request: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
+        let Some(network) = request.rocket().state::<Network>() else {
+            return request::Outcome::Success(ClientIp::EXEMPT);
+        };
+        // Rocket's local test client has no peer: count it as loopback.
+        let peer = request
+            .remote()
+            .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |addr| addr.ip());
+        let forwarded: Vec<&str> = request.headers().get("X-Forwarded-For").collect();
+        request::Outcome::Success(network.limited(network.client(peer, &forwarded)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(trusted: &str, exempt: &str) -> Network {
+        let nets = |list: &str| {
+            list.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().unwrap())
+                .collect()
+        };
+        Network::new(NetworkSettings {
+            trusted_proxies: nets(trusted),
+            rate_limit_exempt: nets(exempt),
+        })
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn without_trusted_proxies_the_peer_is_the_client_whatever_the_headers_say() {
+        let network = network("", "127.0.0.0/8");
+        assert_eq!(
+            network.client(ip("203.0.113.9"), &["198.51.100.1"]),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            network.client(ip("127.0.0.1"), &["198.51.100.1"]),
+            ip("127.0.0.1")
+        );
+        assert!(
+            network.warned.load(Ordering::Relaxed),
+            "the warning was logged"
+        );
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_right_most_untrusted_hop_is_the_client() {
+        let network = network("10.0.0.0/8,127.0.0.1/32", "");
+        let peer = ip("10.0.0.2");
+        // The client forged the left part; the proxies appended the rest.
+        let chain = ["1.1.1.1, 203.0.113.7", "10.0.0.5"];
+        assert_eq!(network.client(peer, &chain), ip("203.0.113.7"));
+        assert_eq!(
+            network.client(peer, &["203.0.113.7:4711"]),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            network.client(peer, &["[2001:db8::7]:4711"]),
+            ip("2001:db8::7")
+        );
+        // Only proxies: the left-most one; garbage: the last trusted hop.
+        assert_eq!(
+            network.client(peer, &["10.0.0.9, 10.0.0.5"]),
+            ip("10.0.0.9")
+        );
+        assert_eq!(network.client(peer, &["203.0.113.7, junk"]), peer);
+        assert_eq!(network.client(peer, &[]), peer);
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            network.client(ip("203.0.113.1"), &["1.2.3.4"]),
+            ip("203.0.113.1")
+        );
+    }
+
+    #[test]
+    fn exempt_clients_are_not_limited() {
+        let network = network("", "127.0.0.0/8,::1/128");
+        assert_eq!(network.limited(ip("127.0.0.5")), ClientIp::EXEMPT);
+        assert_eq!(network.limited(ip("::1")), ClientIp::EXEMPT);
+        assert_eq!(
+            network.limited(ip("192.0.2.1")),
+            ClientIp(Some(ip("192.0.2.1")))
+        );
+        // IPv4 clients seen as IPv4-mapped IPv6 peers are the same client.
+        assert_eq!(network.client(ip("::ffff:127.0.0.1"), &[]), ip("127.0.0.1"));
+    }
+}
