@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Checks that the API docs at /docs render in headless Chromium with every
-# host but 127.0.0.1 unresolvable, i.e. with no internet access.
+# host but 127.0.0.1 unresolvable, i.e. with no internet access: every
+# operation shown, no request refused by the page's Content-Security-Policy,
+# no resource failing to load (a request to another host fails here), and
+# none of Scalar's buttons that reach outside services.
 #
 #   scripts/check-docs.sh [BASE_URL]
 #
@@ -51,7 +54,7 @@ chrome=(chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first
   --host-resolver-rules="MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
   --virtual-time-budget=15000 --window-size=1280,2000)
 
-dom=$("${chrome[@]}" --dump-dom "$base/docs" 2>/dev/null)
+dom=$("${chrome[@]}" --enable-logging=stderr --v=0 --dump-dom "$base/docs" 2>.local/docs-chromium.log)
 "${chrome[@]}" --screenshot=.local/docs.png "$base/docs" >/dev/null 2>&1 || true
 rm -rf "$profile"
 
@@ -63,8 +66,19 @@ for expected in "Register an account" "Activate the account with the emailed cod
     fail=1
   fi
 done
+for unwanted in "Ask AI" "Deploy" "Share" "Developer Tools" "Open API Client"; do
+  if grep -qF "$unwanted" <<<"$dom"; then
+    echo "check-docs: the rendered page shows \"$unwanted\", which reaches outside services" >&2
+    fail=1
+  fi
+done
+# The browser's console: CSP refusals ("Refused to ...") and failed loads.
+if grep -E "Refused to|Failed to load resource|net::ERR_" .local/docs-chromium.log >&2; then
+  echo "check-docs: the page was refused something or failed to load something (.local/docs-chromium.log)" >&2
+  fail=1
+fi
 if [ "$fail" -ne 0 ]; then
-  echo "check-docs: /docs did not render offline (screenshot: .local/docs.png)" >&2
+  echo "check-docs: /docs did not render offline as it should (screenshot: .local/docs.png)" >&2
   exit 1
 fi
 echo "check-docs: /docs rendered offline with every operation (screenshot: .local/docs.png)"

@@ -19,6 +19,7 @@ pub fn routes() -> Vec<Route> {
         health::check,
         docs::openapi,
         docs::docs,
+        docs::init_js,
         docs::scalar_js,
     ]
 }
