@@ -67,6 +67,7 @@ pub fn rocket(figment: Figment, accounts: Accounts, network: NetworkSettings) ->
         .manage(accounts)
         .manage(api::client::Network::new(network))
         .manage(document)
+        .attach(api::error::mark_parsed())
         .mount("/", api::routes())
         .register("/", api::catchers())
 }

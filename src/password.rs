@@ -60,43 +60,90 @@ impl fmt::Debug for PasswordHash {
     }
 }
 
-/// The shortest password accepted, in bytes.
+/// The shortest password accepted, in characters.
 pub const MIN_LENGTH: usize = 8;
-/// The longest password accepted, in bytes: bcrypt ignores anything past 72.
+/// The longest password accepted, in characters; and in UTF-8 bytes, since
+/// bcrypt ignores anything past 72 of them.
 pub const MAX_LENGTH: usize = 72;
 /// The policy in words, for the API's documentation.
-pub const POLICY: &str = "8–72 bytes (not characters), no whitespace, with a lowercase and an \
-                          uppercase letter, a digit and a special character.";
+pub const POLICY: &str = "8–72 characters and at most 72 bytes (bcrypt reads no more), no \
+                          whitespace, with a lowercase and an uppercase letter (A–Z, a–z), \
+                          a digit and a special character.";
 
-/// Checks the password policy ([`POLICY`]). The message is shown to the
-/// client.
-pub fn check_policy(password: &str) -> Result<(), &'static str> {
-    if password.len() < MIN_LENGTH {
-        return Err("Password must be at least 8 characters long");
+/// Why a password is refused, in the order the original service checked:
+/// its length (pydantic's constraints), then its validator's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Fewer than [`MIN_LENGTH`] characters.
+    TooShort,
+    /// More than [`MAX_LENGTH`] characters.
+    TooLong,
+    /// More than [`MAX_LENGTH`] UTF-8 bytes: the original let bcrypt cut it.
+    TooManyBytes,
+    /// A rule of the validator, with the original's sentence.
+    Rule(&'static str),
+}
+
+/// Checks the password policy ([`POLICY`]).
+pub fn check_policy(password: &str) -> Result<(), Refusal> {
+    let characters = password.chars().count();
+    if characters < MIN_LENGTH {
+        return Err(Refusal::TooShort);
+    }
+    if characters > MAX_LENGTH {
+        return Err(Refusal::TooLong);
     }
     if password.len() > MAX_LENGTH {
-        return Err("Password must be at most 72 bytes long");
+        return Err(Refusal::TooManyBytes);
     }
-    if password.chars().any(char::is_whitespace) {
-        return Err("Password must not contain whitespace");
+    let first_or_last_space = password.chars().next().is_some_and(python_space)
+        || password.chars().next_back().is_some_and(python_space);
+    if first_or_last_space {
+        return Err(Refusal::Rule(
+            "Password cannot contain leading or trailing spaces",
+        ));
+    }
+    if password.chars().any(python_space) {
+        return Err(Refusal::Rule(
+            "Password cannot contain whitespace characters",
+        ));
     }
     // Such a password could never be sent back as Basic credentials.
     if password.chars().any(char::is_control) {
-        return Err("Password cannot contain control characters");
+        return Err(Refusal::Rule("Password cannot contain control characters"));
     }
-    if !password.chars().any(char::is_lowercase) {
-        return Err("Password must contain at least one lowercase letter");
-    }
-    if !password.chars().any(char::is_uppercase) {
-        return Err("Password must contain at least one uppercase letter");
-    }
-    if !password.chars().any(|c| c.is_ascii_digit()) {
-        return Err("Password must contain at least one digit");
-    }
-    if !password.chars().any(|c| !c.is_alphanumeric()) {
-        return Err("Password must contain at least one special character");
+    // The original's classes, as regular expressions read them: `[a-z]`,
+    // `[A-Z]`, `\d` (any script's decimal digit), `[^A-Za-z0-9]`.
+    let complex = password.chars().any(|c| c.is_ascii_lowercase())
+        && password.chars().any(|c| c.is_ascii_uppercase())
+        && password.chars().any(decimal_digit)
+        && password.chars().any(|c| !c.is_ascii_alphanumeric());
+    if !complex {
+        return Err(Refusal::Rule(
+            "Password must include at least one lowercase letter, one uppercase letter, one digit, and one special character",
+        ));
     }
     Ok(())
+}
+
+/// Python's `str.isspace`: general category Zs, or bidi class WS, B or S
+/// (which takes in the separators U+001C–U+001F, unlike Rust's
+/// `char::is_whitespace`).
+fn python_space(c: char) -> bool {
+    use icu_properties::CodePointMapData;
+    use icu_properties::props::{BidiClass, GeneralCategory};
+    CodePointMapData::<GeneralCategory>::new().get(c) == GeneralCategory::SpaceSeparator
+        || matches!(
+            CodePointMapData::<BidiClass>::new().get(c),
+            BidiClass::WhiteSpace | BidiClass::ParagraphSeparator | BidiClass::SegmentSeparator
+        )
+}
+
+/// A decimal digit of any script (general category Nd), as `\d` matched.
+fn decimal_digit(c: char) -> bool {
+    use icu_properties::CodePointMapData;
+    use icu_properties::props::GeneralCategory;
+    CodePointMapData::<GeneralCategory>::new().get(c) == GeneralCategory::DecimalNumber
 }
 
 /// Why hashing or verifying did not produce an answer.
@@ -301,32 +348,54 @@ mod tests {
     fn the_policy_accepts_a_strong_password() {
         assert_eq!(check_policy("Str0ng!pass"), Ok(()));
         assert_eq!(check_policy(&format!("Aa1!{}", "x".repeat(68))), Ok(()));
+        assert_eq!(check_policy("Ab١!xxxx"), Ok(()), "any script's digit");
+        assert_eq!(
+            check_policy("Abé1xxxx"),
+            Ok(()),
+            "é is special, not a letter"
+        );
     }
 
     #[test]
-    fn the_policy_names_what_is_missing() {
+    fn the_policy_checks_in_the_originals_order() {
+        const LEADING: &str = "Password cannot contain leading or trailing spaces";
+        const INSIDE: &str = "Password cannot contain whitespace characters";
+        const CLASSES: &str = "Password must include at least one lowercase letter, one uppercase letter, one digit, and one special character";
         let cases = [
-            ("Sh0rt!", "at least 8"),
-            (&*format!("Aa1!{}", "x".repeat(69)), "at most 72"),
-            ("Has space1!A", "whitespace"),
-            ("Nul\0Byte1!A", "control"),
-            ("NOLOWER1!", "lowercase"),
-            ("noupper1!", "uppercase"),
-            ("NoDigits!!", "digit"),
-            ("NoSpecial12", "special"),
+            ("Sh0rt!", Refusal::TooShort),
+            ("Ab1! x", Refusal::TooShort),
+            (&*format!("Aa1!{}", "x".repeat(69)), Refusal::TooLong),
+            (" Secr3t!pass", Refusal::Rule(LEADING)),
+            ("secretpass\t", Refusal::Rule(LEADING)),
+            ("\u{a0}Secr3t!pass", Refusal::Rule(LEADING)),
+            ("Has space1!A", Refusal::Rule(INSIDE)),
+            ("nospace but lower", Refusal::Rule(INSIDE)),
+            ("Sep\u{1c}arat0r!", Refusal::Rule(INSIDE)),
+            (
+                "Nul\0Byte1!A",
+                Refusal::Rule("Password cannot contain control characters"),
+            ),
+            ("NOLOWER1!", Refusal::Rule(CLASSES)),
+            ("noupper1!", Refusal::Rule(CLASSES)),
+            ("NoDigits!!", Refusal::Rule(CLASSES)),
+            ("NoSpecial12", Refusal::Rule(CLASSES)),
+            ("ÄÖÜäöü1!", Refusal::Rule(CLASSES)),
         ];
-        for (password, expected) in cases {
-            let message = check_policy(password).unwrap_err();
-            assert!(message.contains(expected), "{password}: {message}");
+        for (password, refusal) in cases {
+            assert_eq!(check_policy(password), Err(refusal), "{password:?}");
         }
     }
 
     #[test]
-    fn the_length_limit_counts_bytes_not_characters() {
+    fn lengths_count_characters_and_then_bytes() {
+        // 72 characters of two bytes each: within the characters, over the bytes.
+        let wide = format!("Aa1!{}", "é".repeat(68));
+        assert_eq!(wide.chars().count(), 72);
+        assert_eq!(check_policy(&wide), Err(Refusal::TooManyBytes));
         // 18 four-byte characters are 72 bytes; one more is too many.
         let ok = format!("Aa1!{}", "𝄞".repeat(17));
         assert!(ok.len() == 72 && check_policy(&ok).is_ok());
-        assert!(check_policy(&format!("{ok}𝄞")).is_err());
+        assert_eq!(check_policy(&format!("{ok}𝄞")), Err(Refusal::TooManyBytes));
     }
 
     #[test]

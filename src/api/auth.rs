@@ -9,13 +9,13 @@ use rocket::serde::json::Json;
 use rocket::{State, post};
 use utoipa::ToSchema;
 
-use crate::accounts::Accounts;
+use crate::accounts::{AccountError, Accounts};
 use crate::address::Email;
 use crate::api::error::{ApiError, Detail, ValidationErrors};
-use crate::api::request::{self, BasicAuth, Fields, JsonObject};
+use crate::api::request::{self, BasicAuth, Body, Check, Fields};
 use crate::code::{Code, Malformed};
 use crate::limits::ClientIp;
-use crate::password::{self, Password};
+use crate::password::{self, Password, Refusal};
 
 /// The body of `POST /auth/register`.
 #[derive(ToSchema)]
@@ -28,15 +28,16 @@ pub struct RegisterRequest {
 }
 
 impl RegisterRequest {
-    /// Reads and validates the body, reporting every bad field at once.
-    fn read(body: &JsonObject) -> Result<Self, ApiError> {
-        let mut fields = Fields::new(body);
+    /// Validates the body: the address, then the password, one error each.
+    fn read(body: &Body) -> Result<Self, ApiError> {
+        // A text body may be a form holding the password: not echoed.
+        let mut fields = Fields::new(request::object(body, false)?, &["password"]);
         let email = fields
             .string("email")
             .and_then(|raw| match crate::address::normalize(raw) {
                 Ok(email) => Some(email),
                 Err(err) => {
-                    fields.invalid("email", err.to_string(), "value_error");
+                    fields.invalid("email", raw, Check::Email(err.reason));
                     None
                 }
             });
@@ -45,8 +46,14 @@ impl RegisterRequest {
                 .string("password")
                 .and_then(|raw| match password::check_policy(raw) {
                     Ok(()) => Some(Password::new(raw)),
-                    Err(msg) => {
-                        fields.invalid("password", format!("Value error, {msg}"), "value_error");
+                    Err(refusal) => {
+                        let check = match refusal {
+                            Refusal::TooShort => Check::TooShort(password::MIN_LENGTH),
+                            Refusal::TooLong => Check::TooLong(password::MAX_LENGTH),
+                            Refusal::TooManyBytes => Check::TooManyBytes(password::MAX_LENGTH),
+                            Refusal::Rule(sentence) => Check::Value(sentence),
+                        };
+                        fields.invalid("password", raw, check);
                         None
                     }
                 });
@@ -63,29 +70,20 @@ pub struct ActivateRequest {
 }
 
 impl ActivateRequest {
-    /// Reads and validates the body, for codes of `length` digits.
-    fn read(body: &JsonObject, length: usize) -> Result<Self, ApiError> {
-        let mut fields = Fields::new(body);
+    /// Validates the body, for codes of `length` digits.
+    fn read(body: &Body, length: usize) -> Result<Self, ApiError> {
+        let mut fields = Fields::new(request::object(body, true)?, &[]);
         let code = fields
             .string("code")
             .and_then(|raw| match Code::parse(raw, length) {
                 Ok(code) => Some(code),
                 Err(malformed) => {
-                    let (msg, kind) = match malformed {
-                        Malformed::TooShort => (
-                            format!("String should have at least {length} characters"),
-                            "string_too_short",
-                        ),
-                        Malformed::TooLong => (
-                            format!("String should have at most {length} characters"),
-                            "string_too_long",
-                        ),
-                        Malformed::NotDigits => (
-                            format!(r"String should match pattern '^\d{{{length}}}$'"),
-                            "string_pattern_mismatch",
-                        ),
+                    let check = match malformed {
+                        Malformed::TooShort => Check::TooShort(length),
+                        Malformed::TooLong => Check::TooLong(length),
+                        Malformed::NotDigits => Check::Pattern(format!(r"^\d{{{length}}}$")),
                     };
-                    fields.invalid("code", msg, kind);
+                    fields.invalid("code", raw, check);
                     None
                 }
             });
@@ -114,7 +112,7 @@ impl ActivateRequest {
 pub async fn register(
     accounts: &State<Accounts>,
     client: ClientIp,
-    body: Result<JsonObject, ApiError>,
+    body: Result<Body, ApiError>,
 ) -> Result<(Status, Json<Detail>), ApiError> {
     let RegisterRequest { email, password } = RegisterRequest::read(&body?)?;
     accounts.register(&email, &password, client).await?;
@@ -176,13 +174,23 @@ pub async fn activate(
     accounts: &State<Accounts>,
     client: ClientIp,
     auth: Result<BasicAuth, ApiError>,
-    body: Result<JsonObject, ApiError>,
+    body: Result<Body, ApiError>,
 ) -> Result<Json<Detail>, ApiError> {
+    // The original's order: the body parsed, the credentials read, the body
+    // validated, and only then the credentials checked.
+    let body = body?;
     let auth = auth?;
+    let ActivateRequest { code } = ActivateRequest::read(&body, accounts.code_length)?;
     let user = accounts
         .authenticate(&auth.email, &auth.password, client)
         .await?;
-    let ActivateRequest { code } = ActivateRequest::read(&body?, accounts.code_length)?;
-    accounts.activate(&user, &code).await?;
+    accounts
+        .activate(&user, &code)
+        .await
+        .map_err(|err| match err {
+            // As the original: an active account has no valid code.
+            AccountError::AlreadyActive => ApiError::InvalidCode,
+            other => other.into(),
+        })?;
     Ok(Json(Detail::new("Account activated")))
 }

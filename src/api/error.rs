@@ -15,6 +15,7 @@ use rocket::response::{self, Responder, Response};
 use rocket::serde::json::Json;
 use rocket::{Request, catch};
 use serde::Serialize;
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::accounts::AccountError;
@@ -36,21 +37,34 @@ impl Detail {
     }
 }
 
-/// A 422 body: `{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+/// A 422 body: `{"detail": [{"type": "...", "loc": [...], "msg": "...",
+/// "input": ..., "ctx": {...}}]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ValidationErrors {
     pub detail: Vec<FieldError>,
 }
 
-/// One entry of a FastAPI-style 422 body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+/// One entry of a 422 body, as pydantic writes it: its keys in this order,
+/// `input` and `ctx` only where pydantic gives them.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct FieldError {
+    /// pydantic's error type: `missing`, `string_too_short`, `value_error`, …
+    #[serde(rename = "type")]
+    #[schema(example = "string_too_short")]
+    pub kind: String,
     /// Where: `["body"]`, `["body", "email"]`, or `["body", 12]` for the
     /// character offset of a JSON syntax error.
     pub loc: Vec<LocPart>,
+    #[schema(example = "String should have at least 8 characters")]
     pub msg: String,
-    #[serde(rename = "type")]
-    pub kind: String,
+    /// The offending value as received (never a password).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<Value>,
+    /// The rule's parameters: `{"min_length": 8}`, `{"reason": "..."}`, …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub ctx: Option<Value>,
 }
 
 /// A step of a `loc` path: a name, or an offset.
@@ -62,15 +76,28 @@ pub enum LocPart {
 }
 
 impl FieldError {
-    pub fn new(loc: &[&str], msg: impl Into<String>, kind: &str) -> Self {
+    /// An error of `kind` at `loc` (names), without `input` or `ctx`.
+    pub fn new(kind: &str, loc: &[&str], msg: impl Into<String>) -> Self {
         Self {
+            kind: kind.to_owned(),
             loc: loc
                 .iter()
                 .map(|part| LocPart::Name((*part).to_owned()))
                 .collect(),
             msg: msg.into(),
-            kind: kind.to_owned(),
+            input: None,
+            ctx: None,
         }
+    }
+
+    pub fn input(mut self, input: Value) -> Self {
+        self.input = Some(input);
+        self
+    }
+
+    pub fn ctx(mut self, ctx: Value) -> Self {
+        self.ctx = Some(ctx);
+        self
     }
 }
 
@@ -85,8 +112,9 @@ pub enum Dependency {
 pub enum ApiError {
     #[error("validation failed")]
     Validation(Vec<FieldError>),
-    #[error("not authenticated")]
-    NotAuthenticated,
+    /// A body that is not text in any encoding JSON allows.
+    #[error("body could not be parsed")]
+    BodyNotText,
     #[error("invalid credentials")]
     InvalidCredentials,
     #[error("account already active")]
@@ -112,7 +140,8 @@ impl ApiError {
     pub fn status(&self) -> Status {
         match self {
             Self::Validation(_) => Status::UnprocessableEntity,
-            Self::NotAuthenticated | Self::InvalidCredentials => Status::Unauthorized,
+            Self::BodyNotText => Status::BadRequest,
+            Self::InvalidCredentials => Status::Unauthorized,
             Self::AlreadyActive | Self::CodeAlreadyIssued => Status::Conflict,
             Self::InvalidCode => Status::BadRequest,
             Self::RateLimited { .. } => Status::TooManyRequests,
@@ -126,7 +155,7 @@ impl ApiError {
     fn detail(&self) -> &'static str {
         match self {
             Self::Validation(_) => "Validation error",
-            Self::NotAuthenticated => "Not authenticated",
+            Self::BodyNotText => "There was an error parsing the body",
             Self::InvalidCredentials => "Invalid authentication credentials",
             Self::AlreadyActive => "Account already active",
             Self::CodeAlreadyIssued => "Activation code already issued",
@@ -207,9 +236,7 @@ impl<'r> Responder<'r, 'static> for ApiError {
     fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
         let status = self.status();
         let header = match &self {
-            Self::NotAuthenticated | Self::InvalidCredentials => {
-                Some(Header::new("WWW-Authenticate", "Basic"))
-            }
+            Self::InvalidCredentials => Some(Header::new("WWW-Authenticate", "Basic")),
             Self::RateLimited { retry_after, .. } => Some(Header::new(
                 "Retry-After",
                 retry_after_seconds(*retry_after).to_string(),
@@ -230,49 +257,118 @@ impl<'r> Responder<'r, 'static> for ApiError {
     }
 }
 
+/// Marks a request Rocket could parse: it reached the request fairings.
+/// Rocket answers a request it cannot parse (a method it does not know,
+/// such as `QUERY` or `FOO`) with a 400 on a salvaged copy that has the
+/// path but not the method; the catcher tells those apart by this mark.
+pub struct Parsed;
+
+/// A request for a known path with trailing slashes, which the original
+/// answered with a 307 to the path without them (Rocket would route it to
+/// the path's handler, ignoring empty segments).
+struct TrailingSlashes(String);
+
+/// A path no route has, where such a request is sent to meet the catcher.
+const NO_ROUTE: &str = "/.trailing-slashes";
+
+/// The fairing that sets [`Parsed`] and turns requests with trailing
+/// slashes into 307s.
+pub fn mark_parsed() -> rocket::fairing::AdHoc {
+    rocket::fairing::AdHoc::on_request("parsed requests", |request, _| {
+        Box::pin(async move {
+            request.local_cache(|| Some(Parsed));
+            if let Some(location) = trailing_slash_redirect(request)
+                && let Ok(no_route) = rocket::http::uri::Origin::parse(NO_ROUTE)
+            {
+                request.local_cache(|| Some(TrailingSlashes(location)));
+                request.set_uri(no_route);
+            }
+        })
+    })
+}
+
+/// Where a request for a known path with trailing slashes is sent: the
+/// path without them, absolute on the request's host, with its query.
+fn trailing_slash_redirect(request: &Request<'_>) -> Option<String> {
+    let path = request.uri().path();
+    let stripped = path.as_str().trim_end_matches('/');
+    if stripped.len() == path.as_str().len()
+        || stripped.is_empty()
+        || methods_of_path(request.rocket(), stripped).is_empty()
+    {
+        return None;
+    }
+    let query = request
+        .uri()
+        .query()
+        .map(|query| format!("?{query}"))
+        .unwrap_or_default();
+    Some(match request.headers().get_one("Host") {
+        Some(host) => format!("http://{host}{stripped}{query}"),
+        None => format!("{stripped}{query}"),
+    })
+}
+
 /// Every error Rocket answers by itself (no route, a failed guard, a panic)
-/// gets the same JSON shape. A path that exists under other methods is a 405
-/// with `Allow` listing them, as clients of the original service expect.
+/// gets the same JSON shape, as the original's router answered:
+/// - a path that exists under other methods (or a method Rocket does not
+///   know) is a 405 with `Allow` listing the path's methods;
+/// - a known path with trailing slashes is a 307 to the path without them;
+/// - anything else keeps its status, with its reason as `detail`.
 #[catch(default)]
 pub fn default_catcher(status: Status, request: &Request<'_>) -> CaughtError {
-    let allowed = if status == Status::NotFound {
-        methods_of_path(request)
-    } else {
-        Vec::new()
-    };
-    let status = if allowed.is_empty() {
-        status
-    } else {
-        Status::MethodNotAllowed
-    };
-    CaughtError { status, allowed }
+    if let Some(TrailingSlashes(location)) = request.local_cache(|| None::<TrailingSlashes>) {
+        return CaughtError::Redirect(location.clone());
+    }
+    let unparsed = status == Status::BadRequest && request.local_cache(|| None::<Parsed>).is_none();
+    if status != Status::NotFound && !unparsed {
+        return CaughtError::Status(status);
+    }
+    let allowed = methods_of_path(request.rocket(), request.uri().path().as_str());
+    if !allowed.is_empty() {
+        return CaughtError::MethodNotAllowed(allowed);
+    }
+    if let Some(location) = trailing_slash_redirect(request) {
+        return CaughtError::Redirect(location);
+    }
+    CaughtError::Status(Status::NotFound)
 }
 
 /// What the default catcher answers.
-pub struct CaughtError {
-    status: Status,
-    allowed: Vec<String>,
+pub enum CaughtError {
+    Status(Status),
+    MethodNotAllowed(Vec<String>),
+    /// A 307 to this location, with an empty body.
+    Redirect(String),
 }
 
 impl<'r> Responder<'r, 'static> for CaughtError {
     fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
-        let detail = Detail::new(self.status.reason().unwrap_or("Error"));
+        let (status, allowed) = match self {
+            Self::Redirect(location) => {
+                return Response::build()
+                    .status(Status::TemporaryRedirect)
+                    .raw_header("Location", location)
+                    .ok();
+            }
+            Self::Status(status) => (status, None),
+            Self::MethodNotAllowed(allowed) => (Status::MethodNotAllowed, Some(allowed)),
+        };
+        let detail = Detail::new(status.reason().unwrap_or("Error"));
         let mut response = Response::build_from(Json(detail).respond_to(request)?);
-        response.status(self.status);
-        if !self.allowed.is_empty() {
-            response.header(Header::new("Allow", self.allowed.join(", ")));
+        response.status(status);
+        if let Some(allowed) = allowed {
+            response.header(Header::new("Allow", allowed.join(", ")));
         }
         response.ok()
     }
 }
 
-/// The methods routes serve at the request's path.
-fn methods_of_path(request: &Request<'_>) -> Vec<String> {
-    let path = request.uri().path();
-    let mut methods: Vec<String> = request
-        .rocket()
+/// The methods routes serve at `path`.
+fn methods_of_path(rocket: &rocket::Rocket<rocket::Orbit>, path: &str) -> Vec<String> {
+    let mut methods: Vec<String> = rocket
         .routes()
-        .filter(|route| route.uri.path() == path.as_str())
+        .filter(|route| route.uri.path() == path)
         .map(|route| route.method.as_str().to_owned())
         .collect();
     methods.sort();

@@ -5,6 +5,7 @@ pub mod client;
 pub mod docs;
 pub mod error;
 pub mod health;
+pub mod pyjson;
 pub mod request;
 
 use rocket::{Catcher, Route, catchers, routes};

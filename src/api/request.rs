@@ -1,13 +1,23 @@
-//! Reading requests the way the original (FastAPI) service did: HTTP Basic
-//! credentials, and JSON bodies validated into FastAPI-shaped 422 errors.
+//! Reading requests the way the original (FastAPI) service did, so clients
+//! get the same answers in the same order:
+//!
+//! 1. the body is *parsed* ([`Body`]): a 400 for bytes that are not text, a
+//!    422 `json_invalid` for malformed JSON;
+//! 2. HTTP Basic credentials are read ([`BasicAuth`]): a 401;
+//! 3. the body is *validated* into the operation's model ([`object`],
+//!    [`Fields`]): a 422 listing, in the model's field order, the first
+//!    failed check of each field, in pydantic's words.
+//!
+//! Handlers take the guards as `Result`s and check them in that order.
 
 use rocket::data::{Data, FromData, Limits, Outcome};
 use rocket::request::{self, FromRequest, Request};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use crate::address::Email;
 use crate::api::error::{ApiError, FieldError, LocPart};
+use crate::api::pyjson;
 use crate::password::Password;
 
 /// HTTP Basic credentials: the email and password of `Authorization: Basic`.
@@ -25,112 +35,273 @@ impl<'r> FromRequest<'r> for BasicAuth {
 
     async fn from_request(request: &'r Request<'_>) -> request::Outcome<Self, ApiError> {
         match parse_basic(request.headers().get_one("Authorization")) {
-            Ok(auth) => request::Outcome::Success(auth),
-            Err(err) => request::Outcome::Error((err.status(), err)),
+            Some(auth) => request::Outcome::Success(auth),
+            None => request::Outcome::Error((
+                ApiError::InvalidCredentials.status(),
+                ApiError::InvalidCredentials,
+            )),
         }
     }
 }
 
-/// No header is "Not authenticated"; a header that is not valid Basic
-/// credentials is "Invalid authentication credentials" (as FastAPI's
-/// `HTTPBasic` answers).
-fn parse_basic(header: Option<&str>) -> Result<BasicAuth, ApiError> {
+/// Every way Basic credentials can be wrong (none, another scheme, not
+/// base64, no colon) is the one 401, as with the original.
+fn parse_basic(header: Option<&str>) -> Option<BasicAuth> {
     use base64::Engine;
-    let header = header.ok_or(ApiError::NotAuthenticated)?;
-    let (scheme, encoded) = header
-        .trim()
-        .split_once(' ')
-        .ok_or(ApiError::NotAuthenticated)?;
+    let (scheme, encoded) = header?.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(ApiError::NotAuthenticated);
+        return None;
     }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
-        .map_err(|_| ApiError::InvalidCredentials)?;
-    let decoded = String::from_utf8(decoded).map_err(|_| ApiError::InvalidCredentials)?;
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
     // No account has a control character in its address or password, and
     // PostgreSQL refuses a NUL in text: refuse them here, like any bad
     // credential.
     if decoded.chars().any(char::is_control) {
-        return Err(ApiError::InvalidCredentials);
+        return None;
     }
-    let (email, password) = decoded
-        .split_once(':')
-        .ok_or(ApiError::InvalidCredentials)?;
-    Ok(BasicAuth {
+    let (email, password) = decoded.split_once(':')?;
+    Some(BasicAuth {
         email: Email::canonical(email),
         password: Password::new(password),
     })
 }
 
-/// A request body that is a JSON object, read within the `json` limit.
-///
-/// Like FastAPI: a body is parsed as JSON when its Content-Type is absent,
-/// `application/json` or `application/*+json`; anything else, invalid JSON,
-/// a missing body or a non-object body is a 422. Over the limit is a 413.
+/// A request body as FastAPI read it, before validation.
 #[derive(Debug)]
-pub struct JsonObject(pub Map<String, Value>);
+pub enum Body {
+    /// No body at all (zero bytes, whatever the Content-Type).
+    Absent,
+    /// A body read as JSON (see [`reads_as_json`]), as Python's `json.loads`
+    /// read it.
+    Json(Value),
+    /// A body of another Content-Type, as text.
+    Text(String),
+}
 
 #[rocket::async_trait]
-impl<'r> FromData<'r> for JsonObject {
+impl<'r> FromData<'r> for Body {
     type Error = ApiError;
 
     async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
-        match read_object(request, data).await {
-            Ok(object) => Outcome::Success(object),
+        match read_body(request, data).await {
+            Ok(body) => Outcome::Success(body),
             Err(err) => Outcome::Error((err.status(), err)),
         }
     }
 }
 
-async fn read_object(request: &Request<'_>, data: Data<'_>) -> Result<JsonObject, ApiError> {
-    let is_json = match request.content_type() {
-        None => true,
-        Some(content_type) => {
-            content_type.top() == "application"
-                && (content_type.sub() == "json" || content_type.sub().as_str().ends_with("+json"))
-        }
-    };
+async fn read_body(request: &Request<'_>, data: Data<'_>) -> Result<Body, ApiError> {
     // `crate::figment` always sets a `json` limit; Rocket's default is the
     // fallback only for a Rocket built without it.
     let limit = request.limits().get("json").unwrap_or(Limits::JSON);
     let bytes = data.open(limit).into_bytes().await.map_err(|err| {
         tracing::debug!(error = %err, "request body could not be read");
-        ApiError::Validation(vec![FieldError::new(
-            &["body"],
-            "Request body could not be read",
-            "body_read",
-        )])
+        ApiError::BodyNotText
     })?;
     if !bytes.is_complete() {
         return Err(ApiError::PayloadTooLarge);
     }
-    if !is_json {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            &["body"],
-            "Input should be a valid dictionary or object to extract fields from",
-            "model_attributes_type",
-        )]));
+    if bytes.is_empty() {
+        return Ok(Body::Absent);
     }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            &["body"],
-            "Field required",
-            "missing",
-        )]));
+    if !reads_as_json(request.headers().get_one("Content-Type")) {
+        // The original could not echo non-UTF-8 text either (it answered
+        // 500); here it is the 400 of a body that is not text.
+        return String::from_utf8(bytes.into_inner())
+            .map(Body::Text)
+            .map_err(|_| ApiError::BodyNotText);
     }
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(object)) => Ok(JsonObject(object)),
-        Ok(_) => Err(ApiError::Validation(vec![FieldError::new(
-            &["body"],
-            "Input should be a valid dictionary or object to extract fields from",
-            "model_attributes_type",
-        )])),
-        Err(err) => Err(ApiError::Validation(vec![FieldError {
-            loc: vec![LocPart::Name("body".into()), LocPart::Offset(err.column())],
-            msg: "JSON decode error".into(),
+    match pyjson::loads(&bytes) {
+        Ok(parsed) => Ok(Body::Json(parsed.value)),
+        Err(pyjson::Error::Decode(error)) => Err(ApiError::Validation(vec![FieldError {
             kind: "json_invalid".into(),
+            loc: vec![LocPart::Name("body".into()), LocPart::Offset(error.pos)],
+            msg: "JSON decode error".into(),
+            input: Some(json!({})),
+            ctx: Some(json!({ "error": error.msg })),
         }])),
+        Err(_) => Err(ApiError::BodyNotText),
+    }
+}
+
+/// FastAPI's rule: a body is JSON when its Content-Type is missing or empty,
+/// or (up to any `;`, trimmed, lower-cased) is `application/json` or
+/// `application/<anything>+json`. Only the first Content-Type header counts.
+fn reads_as_json(content_type: Option<&str>) -> bool {
+    let Some(value) = content_type else {
+        return true;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence.is_empty() {
+        return true;
+    }
+    match essence.split_once('/') {
+        Some(("application", subtype)) if !subtype.contains('/') => {
+            subtype == "json" || subtype.ends_with("+json")
+        }
+        _ => false,
+    }
+}
+
+/// The body as the object a model reads its fields from; otherwise the one
+/// 422 item pydantic gave: `missing` for no body (or `null`),
+/// `model_attributes_type` for anything else. `echo_text` says whether a
+/// text body may be echoed (not where it may hold a password).
+pub fn object(body: &Body, echo_text: bool) -> Result<&Map<String, Value>, ApiError> {
+    let not_an_object = || {
+        FieldError::new(
+            "model_attributes_type",
+            &["body"],
+            "Input should be a valid dictionary or object to extract fields from",
+        )
+    };
+    let error = match body {
+        Body::Json(Value::Object(object)) => return Ok(object),
+        Body::Absent | Body::Json(Value::Null) => {
+            FieldError::new("missing", &["body"], "Field required").input(Value::Null)
+        }
+        Body::Json(other) => not_an_object().input(other.clone()),
+        Body::Text(text) if echo_text => not_an_object().input(Value::String(text.clone())),
+        Body::Text(_) => not_an_object(),
+    };
+    Err(ApiError::Validation(vec![error]))
+}
+
+/// Reads a model's fields from a body object, collecting one error per
+/// field (its first failed check) in the order the fields are read.
+pub struct Fields<'a> {
+    object: &'a Map<String, Value>,
+    /// Fields whose value is never echoed, not even inside the whole body.
+    secret: &'static [&'static str],
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(object: &'a Map<String, Value>, secret: &'static [&'static str]) -> Self {
+        Self {
+            object,
+            secret,
+            errors: Vec::new(),
+        }
+    }
+
+    /// The body object as an error's `input`, secret fields left out.
+    fn whole_body(&self) -> Value {
+        Value::Object(
+            self.object
+                .iter()
+                .filter(|(name, _)| !self.secret.contains(&name.as_str()))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+        )
+    }
+
+    /// `input` for an error of field `name`: its value, unless secret.
+    fn echo(&self, name: &str, value: Value) -> Option<Value> {
+        (!self.secret.contains(&name)).then_some(value)
+    }
+
+    /// The string field `name`, or `None` after recording why not
+    /// (`missing`, or `string_type`: no coercion, as in the original).
+    pub fn string(&mut self, name: &str) -> Option<&'a str> {
+        match self.object.get(name) {
+            Some(Value::String(value)) => Some(value),
+            Some(other) => {
+                let mut error = FieldError::new(
+                    "string_type",
+                    &["body", name],
+                    "Input should be a valid string",
+                );
+                error.input = self.echo(name, other.clone());
+                self.errors.push(error);
+                None
+            }
+            None => {
+                let error = FieldError::new("missing", &["body", name], "Field required")
+                    .input(self.whole_body());
+                self.errors.push(error);
+                None
+            }
+        }
+    }
+
+    /// Records a failed check of field `name` whose value was `value`.
+    pub fn invalid(&mut self, name: &str, value: &str, check: Check) {
+        let (kind, msg, ctx) = check.describe();
+        let mut error = FieldError::new(kind, &["body", name], msg).ctx(ctx);
+        error.input = self.echo(name, Value::String(value.to_owned()));
+        self.errors.push(error);
+    }
+
+    /// The fields read, or a 422 with every error recorded.
+    pub fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
+        match value {
+            Some(value) if self.errors.is_empty() => Ok(value),
+            _ => Err(ApiError::Validation(self.errors)),
+        }
+    }
+}
+
+/// A failed check of a string field, in pydantic's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// Fewer characters than this.
+    TooShort(usize),
+    /// More characters than this.
+    TooLong(usize),
+    /// More UTF-8 bytes than this (bcrypt reads 72): not a check of the
+    /// original's, which truncated silently.
+    TooManyBytes(usize),
+    Pattern(String),
+    /// A validator's `ValueError`, its sentence.
+    Value(&'static str),
+    /// An email address email-validator refused, its sentence.
+    Email(String),
+}
+
+impl Check {
+    fn describe(&self) -> (&'static str, String, Value) {
+        match self {
+            Self::TooShort(min) => (
+                "string_too_short",
+                format!("String should have at least {min} characters"),
+                json!({ "min_length": min }),
+            ),
+            Self::TooLong(max) => (
+                "string_too_long",
+                format!("String should have at most {max} characters"),
+                json!({ "max_length": max }),
+            ),
+            Self::TooManyBytes(max) => (
+                "string_too_long",
+                format!("String should have at most {max} bytes"),
+                json!({ "max_length": max }),
+            ),
+            Self::Pattern(pattern) => (
+                "string_pattern_mismatch",
+                format!("String should match pattern '{pattern}'"),
+                json!({ "pattern": pattern }),
+            ),
+            Self::Value(sentence) => (
+                "value_error",
+                format!("Value error, {sentence}"),
+                // pydantic's encoding of the ValueError itself.
+                json!({ "error": {} }),
+            ),
+            Self::Email(reason) => (
+                "value_error",
+                format!("value is not a valid email address: {reason}"),
+                json!({ "reason": reason }),
+            ),
+        }
     }
 }
 
@@ -165,59 +336,6 @@ pub fn code_schema_of(length: usize) -> Object {
         .build()
 }
 
-/// Collects field errors while reading a body, so a client learns about every
-/// bad field at once.
-pub struct Fields<'a> {
-    object: &'a Map<String, Value>,
-    errors: Vec<FieldError>,
-}
-
-impl<'a> Fields<'a> {
-    pub fn new(object: &'a JsonObject) -> Self {
-        Self {
-            object: &object.0,
-            errors: Vec::new(),
-        }
-    }
-
-    /// The string field `name`, or `None` after recording why not.
-    pub fn string(&mut self, name: &str) -> Option<&'a str> {
-        match self.object.get(name) {
-            Some(Value::String(value)) => Some(value),
-            Some(_) => {
-                self.errors.push(FieldError::new(
-                    &["body", name],
-                    "Input should be a valid string",
-                    "string_type",
-                ));
-                None
-            }
-            None => {
-                self.errors.push(FieldError::new(
-                    &["body", name],
-                    "Field required",
-                    "missing",
-                ));
-                None
-            }
-        }
-    }
-
-    /// Records a failed check of field `name`.
-    pub fn invalid(&mut self, name: &str, msg: impl Into<String>, kind: &str) {
-        self.errors
-            .push(FieldError::new(&["body", name], msg, kind));
-    }
-
-    /// The fields read, or a 422 with every error recorded.
-    pub fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
-        match value {
-            Some(value) if self.errors.is_empty() => Ok(value),
-            _ => Err(ApiError::Validation(self.errors)),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,48 +353,77 @@ mod tests {
         let auth = parse_basic(Some(&basic("a@example.com:pa:ss"))).unwrap();
         assert_eq!(auth.email.as_str(), "a@example.com");
         assert_eq!(auth.password.as_str(), "pa:ss");
+        assert!(parse_basic(Some(&format!("basic  {}", &basic("a@b.co:x")[6..]))).is_some());
     }
 
     #[test]
-    fn a_missing_header_or_other_scheme_is_not_authenticated() {
-        assert!(matches!(parse_basic(None), Err(ApiError::NotAuthenticated)));
-        assert!(matches!(
-            parse_basic(Some("Bearer abc")),
-            Err(ApiError::NotAuthenticated)
-        ));
-        assert!(matches!(
-            parse_basic(Some("Basic")),
-            Err(ApiError::NotAuthenticated)
-        ));
+    fn every_malformed_authorization_is_refused_alike() {
+        for header in [
+            None,
+            Some(""),
+            Some("Basic"),
+            Some("Basic "),
+            Some("Bearer abc"),
+            Some("Basic !!!"),
+            Some("Basic bm9jb2xvbg=="),
+            Some("Basic /w=="),
+        ] {
+            assert!(parse_basic(header).is_none(), "{header:?}");
+        }
     }
 
     #[test]
-    fn control_characters_in_credentials_are_invalid() {
+    fn control_characters_in_credentials_are_refused() {
         for byte in (0u8..0x20).chain([0x7f]) {
             let c = char::from(byte);
             for raw in [
                 format!("a{c}b@x.com:Secr3t!pass"),
                 format!("a@x.com:Secr3t!{c}pass"),
             ] {
-                assert!(
-                    matches!(
-                        parse_basic(Some(&basic(&raw))),
-                        Err(ApiError::InvalidCredentials)
-                    ),
-                    "{byte:#04x}"
-                );
+                assert!(parse_basic(Some(&basic(&raw))).is_none(), "{byte:#04x}");
             }
         }
-        assert!(parse_basic(Some(&basic("a@x.com:Secr3t!\u{85}pass"))).is_err());
+        assert!(parse_basic(Some(&basic("a@x.com:Secr3t!\u{85}pass"))).is_none());
     }
 
     #[test]
-    fn garbage_credentials_are_invalid() {
-        for header in ["Basic !!!", "Basic bm9jb2xvbg==", "Basic /w=="] {
-            assert!(
-                matches!(parse_basic(Some(header)), Err(ApiError::InvalidCredentials)),
-                "{header}"
-            );
+    fn content_types_read_as_json_follow_fastapi() {
+        for (content_type, json) in [
+            (None, true),
+            (Some(""), true),
+            (Some("application/json"), true),
+            (Some("Application/JSON; charset=utf-8"), true),
+            (Some("application/json;"), true),
+            (Some("application/vnd.x+json"), true),
+            (Some("application/+json"), true),
+            (Some("text/plain"), false),
+            (Some("application/jsonx"), false),
+            (Some("application/json+x"), false),
+            (Some("text/json"), false),
+            (Some("application/x-json"), false),
+            (Some("application / json"), false),
+            (Some("application/json, text/plain"), false),
+            (Some("*/*"), false),
+        ] {
+            assert_eq!(reads_as_json(content_type), json, "{content_type:?}");
         }
+    }
+
+    #[test]
+    fn errors_keep_pydantics_key_order_and_leave_secrets_out() {
+        let object = json!({"password": "Secr3t!pass", "zeta": 1})
+            .as_object()
+            .unwrap()
+            .clone();
+        let mut fields = Fields::new(&object, &["password"]);
+        assert_eq!(fields.string("email"), None);
+        fields.invalid("password", "Secr3t!pass", Check::TooShort(20));
+        let Err(ApiError::Validation(errors)) = fields.finish(None::<()>) else {
+            panic!("no errors");
+        };
+        assert_eq!(
+            serde_json::to_string(&errors).unwrap(),
+            r#"[{"type":"missing","loc":["body","email"],"msg":"Field required","input":{"zeta":1}},{"type":"string_too_short","loc":["body","password"],"msg":"String should have at least 20 characters","ctx":{"min_length":20}}]"#
+        );
     }
 }

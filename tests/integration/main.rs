@@ -8,6 +8,7 @@ mod address;
 mod api;
 mod cli;
 mod cluster;
+mod compat;
 mod docs;
 mod email;
 mod foundation;
