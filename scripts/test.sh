@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs the whole test suite (unit and integration) against private
-# PostgreSQL and Redis instances, installing and starting them if needed.
-# Extra arguments go to `cargo test` (e.g. scripts/test.sh activate).
+# Runs the whole test suite against private PostgreSQL and Redis instances,
+# installing and starting them if needed: the unit and integration tests,
+# then the property-based OpenAPI tester against the real binary.
+# Extra arguments go to `cargo test` (e.g. scripts/test.sh activate) and
+# skip the OpenAPI tester.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,3 +14,6 @@ eval "$services"
 [ "$services_started" = 1 ] && trap 'scripts/services.sh stop' EXIT
 
 cargo test --locked "$@"
+if [ $# -eq 0 ]; then
+  scripts/openapi-check.sh
+fi

@@ -70,6 +70,13 @@ pub const POLICY: &str = "8–72 characters and at most 72 bytes (bcrypt reads n
                           whitespace, with a lowercase and an uppercase letter (A–Z, a–z), \
                           a digit and a special character.";
 
+/// The validator's rules as a regular expression, for the API's schema: a
+/// lowercase and an uppercase ASCII letter, a digit, a character that is
+/// none of these, and neither whitespace nor control characters anywhere.
+/// [`check_policy`] is the rule; a test holds the two together.
+pub const PATTERN: &str =
+    r"^(?=.*[a-z])(?=.*[A-Z])(?=.*\d)(?=.*[^A-Za-z0-9])[^\s\x00-\x1f\x7f-\x9f]*$";
+
 /// Why a password is refused, in the order the original service checked:
 /// its length (pydantic's constraints), then its validator's rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -383,6 +390,65 @@ mod tests {
         ];
         for (password, refusal) in cases {
             assert_eq!(check_policy(password), Err(refusal), "{password:?}");
+        }
+    }
+
+    #[test]
+    fn the_schemas_pattern_says_what_the_policy_says() {
+        let pattern = fancy_regex::Regex::new(PATTERN).unwrap();
+        // What the schema says of a password of 8-72 characters and bytes.
+        let schema_accepts = |p: &str| pattern.is_match(p).unwrap();
+        let mut samples: Vec<String> = [
+            "Secr3t!pass",
+            "Ab١!xxxx",
+            "Abé1xxxx",
+            "ÄÖÜäöü1!",
+            "NoDigits!!",
+            "NoSpecial12",
+            "noupper1!",
+            "NOLOWER1!",
+            " Secr3t!pass",
+            "Secr3t!pass ",
+            "Secr 3t!pass",
+            "Secr3t!\tpass",
+            "Sep\u{1c}ar4t!",
+            "Nul\0Byte1!A",
+            "Del\u{7f}ete1!",
+            "Next\u{85}Line1!",
+            "No\u{a0}Break1!",
+            "Em\u{2003}Space1!",
+            "Zero\u{200b}Width1!",
+            "Ab1!𝄞𝄞𝄞𝄞",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        // And random ones from a mixed alphabet.
+        let alphabet: Vec<char> = "aZ9!é١ \t\u{1c}\u{85}\u{a0}\u{2003}\u{200b}𝄞Ä_-"
+            .chars()
+            .collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..5000 {
+            let password: String = (0..8 + (x % 10) as usize)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    alphabet[(x % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            samples.push(password);
+        }
+        for password in &samples {
+            if password.chars().count() < MIN_LENGTH || password.len() > MAX_LENGTH {
+                continue;
+            }
+            assert_eq!(
+                schema_accepts(password),
+                check_policy(password).is_ok(),
+                "{password:?}: {:?}",
+                check_policy(password)
+            );
         }
     }
 

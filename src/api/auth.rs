@@ -100,12 +100,16 @@ impl ActivateRequest {
     tag = "auth",
     request_body = RegisterRequest,
     responses(
-        (status = 201, description = "Account created, code emailed", body = Detail,
+        (status = 201, description = "Account created (or an expired pending registration started afresh), code emailed", body = Detail,
             example = json!({"detail": "Activation email sent"})),
-        (status = 409, description = "`Account already active` or `Activation code already issued`", body = Detail),
-        (status = 422, description = "Invalid body (FastAPI-style list of field errors)", body = ValidationErrors),
-        (status = 429, description = "A limit on registrations from this client or emails to this mailbox; see `Retry-After`", body = Detail),
-        (status = 503, description = "A dependency is unavailable or the server is saturated", body = Detail),
+        (status = 400, description = "The body is not text (`There was an error parsing the body`)", body = Detail),
+        (status = 409, description = "`Account already active`, or `Activation code already issued` while the registration is pending", body = Detail),
+        (status = 413, description = "The body is over the size limit (16 KiB)", body = Detail),
+        (status = 422, description = "Invalid body: a list of field errors, as pydantic writes them", body = ValidationErrors),
+        (status = 429, description = "A limit on registrations from this client, its places in the password-hash queue, or emails to this mailbox", body = Detail,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "A dependency is unavailable or the password-hash queue is full", body = Detail,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 #[post("/auth/register", data = "<body>")]
@@ -128,10 +132,13 @@ pub async fn register(
     responses(
         (status = 202, description = "New code emailed", body = Detail,
             example = json!({"detail": "Activation email resent"})),
-        (status = 401, description = "Invalid authentication credentials", body = Detail),
-        (status = 409, description = "Account already active", body = Detail),
-        (status = 429, description = "Resend limit reached; see `Retry-After`", body = Detail),
-        (status = 503, description = "A dependency is unavailable", body = Detail),
+        (status = 401, description = "`Invalid authentication credentials`: no, malformed or wrong Basic credentials", body = Detail,
+            headers(("WWW-Authenticate" = String, description = "`Basic`"))),
+        (status = 409, description = "`Account already active`", body = Detail),
+        (status = 429, description = "Resend limits (a minute, a day), failed sign-ins, the hash queue, or emails to this mailbox", body = Detail,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "A dependency is unavailable or the password-hash queue is full", body = Detail,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 #[post("/auth/resend")]
@@ -161,12 +168,15 @@ pub async fn resend(
     responses(
         (status = 200, description = "Account activated", body = Detail,
             example = json!({"detail": "Account activated"})),
-        (status = 400, description = "Invalid or expired activation code", body = Detail),
-        (status = 401, description = "Invalid authentication credentials", body = Detail),
-        (status = 409, description = "Account already active", body = Detail),
-        (status = 422, description = "Invalid body", body = ValidationErrors),
-        (status = 429, description = "Locked out after too many failed attempts; see `Retry-After`", body = Detail),
-        (status = 503, description = "A dependency is unavailable", body = Detail),
+        (status = 400, description = "`Invalid or expired activation code` (also for an account already active), or a body that is not text", body = Detail),
+        (status = 401, description = "`Invalid authentication credentials`: no, malformed or wrong Basic credentials", body = Detail,
+            headers(("WWW-Authenticate" = String, description = "`Basic`"))),
+        (status = 413, description = "The body is over the size limit (16 KiB)", body = Detail),
+        (status = 422, description = "Invalid body: a list of field errors, as pydantic writes them", body = ValidationErrors),
+        (status = 429, description = "Locked out after failed activations, or the account's failure budget spent; failed sign-ins; the hash queue", body = Detail,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "A dependency is unavailable or the password-hash queue is full", body = Detail,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 #[post("/auth/activate", data = "<body>")]

@@ -57,13 +57,14 @@ pub struct FieldError {
     pub loc: Vec<LocPart>,
     #[schema(example = "String should have at least 8 characters")]
     pub msg: String,
-    /// The offending value as received (never a password).
+    /// The offending value as received, of any JSON type (never a
+    /// password).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Value)]
     pub input: Option<Value>,
     /// The rule's parameters: `{"min_length": 8}`, `{"reason": "..."}`, …
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Object)]
     pub ctx: Option<Value>,
 }
 

@@ -305,12 +305,15 @@ impl Check {
     }
 }
 
-/// The schema of a password field, from the policy's own bounds and words.
+/// The schema of a password field, from the policy's own bounds, words and
+/// rules. The 72-byte limit is in the description: a schema cannot count
+/// bytes.
 pub fn password_schema() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(crate::password::MIN_LENGTH))
         .max_length(Some(crate::password::MAX_LENGTH))
+        .pattern(Some(crate::password::PATTERN))
         .description(Some(crate::password::POLICY))
         .examples(["Secr3t!pass"])
         .build()

@@ -309,7 +309,7 @@ async fn every_bad_authorization_is_the_same_401() {
         Some(Header::new("Authorization", "Basic !!!")),
         Some(Header::new("Authorization", "Basic bm9jb2xvbg==")),
         Some(wrong_password),
-        Some(basic("nobody@example.com", PASSWORD)),
+        Some(basic(&unique_email("nobody"), PASSWORD)),
     ];
     for header in headers {
         for path in ["/auth/activate", "/auth/resend"] {

@@ -17,24 +17,32 @@ async fn the_openapi_document_describes_every_route_status_and_basic_auth() {
     );
 
     let expected = [
-        ("/auth/register", "post", &["201", "409", "422"][..]),
-        ("/auth/resend", "post", &["202", "401", "409", "429"]),
+        (
+            "/auth/register",
+            "post",
+            &["201", "400", "409", "413", "422", "429", "503"][..],
+        ),
+        ("/auth/resend", "post", &["202", "401", "409", "429", "503"]),
         (
             "/auth/activate",
             "post",
-            &["200", "400", "401", "409", "422", "429"],
+            &["200", "400", "401", "413", "422", "429", "503"],
         ),
         ("/health/check", "get", &["200", "503"]),
         ("/health/live", "get", &["200"]),
     ];
     for (path, method, statuses) in expected {
-        let operation = &doc["paths"][path][method];
-        assert!(operation.is_object(), "{method} {path} missing");
-        for status in statuses {
-            assert!(
-                operation["responses"][status].is_object(),
-                "{method} {path} lacks {status}"
-            );
+        let responses = doc["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} missing"));
+        let mut documented: Vec<&str> = responses.keys().map(String::as_str).collect();
+        documented.sort_unstable();
+        assert_eq!(documented, statuses, "{method} {path}");
+        if let Some(limited) = responses.get("429") {
+            assert!(limited["headers"]["Retry-After"].is_object(), "{path}");
+        }
+        if let Some(refused) = responses.get("401") {
+            assert!(refused["headers"]["WWW-Authenticate"].is_object(), "{path}");
         }
     }
     for path in ["/auth/resend", "/auth/activate"] {
