@@ -317,14 +317,19 @@ impl Accounts {
         let mut conn = self.pool.get().await?;
         conn.transaction(async |conn| {
             // Lock the user: issuers of one user's codes take turns, and an
-            // activation that committed meanwhile is seen.
-            let user = users::lock(conn, user.id)
+            // activation or a fresh registration that committed meanwhile is
+            // seen.
+            let current = users::lock(conn, user.id)
                 .await?
                 .ok_or_else(|| AccountError::UnknownUser(user.email.clone()))?;
-            if user.is_active {
+            if current.is_active {
                 return Err(AccountError::AlreadyActive);
             }
-            self.issue_code(conn, &user).await
+            if current.created_at != user.created_at {
+                // Registered afresh since `user` signed in: not theirs now.
+                return Err(AccountError::InvalidCredentials);
+            }
+            self.issue_code(conn, &current).await
         })
         .await
     }
@@ -369,16 +374,36 @@ impl Accounts {
         Ok(())
     }
 
-    /// Activates `user` with `code`. An attempt is counted twice before the
-    /// code is looked at: in the Redis window that locks out a burst (see
-    /// `crate::limits`), and against the account's lifetime budget of
+    /// Activates `user` with `code`. An attempt is counted three times
+    /// before the code is looked at: against the client (wrong codes from
+    /// one IP, across accounts), in the Redis window that locks out a burst
+    /// (see `crate::limits`), and against the account's lifetime budget of
     /// failures, in the database. Once the budget is spent, even the right
     /// code is refused until `user unlock` or the registration expires.
-    /// Marking the code used and the user active is one transaction.
-    pub async fn activate(&self, user: &User, code: &Code) -> Result<(), AccountError> {
+    /// Marking the code used and the user active is one transaction, and
+    /// only for the registration `user` signed in to: if it was registered
+    /// afresh since, by its new owner, the attempt is refused as bad
+    /// credentials.
+    pub async fn activate(
+        &self,
+        user: &User,
+        code: &Code,
+        client: ClientIp,
+    ) -> Result<(), AccountError> {
         if user.is_active {
             return Err(AccountError::AlreadyActive);
         }
+        allowed(self.limiter.reserve_activation_failure(client).await?)?;
+        let tried = self.try_activate(user, code).await;
+        if !matches!(tried, Err(AccountError::InvalidCode))
+            && let Err(err) = self.limiter.release_activation_failure(client).await
+        {
+            tracing::warn!(error = %err, "could not give back an activation's count");
+        }
+        tried
+    }
+
+    async fn try_activate(&self, user: &User, code: &Code) -> Result<(), AccountError> {
         let email = &user.email;
         let attempt: Attempt = match self.limiter.reserve_attempt(email).await? {
             Ok(attempt) => attempt,
@@ -391,43 +416,42 @@ impl Accounts {
         };
         let mut conn = self.pool.get().await?;
         let max = self.limiter.policy().activation_max_failures;
-        if users::spend_activation(&mut conn, user.id, max)
+        if users::spend_activation(&mut conn, user.id, user.created_at, max)
             .await?
             .is_none()
         {
-            let now = Utc::now();
-            // Until the registration expires and the address can be
-            // registered afresh; without expiry, a lockout's length.
-            let retry_after = self
-                .pending_until(user)
-                .and_then(|until| (until - now).to_std().ok())
-                .unwrap_or(self.limiter.policy().lock);
-            return Err(AccountError::RateLimited {
-                limit: Limit::ActivationBudget,
-                retry_after,
-            });
+            return Err(self.why_not(&mut conn, user).await?);
         }
+        // `Some(true)`: activated; `Some(false)`: not the code; `None`: the
+        // account changed under us (the transaction is rolled back).
         let activated = conn
             .transaction(async |conn| {
                 let now = Utc::now();
                 let Some(stored) = activation_codes::find_live(conn, user.id).await? else {
-                    return Ok(false);
+                    return Ok(Some(false));
                 };
                 if stored.expires_at <= now
                     || !self.code_hasher.verify(user.id, code, &stored.code_hash)
                 {
-                    return Ok(false);
+                    return Ok(Some(false));
                 }
                 if !activation_codes::mark_used(conn, stored.id, now).await? {
-                    return Ok(false);
+                    return Ok(Some(false));
                 }
-                if !users::activate(conn, user.id, now).await? {
-                    // Activated by a concurrent request: roll back the code.
-                    return Err(AccountError::AlreadyActive);
+                if !users::activate(conn, user.id, user.created_at, now).await? {
+                    return Err(Rollback::ChangedMeanwhile);
                 }
-                Ok::<_, AccountError>(true)
+                Ok(Some(true))
             })
-            .await?;
+            .await;
+        let activated = match activated {
+            Ok(activated) => activated,
+            Err(Rollback::ChangedMeanwhile) => None,
+            Err(Rollback::Failed(err)) => return Err(err.into()),
+        };
+        let Some(activated) = activated else {
+            return Err(self.why_not(&mut conn, user).await?);
+        };
         if activated {
             // The account is active whatever Redis says now; stale counters
             // only matter to an account that can no longer activate.
@@ -439,6 +463,35 @@ impl Accounts {
             self.limiter.record_failure(email, attempt).await?;
             Err(AccountError::InvalidCode)
         }
+    }
+
+    /// Why `user`, as it signed in, cannot be activated any more: registered
+    /// afresh by someone else (bad credentials now), already active, or its
+    /// failure budget spent (429 until the registration expires and the
+    /// address can be registered afresh; without expiry, a lockout's
+    /// length).
+    async fn why_not(
+        &self,
+        conn: &mut AsyncPgConnection,
+        user: &User,
+    ) -> Result<AccountError, AccountError> {
+        let current = users::find(conn, user.id)
+            .await?
+            .ok_or_else(|| AccountError::UnknownUser(user.email.clone()))?;
+        if current.created_at != user.created_at {
+            return Ok(AccountError::InvalidCredentials);
+        }
+        if current.is_active {
+            return Ok(AccountError::AlreadyActive);
+        }
+        let retry_after = self
+            .pending_until(&current)
+            .and_then(|until| (until - Utc::now()).to_std().ok())
+            .unwrap_or(self.limiter.policy().lock);
+        Ok(AccountError::RateLimited {
+            limit: Limit::ActivationBudget,
+            retry_after,
+        })
     }
 
     /// Clears the activation lockout, the failure counters and a spent
@@ -469,6 +522,20 @@ impl Accounts {
     pub async fn database_ready(&self) -> Result<(), AccountError> {
         let mut conn = self.pool.get().await?;
         Ok(db::ping(&mut conn).await?)
+    }
+}
+
+/// Why the activation's transaction rolled back.
+enum Rollback {
+    /// The account was activated or registered afresh by a concurrent
+    /// request.
+    ChangedMeanwhile,
+    Failed(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Rollback {
+    fn from(err: diesel::result::Error) -> Self {
+        Self::Failed(err)
     }
 }
 

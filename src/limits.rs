@@ -110,6 +110,8 @@ pub enum Limit {
     ActivationAttempts,
     /// A pending account's lifetime budget of failed activations.
     ActivationBudget,
+    /// Failed activations (wrong codes, any account) from one client IP.
+    ActivationFailuresPerIp,
     ResendPerMinute,
     ResendDaily,
     /// Failed Basic authentications of one email.
@@ -124,9 +126,10 @@ pub enum Limit {
 }
 
 impl Limit {
-    pub const ALL: [Limit; 9] = [
+    pub const ALL: [Limit; 10] = [
         Limit::ActivationAttempts,
         Limit::ActivationBudget,
+        Limit::ActivationFailuresPerIp,
         Limit::ResendPerMinute,
         Limit::ResendDaily,
         Limit::AuthFailures,
@@ -140,6 +143,7 @@ impl Limit {
         match self {
             Self::ActivationAttempts => "activation_attempts",
             Self::ActivationBudget => "activation_budget",
+            Self::ActivationFailuresPerIp => "activation_failures_per_ip",
             Self::ResendPerMinute => "resend_per_minute",
             Self::ResendDaily => "resend_daily",
             Self::AuthFailures => "auth_failures",
@@ -431,6 +435,35 @@ impl Limiter {
             &[Limit::RegisterPerIp],
         )
         .await
+    }
+
+    /// Counts an activation as failed for `ip` before its code is checked,
+    /// unless the client has no failures left; a successful one is given
+    /// back with [`Limiter::release_activation_failure`]. Each account has
+    /// its own budget; this bounds what one client tries across accounts it
+    /// registered for addresses it cannot read.
+    pub async fn reserve_activation_failure(&self, ip: ClientIp) -> RedisResult<Decision> {
+        let Some(ip) = ip.0 else {
+            return Ok(Decision::Allowed);
+        };
+        let policy = &self.policy;
+        self.count(
+            &[(
+                ip_key(ip, "activation:failures"),
+                policy.activation_failures_per_ip,
+                policy.activation_failure_window,
+            )],
+            &[Limit::ActivationFailuresPerIp],
+        )
+        .await
+    }
+
+    /// Gives back what [`Limiter::reserve_activation_failure`] counted.
+    pub async fn release_activation_failure(&self, ip: ClientIp) -> RedisResult<()> {
+        match ip.0 {
+            Some(ip) => self.give_back(&ip_key(ip, "activation:failures")).await,
+            None => Ok(()),
+        }
     }
 
     /// Counts an activation email to `email`'s mailbox, unless the mailbox

@@ -26,6 +26,8 @@
 //! | `AUTH_FAILURE_LIMIT` | 10 | failed Basic authentications per email within the window |
 //! | `AUTH_FAILURE_PER_IP_LIMIT` | 30 | failed Basic authentications per client IP within the window |
 //! | `AUTH_FAILURE_WINDOW_SECONDS` | 900 | the window of both |
+//! | `ACTIVATION_FAILURE_PER_IP_LIMIT` | 30 | failed activations (wrong codes) per client IP within the window |
+//! | `ACTIVATION_FAILURE_PER_IP_WINDOW_SECONDS` | 3600 | that window |
 //! | `REGISTER_PER_IP_LIMIT` | 30 | registrations per client IP within the window |
 //! | `REGISTER_PER_IP_WINDOW_SECONDS` | 600 | that window |
 //! | `HASH_QUEUE_PER_IP` | 4 | places one client IP may hold in the password-hash queue |
@@ -90,6 +92,8 @@ pub struct LimitSettings {
     pub resend_per_minute: u32,
     pub resend_daily: u32,
     pub activation_max_failures: u32,
+    pub activation_failures_per_ip: u32,
+    pub activation_failure_window: Duration,
     pub auth_failures_per_email: u32,
     pub auth_failures_per_ip: u32,
     pub auth_failure_window: Duration,
@@ -178,6 +182,8 @@ impl Default for LimitSettings {
             resend_per_minute: 1,
             resend_daily: 5,
             activation_max_failures: 10,
+            activation_failures_per_ip: 30,
+            activation_failure_window: Duration::from_secs(3600),
             auth_failures_per_email: 10,
             auth_failures_per_ip: 30,
             auth_failure_window: Duration::from_secs(900),
@@ -392,6 +398,17 @@ impl Settings {
                     "ACTIVATION_MAX_FAILURES",
                     10,
                     1..=1_000_000,
+                )?,
+                activation_failures_per_ip: integer(
+                    source,
+                    "ACTIVATION_FAILURE_PER_IP_LIMIT",
+                    30,
+                    1..=1_000_000,
+                )?,
+                activation_failure_window: seconds(
+                    source,
+                    "ACTIVATION_FAILURE_PER_IP_WINDOW_SECONDS",
+                    3600,
                 )?,
                 auth_failures_per_email: integer(source, "AUTH_FAILURE_LIMIT", 10, 1..=1_000_000)?,
                 auth_failures_per_ip: integer(

@@ -195,7 +195,7 @@ pub async fn activate(
         .authenticate(&auth.email, &auth.password, client)
         .await?;
     accounts
-        .activate(&user, &code)
+        .activate(&user, &code, client)
         .await
         .map_err(|err| match err {
             // As the original: an active account has no valid code.

@@ -7,13 +7,16 @@
 //! written by the client and proves nothing. No other header is trusted
 //! (Rocket's own reading of `X-Real-IP` is turned off in `crate::figment`).
 //!
+//! An IPv6 client is counted by its /64: one host is routinely given a whole
+//! /64, and every address in it, so a limit per address would be no limit.
+//!
 //! A client in `RATE_LIMIT_EXEMPT` (loopback by default) skips the per-IP
 //! limits: a reverse proxy on the same host that is not yet trusted would
 //! otherwise make the whole site one throttled address. The first request
 //! from such a peer that carries `X-Forwarded-For` logs a warning naming
 //! `TRUSTED_PROXIES`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ipnet::IpNet;
@@ -75,13 +78,16 @@ impl Network {
         client
     }
 
-    /// The client's address for the per-IP limits: `None` when exempt.
+    /// The client as the per-IP limits count it: its address (an IPv6
+    /// one's /64); `None` when exempt.
     pub fn limited(&self, client: IpAddr) -> ClientIp {
         if contains(&self.settings.rate_limit_exempt, client) {
-            ClientIp::EXEMPT
-        } else {
-            ClientIp(Some(client))
+            return ClientIp::EXEMPT;
         }
+        ClientIp(Some(match client {
+            IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+            v4 => v4,
+        }))
     }
 }
 
@@ -194,5 +200,10 @@ mod tests {
         );
         // IPv4 clients seen as IPv4-mapped IPv6 peers are the same client.
         assert_eq!(network.client(ip("::ffff:127.0.0.1"), &[]), ip("127.0.0.1"));
+        // An IPv6 client is its /64.
+        assert_eq!(
+            network.limited(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ClientIp(Some(ip("2001:db8:1:2::")))
+        );
     }
 }

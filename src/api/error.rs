@@ -163,7 +163,9 @@ impl ApiError {
             Self::InvalidCode => "Invalid or expired activation code",
             Self::RateLimited { limit, .. } => match limit {
                 // The original service's sentences (COMPAT.md).
-                Limit::ActivationAttempts | Limit::ActivationBudget => {
+                Limit::ActivationAttempts
+                | Limit::ActivationBudget
+                | Limit::ActivationFailuresPerIp => {
                     "Too many activation attempts. Please try again later."
                 }
                 Limit::ResendPerMinute => {

@@ -135,16 +135,20 @@ pub async fn restart_registration(
 }
 
 /// Spends one failed activation of a pending account's budget of `max`,
-/// before its code is checked, so parallel guesses cannot overspend it.
-/// `None` when it is spent (or the account is active); else the count.
+/// before its code is checked, so parallel guesses cannot overspend it; only
+/// for the registration made at `registered_at` (one started afresh since
+/// belongs to someone else). `None` when that did not happen; else the
+/// count.
 pub async fn spend_activation(
     conn: &mut AsyncPgConnection,
     id: UserId,
+    registered_at: DateTime<Utc>,
     max: u32,
 ) -> QueryResult<Option<i32>> {
     diesel::update(
         users::table
             .find(id)
+            .filter(users::created_at.eq(registered_at))
             .filter(users::is_active.eq(false))
             .filter(users::failed_activations.lt(i32::try_from(max).unwrap_or(i32::MAX))),
     )
@@ -199,16 +203,23 @@ pub async fn replace_password_hash(
     Ok(updated == 1)
 }
 
-/// Marks a pending user active; false when the user was already active.
+/// Marks a pending user, registered at `registered_at`, active; false when
+/// it was already active or registered afresh since.
 pub async fn activate(
     conn: &mut AsyncPgConnection,
     id: UserId,
+    registered_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> QueryResult<bool> {
-    let updated = diesel::update(users::table.find(id).filter(users::is_active.eq(false)))
-        .set((users::is_active.eq(true), users::activated_at.eq(now)))
-        .execute(conn)
-        .await?;
+    let updated = diesel::update(
+        users::table
+            .find(id)
+            .filter(users::created_at.eq(registered_at))
+            .filter(users::is_active.eq(false)),
+    )
+    .set((users::is_active.eq(true), users::activated_at.eq(now)))
+    .execute(conn)
+    .await?;
     Ok(updated == 1)
 }
 
@@ -218,6 +229,16 @@ pub const STALE_PENDING: Purgeable = Purgeable {
     table: "users",
     condition: "NOT is_active AND created_at < $1",
 };
+
+/// Reads the user.
+pub async fn find(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<User>> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
 
 /// Reads the user and locks its row until the end of the transaction.
 pub async fn lock(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<User>> {

@@ -265,6 +265,7 @@ impl Courier {
                 html: &mail.html,
             })
             .await
+            .map_err(|failure| failure.redacted(payload.code.as_str()))
     }
 
     /// Records what became of a sent message; a throttled one moves the

@@ -66,6 +66,29 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// The failure with every occurrence of `secret` (the message's code,
+    /// which a provider may echo back) masked in its reason, so that it is
+    /// neither logged nor kept.
+    pub fn redacted(self, secret: &str) -> Self {
+        let mask = |reason: String| match secret.is_empty() || !reason.contains(secret) {
+            true => reason,
+            false => reason.replace(secret, &"*".repeat(secret.chars().count())),
+        };
+        match self {
+            Self::Transient { status, reason } => Self::Transient {
+                status,
+                reason: mask(reason),
+            },
+            Self::Permanent { status, reason } => Self::Permanent {
+                status,
+                reason: mask(reason),
+            },
+            throttled @ Self::Throttled { .. } => throttled,
+        }
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -257,6 +280,18 @@ mod tests {
                 "{status}"
             );
         }
+    }
+
+    #[test]
+    fn a_code_echoed_by_the_provider_is_masked() {
+        let failure = Failure::Permanent {
+            status: Some(400),
+            reason: "code 4821 in body 4821x rejected".into(),
+        };
+        assert_eq!(
+            failure.redacted("4821").to_string(),
+            "400: code **** in body ****x rejected"
+        );
     }
 
     #[test]

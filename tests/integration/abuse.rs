@@ -114,6 +114,52 @@ async fn parallel_guesses_cannot_overspend_the_budget() {
     assert_eq!(failed_activations(&app).await, 3);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn one_client_guessing_across_many_accounts_is_limited_by_its_ip() {
+    let app = TestApp::with(&[
+        ("ACTIVATION_FAILURE_PER_IP_LIMIT", "4"),
+        ("ACTIVATION_FAILURE_PER_IP_WINDOW_SECONDS", "60"),
+    ])
+    .await;
+    let (guesser, neighbour) = (unique_ip(), unique_ip());
+    let mut accounts = Vec::new();
+    for i in 0..3 {
+        let email = unique_email(&format!("spread{i}"));
+        app.register(&email, PASSWORD).await;
+        let code = app.latest_code(&email).await;
+        accounts.push((email, code));
+    }
+    // Two wrong guesses on each of two accounts: each far from its own
+    // budget, but the client's share is spent.
+    for (email, code) in &accounts[..2] {
+        for _ in 0..2 {
+            app.activate_from(&guesser, email, PASSWORD, wrong(code))
+                .await
+                .assert_detail(400, "Invalid or expired activation code");
+        }
+    }
+    let (email, code) = &accounts[2];
+    assert_limited(
+        &app.activate_from(&guesser, email, PASSWORD, wrong(code))
+            .await,
+        ATTEMPTS,
+    );
+    // Refused before the code is looked at: even the right one waits.
+    assert_limited(
+        &app.activate_from(&guesser, email, PASSWORD, code).await,
+        ATTEMPTS,
+    );
+    let spent = app
+        .db
+        .count("SELECT sum(failed_activations)::bigint AS n FROM users")
+        .await;
+    assert_eq!(spent, 4);
+    // Another client is not held back, and a success costs nothing.
+    app.activate_from(&neighbour, email, PASSWORD, code)
+        .await
+        .assert_detail(200, "Account activated");
+}
+
 // ---- squatting -------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
@@ -293,14 +339,24 @@ async fn registrations_are_limited_per_client_ip() {
         ("REGISTER_PER_IP_WINDOW_SECONDS", "60"),
     ])
     .await;
+    // An IPv6 client is its /64: other addresses in it are the same client.
+    let same_64 = |ip: &str, host: u16| {
+        let prefix: Vec<&str> = ip.split(':').take(4).collect();
+        format!("{}::{host:x}", prefix.join(":"))
+    };
     let (flooder, neighbour) = (unique_ip(), unique_ip());
-    for i in 0..3 {
-        app.register_from(&flooder, &unique_email(&format!("flood{i}")), PASSWORD)
-            .await
-            .assert_detail(201, "Activation email sent");
+    for i in 0..3u16 {
+        // Each from another address of the flooder's /64.
+        app.register_from(
+            &same_64(&flooder, i + 2),
+            &unique_email(&format!("flood{i}")),
+            PASSWORD,
+        )
+        .await
+        .assert_detail(201, "Activation email sent");
     }
     let reply = app
-        .register_from(&flooder, &unique_email("flood3"), PASSWORD)
+        .register_from(&same_64(&flooder, 9), &unique_email("flood3"), PASSWORD)
         .await;
     let wait = assert_limited(
         &reply,

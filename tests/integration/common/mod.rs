@@ -338,6 +338,18 @@ impl TestApp {
         Reply::from(request.dispatch().await).await
     }
 
+    /// Activates from the client address `ip`.
+    pub async fn activate_from(&self, ip: &str, email: &str, password: &str, code: &str) -> Reply {
+        let request = self
+            .client
+            .post("/auth/activate")
+            .remote(peer(ip))
+            .header(ContentType::JSON)
+            .header(basic(email, password))
+            .body(serde_json::json!({"code": code}).to_string());
+        Reply::from(request.dispatch().await).await
+    }
+
     pub async fn register(&self, email: &str, password: &str) -> Reply {
         self.post_json(
             "/auth/register",
