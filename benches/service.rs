@@ -4,7 +4,8 @@
 //! Measures, in one run on one machine:
 //! 1. the raw bcrypt rate at `BCRYPT_COST` on all cores (the bound on
 //!    registrations per second),
-//! 2. register throughput under concurrent load, as a share of that bound,
+//! 2. a trivial route's throughput (`GET /health/live` back to back), then
+//!    register throughput under concurrent load, as a share of that bound,
 //!    with `GET /health/live` latency sampled during the load,
 //! 3. register-to-email latency at light load,
 //! 4. the time of a 401 for an unknown email and for a wrong password,
@@ -188,6 +189,36 @@ struct LoadResult {
     health: Vec<Duration>,
 }
 
+/// `clients` threads send `GET /health/live` back to back for `seconds`, each
+/// on its own keep-alive connection; returns how many were answered 200 and
+/// the time taken.
+fn trivial_load(base: &str, clients: usize, seconds: u64) -> (usize, Duration) {
+    let answered = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let answered = answered.clone();
+            let url = format!("{base}/health/live");
+            std::thread::spawn(move || {
+                let agent = agent();
+                while Instant::now() < deadline {
+                    let ok = agent.get(&url).call().is_ok_and(|mut response| {
+                        response.status() == 200 && response.body_mut().read_to_vec().is_ok()
+                    });
+                    if ok {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    (answered.load(Ordering::Relaxed), started.elapsed())
+}
+
 /// `clients` threads register unique emails for `seconds` while one more
 /// samples `/health/live` every 10 ms.
 fn register_load(base: &str, clients: usize, seconds: u64, label: &str) -> LoadResult {
@@ -296,7 +327,17 @@ fn main() {
         &[("AUTH_FAILURE_LIMIT", "1000000")],
     );
 
-    // 2. Register throughput with health latency under load.
+    // 2a. A trivial route's throughput: what every request pays besides
+    // its own work (routing, the access fairing, metrics, the log line).
+    let trivial_seconds = (seconds / 2).max(3);
+    let (answered, elapsed) = trivial_load(&server.base, clients, trivial_seconds);
+    println!(
+        "GET /health/live: {answered} answered in {:.1} s = {:.0}/s with {clients} keep-alive clients",
+        elapsed.as_secs_f64(),
+        answered as f64 / elapsed.as_secs_f64()
+    );
+
+    // 2b. Register throughput with health latency under load.
     let warmup = register_load(&server.base, clients, 3, "warmup");
     let load = register_load(&server.base, clients, seconds, "load");
     let load_ended = Instant::now();

@@ -25,6 +25,7 @@ pub mod limits;
 pub mod logging;
 pub mod mail;
 pub mod mailbox;
+pub mod metrics;
 pub mod password;
 pub mod schema;
 pub mod seal;
@@ -67,6 +68,7 @@ pub fn rocket(figment: Figment, accounts: Accounts, network: NetworkSettings) ->
         .manage(accounts)
         .manage(api::client::Network::new(network))
         .manage(document)
+        .attach(api::access::Access)
         .attach(api::error::mark_parsed())
         .mount("/", api::routes())
         .register("/", api::catchers())

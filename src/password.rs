@@ -296,6 +296,7 @@ impl<'a> ClientPlace<'a> {
         let mut held = lock(places);
         let count = held.entry(ip).or_insert(0);
         if *count >= max {
+            crate::metrics::get().hash_rejected();
             return Err(HashError::ClientBusy);
         }
         *count += 1;
@@ -331,19 +332,20 @@ struct QueueSlot<'a>(&'a AtomicUsize);
 
 impl<'a> QueueSlot<'a> {
     fn take(waiting: &'a AtomicUsize, max: usize) -> Result<Self, HashError> {
-        let before = waiting.fetch_add(1, Ordering::AcqRel);
-        let slot = Self(waiting);
-        if before >= max {
-            Err(HashError::Busy)
-        } else {
-            Ok(slot)
+        if waiting.fetch_add(1, Ordering::AcqRel) >= max {
+            waiting.fetch_sub(1, Ordering::AcqRel);
+            crate::metrics::get().hash_rejected();
+            return Err(HashError::Busy);
         }
+        crate::metrics::get().hash_waiting().inc();
+        Ok(Self(waiting))
     }
 }
 
 impl Drop for QueueSlot<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+        crate::metrics::get().hash_waiting().dec();
     }
 }
 

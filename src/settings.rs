@@ -34,6 +34,7 @@
 //! | `EMAIL_PER_MAILBOX_DAILY_LIMIT` | 10 | activation emails a day to one mailbox (the address without its `+tag`) |
 //! | `TRUSTED_PROXIES` | none | CIDRs whose `X-Forwarded-For` is believed |
 //! | `RATE_LIMIT_EXEMPT` | `127.0.0.0/8,::1` | CIDRs the per-IP limits skip; empty for none |
+//! | `METRICS_ADDRESS` | `127.0.0.1:9464` | where `GET /metrics` listens (`host:port`); empty disables it |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
 //!
 //! Rocket's own settings (`ROCKET_ADDRESS`, `ROCKET_PORT`, limits, workers)
@@ -74,6 +75,8 @@ pub struct Settings {
     pub bcrypt_cost: u32,
     pub limits: LimitSettings,
     pub network: NetworkSettings,
+    /// Where the metrics listener binds; `None`: no metrics listener.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// What the commands that only touch PostgreSQL need.
@@ -441,9 +444,27 @@ impl Settings {
                         .unwrap_or_else(|| DEFAULT_EXEMPT.to_owned()),
                 )?,
             },
+            metrics_address: metrics_address(source)?,
         })
     }
 }
+
+/// `METRICS_ADDRESS`: the default when unset, none when set but empty.
+fn metrics_address(source: &impl Source) -> Result<Option<std::net::SocketAddr>, SettingsError> {
+    let value = source
+        .get("METRICS_ADDRESS")
+        .unwrap_or_else(|| DEFAULT_METRICS_ADDRESS.to_owned());
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|_| SettingsError::Invalid {
+        name: "METRICS_ADDRESS",
+        problem: format!("expected an IP address and port such as 127.0.0.1:9464, got {value:?}"),
+    })
+}
+
+const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9464";
 
 impl LogFormat {
     pub fn from_source(source: &impl Source) -> Result<Self, SettingsError> {
@@ -498,6 +519,30 @@ mod tests {
         source.insert("TRUSTED_PROXIES", "10.0.0.0/33");
         let err = Settings::from_source(&source).unwrap_err();
         assert!(err.to_string().contains("TRUSTED_PROXIES"), "{err}");
+    }
+
+    #[test]
+    fn metrics_listen_on_loopback_unless_moved_or_emptied() {
+        let mut source = base();
+        let settings = Settings::from_source(&source).unwrap();
+        assert_eq!(
+            settings.metrics_address,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        source.insert("METRICS_ADDRESS", "[::1]:9500");
+        let settings = Settings::from_source(&source).unwrap();
+        assert_eq!(
+            settings.metrics_address,
+            Some("[::1]:9500".parse().unwrap())
+        );
+        source.insert("METRICS_ADDRESS", "");
+        assert_eq!(
+            Settings::from_source(&source).unwrap().metrics_address,
+            None
+        );
+        source.insert("METRICS_ADDRESS", "localhost");
+        let err = Settings::from_source(&source).unwrap_err().to_string();
+        assert!(err.contains("METRICS_ADDRESS"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::api::error::{ApiError, Detail, ValidationErrors};
 use crate::api::request::{self, BasicAuth, Body, Check, Fields};
 use crate::code::{Code, Malformed};
 use crate::limits::ClientIp;
+use crate::metrics;
 use crate::password::{self, Password, Refusal};
 
 /// The body of `POST /auth/register`.
@@ -118,9 +119,32 @@ pub async fn register(
     client: ClientIp,
     body: Result<Body, ApiError>,
 ) -> Result<(Status, Json<Detail>), ApiError> {
-    let RegisterRequest { email, password } = RegisterRequest::read(&body?)?;
-    accounts.register(&email, &password, client).await?;
+    let result = async {
+        let RegisterRequest { email, password } = RegisterRequest::read(&body?)?;
+        accounts
+            .register(&email, &password, client)
+            .await
+            .map_err(ApiError::from)
+    }
+    .await;
+    metrics::get().registration(match &result {
+        Ok(_) => "created",
+        Err(ApiError::AlreadyActive | ApiError::CodeAlreadyIssued) => "conflict",
+        Err(ApiError::RateLimited { .. }) => "rate_limited",
+        Err(err) if unavailable(err) => "unavailable",
+        Err(_) => "invalid",
+    });
+    result?;
     Ok((Status::Created, Json(Detail::new("Activation email sent"))))
+}
+
+/// Whether `err` is the service's failure rather than the client's
+/// request (the outcome `unavailable`).
+fn unavailable(err: &ApiError) -> bool {
+    matches!(
+        err,
+        ApiError::Busy | ApiError::Unavailable(_) | ApiError::Internal
+    )
 }
 
 /// Send a new activation code, superseding the previous one.
@@ -147,11 +171,22 @@ pub async fn resend(
     client: ClientIp,
     auth: Result<BasicAuth, ApiError>,
 ) -> Result<(Status, Json<Detail>), ApiError> {
-    let auth = auth?;
-    let user = accounts
-        .authenticate(&auth.email, &auth.password, client)
-        .await?;
-    accounts.resend(&user).await?;
+    let result = async {
+        let auth = auth?;
+        let user = accounts
+            .authenticate(&auth.email, &auth.password, client)
+            .await?;
+        accounts.resend(&user).await.map_err(ApiError::from)
+    }
+    .await;
+    metrics::get().resend(match &result {
+        Ok(()) => "sent",
+        Err(ApiError::RateLimited { .. }) => "rate_limited",
+        Err(ApiError::AlreadyActive) => "already_active",
+        Err(ApiError::InvalidCredentials) => "unauthorized",
+        Err(_) => "unavailable",
+    });
+    result?;
     Ok((
         Status::Accepted,
         Json(Detail::new("Activation email resent")),
@@ -186,21 +221,33 @@ pub async fn activate(
     auth: Result<BasicAuth, ApiError>,
     body: Result<Body, ApiError>,
 ) -> Result<Json<Detail>, ApiError> {
-    // The original's order: the body parsed, the credentials read, the body
-    // validated, and only then the credentials checked.
-    let body = body?;
-    let auth = auth?;
-    let ActivateRequest { code } = ActivateRequest::read(&body, accounts.code_length)?;
-    let user = accounts
-        .authenticate(&auth.email, &auth.password, client)
-        .await?;
-    accounts
-        .activate(&user, &code, client)
-        .await
-        .map_err(|err| match err {
-            // As the original: an active account has no valid code.
-            AccountError::AlreadyActive => ApiError::InvalidCode,
-            other => other.into(),
-        })?;
+    let result = async {
+        // The original's order: the body parsed, the credentials read, the
+        // body validated, and only then the credentials checked.
+        let body = body?;
+        let auth = auth?;
+        let ActivateRequest { code } = ActivateRequest::read(&body, accounts.code_length)?;
+        let user = accounts
+            .authenticate(&auth.email, &auth.password, client)
+            .await?;
+        accounts
+            .activate(&user, &code, client)
+            .await
+            .map_err(|err| match err {
+                // As the original: an active account has no valid code.
+                AccountError::AlreadyActive => ApiError::InvalidCode,
+                other => other.into(),
+            })
+    }
+    .await;
+    metrics::get().activation(match &result {
+        Ok(()) => "activated",
+        Err(ApiError::InvalidCode) => "invalid_code",
+        Err(ApiError::RateLimited { .. }) => "locked",
+        Err(ApiError::InvalidCredentials) => "unauthorized",
+        Err(err) if unavailable(err) => "unavailable",
+        Err(_) => "invalid",
+    });
+    result?;
     Ok(Json(Detail::new("Account activated")))
 }

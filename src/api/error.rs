@@ -238,6 +238,9 @@ fn database(err: diesel::result::Error) -> ApiError {
 impl<'r> Responder<'r, 'static> for ApiError {
     fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
         let status = self.status();
+        if let Self::RateLimited { limit, .. } = &self {
+            crate::metrics::get().rate_limited(*limit);
+        }
         let header = match &self {
             Self::InvalidCredentials => Some(Header::new("WWW-Authenticate", "Basic")),
             Self::RateLimited { retry_after, .. } => Some(Header::new(

@@ -1,5 +1,6 @@
 //! The HTTP API: routes per resource, request guards, the error type.
 
+pub mod access;
 pub mod auth;
 pub mod client;
 pub mod docs;

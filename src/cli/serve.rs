@@ -1,10 +1,12 @@
 //! `activator serve`: the HTTP API and the email dispatcher.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rocket::fairing::AdHoc;
+use rocket::{Ignite, Rocket};
 
 use crate::db::migrations;
 use crate::mail::dispatcher::{self, Courier, Dispatcher};
@@ -69,24 +71,88 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
         })
         .context("cannot start the email dispatcher")?;
 
+        let metrics = match settings.metrics_address {
+            Some(address) => Some(MetricsListener::start(address, &settings).await?),
+            None => None,
+        };
         // Stop claiming as soon as shutdown starts, while requests finish.
         let stop = dispatcher.stop_handle();
-        let served = crate::rocket(figment, accounts, settings.network.clone())
+        let api = crate::rocket(figment, accounts, settings.network.clone())
             .attach(AdHoc::on_shutdown("email dispatcher", move |_| {
                 Box::pin(async move { stop.request() })
             }))
-            .launch()
-            .await;
+            .ignite()
+            .await
+            .map_err(|err| anyhow::anyhow!("server failed: {err}"))?;
+        let served = match metrics {
+            Some(metrics) => metrics.beside(api).await,
+            None => api.launch().await.map_err(anyhow::Error::from),
+        };
 
         // The server has stopped taking requests; wait for the dispatcher to
         // record its last sends before the process exits.
         tokio::task::spawn_blocking(move || dispatcher.stop())
             .await
             .context("email dispatcher did not stop cleanly")?;
-        served
-            .map(drop)
-            .map_err(|err| anyhow::anyhow!("server failed: {err}"))
+        served.map(drop).context("server failed")
     })
+}
+
+/// The metrics listener (`METRICS_ADDRESS`), running beside the API.
+struct MetricsListener {
+    shutdown: rocket::Shutdown,
+    running: tokio::task::JoinHandle<Result<Rocket<Ignite>, rocket::Error>>,
+}
+
+impl MetricsListener {
+    async fn start(address: SocketAddr, settings: &Settings) -> anyhow::Result<Self> {
+        // A connection of its own: a scrape never waits for the API's pool.
+        let pool = crate::db::pool(&crate::settings::DatabaseSettings {
+            url: settings.database.url.clone(),
+            pool_size: 1,
+        })
+        .context("cannot set up the metrics' database connection")?;
+        let ignited = crate::metrics::rocket(address, crate::metrics::Sampler::new(pool))
+            .ignite()
+            .await
+            .context("cannot start the metrics listener (METRICS_ADDRESS)")?;
+        tracing::info!(%address, "metrics at http://{address}/metrics");
+        Ok(Self {
+            shutdown: ignited.shutdown(),
+            running: tokio::spawn(ignited.launch()),
+        })
+    }
+
+    /// Serves `api` until it stops, then stops the listener. A listener
+    /// that fails (its address taken) stops the API too: an operator
+    /// expecting metrics learns at once.
+    async fn beside(mut self, api: Rocket<Ignite>) -> anyhow::Result<Rocket<Ignite>> {
+        let api_shutdown = api.shutdown();
+        let serving = api.launch();
+        tokio::pin!(serving);
+        tokio::select! {
+            served = &mut serving => {
+                self.shutdown.notify();
+                let _ = self.running.await;
+                Ok(served?)
+            }
+            ended = &mut self.running => {
+                let failure = match ended {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(err)) => Some(anyhow::anyhow!("metrics listener (METRICS_ADDRESS) failed: {err}")),
+                    Err(err) => Some(anyhow::anyhow!("metrics listener (METRICS_ADDRESS) failed: {err}")),
+                };
+                if failure.is_some() {
+                    api_shutdown.notify();
+                }
+                let served = serving.await;
+                match failure {
+                    Some(failure) => Err(failure),
+                    None => Ok(served?),
+                }
+            }
+        }
+    }
 }
 
 /// Raises the open-files soft limit to the hard limit: every connection is a

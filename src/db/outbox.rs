@@ -33,6 +33,8 @@ pub enum MessageState {
 }
 
 impl MessageState {
+    pub const ALL: [MessageState; 4] = [Self::Queued, Self::Sent, Self::Dead, Self::Expired];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
@@ -317,3 +319,32 @@ pub const FINISHED: Purgeable = Purgeable {
     table: "email_outbox",
     condition: "status <> 'queued' AND finished_at < $1",
 };
+
+/// How many messages are in each state, and when the oldest queued one was
+/// queued: what the outbox gauges show. Served by
+/// `email_outbox_status_created_at_idx` (an index-only count per state, the
+/// oldest queued message its first entry).
+pub async fn summary(conn: &mut AsyncPgConnection) -> QueryResult<Summary> {
+    let counts: Vec<(MessageState, i64)> = email_outbox::table
+        .group_by(email_outbox::status)
+        .select((email_outbox::status, diesel::dsl::count_star()))
+        .load(conn)
+        .await?;
+    let oldest_queued = email_outbox::table
+        .filter(email_outbox::status.eq(MessageState::Queued))
+        .select(diesel::dsl::min(email_outbox::created_at))
+        .get_result(conn)
+        .await?;
+    Ok(Summary {
+        counts,
+        oldest_queued,
+    })
+}
+
+/// See [`summary`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Messages per state; a state without any is left out.
+    pub counts: Vec<(MessageState, i64)>,
+    pub oldest_queued: Option<DateTime<Utc>>,
+}

@@ -217,6 +217,7 @@ pub struct Tally {
 
 impl Tally {
     fn count(&mut self, result: Outcome, n: usize) {
+        crate::metrics::get().emails(result.as_str(), n);
         match result {
             Outcome::Delivered => self.delivered += n,
             Outcome::Retried => self.retried += n,
@@ -255,7 +256,9 @@ impl Courier {
             .templates
             .activation(&message.recipient, &payload.code, valid_for)
             .map_err(|err| permanent(err.to_string()))?;
-        self.transport
+        let started = Instant::now();
+        let sent = self
+            .transport
             .send(&Outgoing {
                 id: message.id,
                 from: &self.from,
@@ -264,8 +267,9 @@ impl Courier {
                 body: &mail.text,
                 html: &mail.html,
             })
-            .await
-            .map_err(|failure| failure.redacted(payload.code.as_str()))
+            .await;
+        crate::metrics::get().email_sent_in(started.elapsed());
+        sent.map_err(|failure| failure.redacted(payload.code.as_str()))
     }
 
     /// Records what became of a sent message; a throttled one moves the

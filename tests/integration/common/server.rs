@@ -29,6 +29,9 @@ pub fn wrapped_command(wrapper: &[&str], database_url: &str, extra: &[(&str, &st
         .env("REDIS_URL", super::redis_url())
         .env("SECRET_KEY", super::SECRET_KEY)
         .env("BCRYPT_COST", "4")
+        // Many servers run at once: none takes the default metrics port
+        // unless a test gives it one.
+        .env("METRICS_ADDRESS", "")
         // No `.env` of the developer's should leak in.
         .current_dir(std::env::temp_dir());
     for (name, value) in extra {

@@ -1,0 +1,1 @@
+DROP INDEX email_outbox_status_created_at_idx;

@@ -1,0 +1,471 @@
+//! Prometheus metrics (SPEC §6): what the service counts, and the listener
+//! that serves them at `GET /metrics` on `METRICS_ADDRESS`, never on the
+//! API's port.
+//!
+//! One process-wide set ([`get`]), recorded where things happen: the access
+//! fairing (requests by route template), the auth handlers (one outcome per
+//! request), the error responder (429s by limit), the password hasher (its
+//! queue), the dispatcher (emails by result, send time). No label carries an
+//! address, a code or an IP. Every listed label value is there from the
+//! start, at 0, so a rate over a fresh process is not missing a series.
+//!
+//! The outbox gauges are read from the database when scraped, at most once a
+//! second however often Prometheus comes, over a connection of their own.
+
+use std::net::SocketAddr;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use rocket::http::ContentType;
+use rocket::{Build, Rocket, State, get, routes};
+use tokio::sync::Mutex;
+
+use crate::db::outbox::{self, MessageState};
+use crate::limits::Limit;
+
+/// `activator_registrations_total{outcome}` values.
+pub const REGISTRATION_OUTCOMES: [&str; 5] = [
+    "created",
+    "conflict",
+    "invalid",
+    "rate_limited",
+    "unavailable",
+];
+/// `activator_activations_total{outcome}` values.
+pub const ACTIVATION_OUTCOMES: [&str; 6] = [
+    "activated",
+    "invalid_code",
+    "locked",
+    "unauthorized",
+    "invalid",
+    "unavailable",
+];
+/// `activator_resends_total{outcome}` values.
+pub const RESEND_OUTCOMES: [&str; 5] = [
+    "sent",
+    "rate_limited",
+    "already_active",
+    "unauthorized",
+    "unavailable",
+];
+/// `activator_emails_total{result}` values (the dispatcher's outcomes).
+pub const EMAIL_RESULTS: [&str; 5] = ["delivered", "retried", "throttled", "dead", "expired"];
+
+/// Every metric of the service, in its own registry.
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    registrations: IntCounterVec,
+    activations: IntCounterVec,
+    resends: IntCounterVec,
+    rate_limited: IntCounterVec,
+    emails: IntCounterVec,
+    email_send_duration: Histogram,
+    outbox_messages: IntGaugeVec,
+    outbox_oldest_pending_age: Gauge,
+    hash_waiting: IntGauge,
+    hash_rejected: IntCounter,
+}
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+/// Send times of an email API or an SMTP relay: from a few milliseconds to
+/// the send timeout.
+const SEND_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+impl Metrics {
+    // The names and labels are constants, checked by the tests: a failure
+    // here is a bug in this file, found before any release.
+    #[allow(clippy::expect_used)]
+    fn new() -> Self {
+        let registry = Registry::new();
+        fn add<C: prometheus::core::Collector + Clone + 'static>(
+            registry: &Registry,
+            collector: prometheus::Result<C>,
+        ) -> C {
+            let collector = collector.expect("a well-formed metric");
+            registry
+                .register(Box::new(collector.clone()))
+                .expect("a metric registered once");
+            collector
+        }
+        let counter = |name: &str, help: &str, label: &str| {
+            add(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help), &[label]),
+            )
+        };
+        let metrics = Self {
+            http_requests: add(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "activator_http_requests_total",
+                        "HTTP requests answered, by method, route template and status.",
+                    ),
+                    &["method", "route", "status"],
+                ),
+            ),
+            http_duration: add(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "activator_http_request_duration_seconds",
+                        "Time from a request's arrival to its answer, by method and route template.",
+                    ),
+                    &["method", "route"],
+                ),
+            ),
+            registrations: counter(
+                "activator_registrations_total",
+                "Registration requests, by outcome.",
+                "outcome",
+            ),
+            activations: counter(
+                "activator_activations_total",
+                "Activation requests, by outcome.",
+                "outcome",
+            ),
+            resends: counter(
+                "activator_resends_total",
+                "Resend requests, by outcome.",
+                "outcome",
+            ),
+            rate_limited: counter(
+                "activator_rate_limited_total",
+                "Requests answered 429, by the limit they reached.",
+                "limit",
+            ),
+            emails: counter(
+                "activator_emails_total",
+                "Activation emails by what became of a send: delivered, retried, throttled, dead, expired.",
+                "result",
+            ),
+            email_send_duration: add(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "activator_email_send_duration_seconds",
+                        "Time one send to the email provider took, whatever its answer.",
+                    )
+                    .buckets(SEND_BUCKETS.to_vec()),
+                ),
+            ),
+            outbox_messages: add(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "activator_outbox_messages",
+                        "Messages in the email outbox, by state.",
+                    ),
+                    &["state"],
+                ),
+            ),
+            outbox_oldest_pending_age: add(
+                &registry,
+                Gauge::new(
+                    "activator_outbox_oldest_pending_age_seconds",
+                    "Age of the oldest queued email (0 when none is queued).",
+                ),
+            ),
+            hash_waiting: add(
+                &registry,
+                IntGauge::new(
+                    "activator_password_hash_waiting",
+                    "Password hashes waiting for a core.",
+                ),
+            ),
+            hash_rejected: add(
+                &registry,
+                IntCounter::new(
+                    "activator_password_hash_rejected_total",
+                    "Password hashes refused: the queue was full, or the client held its share of it.",
+                ),
+            ),
+            registry,
+        };
+        for (counter, values) in [
+            (&metrics.registrations, &REGISTRATION_OUTCOMES[..]),
+            (&metrics.activations, &ACTIVATION_OUTCOMES[..]),
+            (&metrics.resends, &RESEND_OUTCOMES[..]),
+            (&metrics.emails, &EMAIL_RESULTS[..]),
+        ] {
+            for value in values {
+                counter.with_label_values(&[*value]);
+            }
+        }
+        for limit in Limit::ALL {
+            metrics.rate_limited.with_label_values(&[limit.as_str()]);
+        }
+        for state in MessageState::ALL {
+            metrics.outbox_messages.with_label_values(&[state.as_str()]);
+        }
+        #[cfg(target_os = "linux")]
+        metrics
+            .registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("the process collector registered once");
+        metrics
+    }
+
+    /// Counts an answered request. `route` is the matched route's template
+    /// (or a fixed word for a request no route took), never the raw path.
+    pub fn request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        self.http_requests
+            .with_label_values(&[method, route, status_label(status)])
+            .inc();
+        self.http_duration
+            .with_label_values(&[method, route])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts a registration request's outcome (one of
+    /// [`REGISTRATION_OUTCOMES`]).
+    pub fn registration(&self, outcome: &str) {
+        debug_assert!(REGISTRATION_OUTCOMES.contains(&outcome));
+        self.registrations.with_label_values(&[outcome]).inc();
+    }
+
+    /// Counts an activation request's outcome (one of
+    /// [`ACTIVATION_OUTCOMES`]).
+    pub fn activation(&self, outcome: &str) {
+        debug_assert!(ACTIVATION_OUTCOMES.contains(&outcome));
+        self.activations.with_label_values(&[outcome]).inc();
+    }
+
+    /// Counts a resend request's outcome (one of [`RESEND_OUTCOMES`]).
+    pub fn resend(&self, outcome: &str) {
+        debug_assert!(RESEND_OUTCOMES.contains(&outcome));
+        self.resends.with_label_values(&[outcome]).inc();
+    }
+
+    /// Counts a 429 answer of `limit`.
+    pub fn rate_limited(&self, limit: Limit) {
+        self.rate_limited.with_label_values(&[limit.as_str()]).inc();
+    }
+
+    /// Counts `n` emails that came to `result` (one of [`EMAIL_RESULTS`]).
+    pub fn emails(&self, result: &str, n: usize) {
+        debug_assert!(EMAIL_RESULTS.contains(&result));
+        self.emails
+            .with_label_values(&[result])
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// Records how long one send took.
+    pub fn email_sent_in(&self, took: Duration) {
+        self.email_send_duration.observe(took.as_secs_f64());
+    }
+
+    /// The gauge of password hashes waiting, moved by the hasher's queue.
+    pub fn hash_waiting(&self) -> &IntGauge {
+        &self.hash_waiting
+    }
+
+    /// Counts a password hash refused.
+    pub fn hash_rejected(&self) {
+        self.hash_rejected.inc();
+    }
+
+    fn set_outbox(&self, summary: &outbox::Summary) {
+        for state in MessageState::ALL {
+            let count = summary
+                .counts
+                .iter()
+                .find(|(counted, _)| *counted == state)
+                .map_or(0, |(_, count)| *count);
+            self.outbox_messages
+                .with_label_values(&[state.as_str()])
+                .set(count);
+        }
+        let age = summary
+            .oldest_queued
+            .and_then(|queued| (Utc::now() - queued).to_std().ok())
+            .unwrap_or_default();
+        self.outbox_oldest_pending_age.set(age.as_secs_f64());
+    }
+
+    /// Every metric in the Prometheus text format.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|err| {
+                tracing::error!(error = %err, "cannot encode the metrics");
+                String::new()
+            })
+    }
+}
+
+/// A status code as a label value, without an allocation for the usual
+/// ones.
+fn status_label(status: u16) -> &'static str {
+    const KNOWN: [(u16, &str); 20] = [
+        (200, "200"),
+        (201, "201"),
+        (202, "202"),
+        (204, "204"),
+        (304, "304"),
+        (307, "307"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (409, "409"),
+        (413, "413"),
+        (415, "415"),
+        (422, "422"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(code, _)| *code == status)
+        .map_or_else(|| other_status(status), |(_, label)| label)
+}
+
+/// The class of a status outside [`status_label`]'s list (`4xx`, …): the
+/// label set stays bounded.
+fn other_status(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// How often the outbox gauges may query the database.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Reads the outbox gauges from the database, at most once per
+/// [`SAMPLE_EVERY`].
+pub struct Sampler {
+    pool: crate::db::Pool,
+    /// When the gauges were last read; held while one scrape reads them, so
+    /// scrapes arriving meanwhile wait and then share its figures.
+    last: Mutex<Option<Instant>>,
+}
+
+impl Sampler {
+    pub fn new(pool: crate::db::Pool) -> Self {
+        Self {
+            pool,
+            last: Mutex::new(None),
+        }
+    }
+
+    async fn sample(&self) {
+        let mut last = self.last.lock().await;
+        if last.is_some_and(|at| at.elapsed() < SAMPLE_EVERY) {
+            return;
+        }
+        match self.query().await {
+            Ok(summary) => get().set_outbox(&summary),
+            // The gauges keep their last figures; the log says why.
+            Err(err) => tracing::warn!(error = %err, "cannot read the outbox gauges"),
+        }
+        *last = Some(Instant::now());
+    }
+
+    async fn query(&self) -> anyhow::Result<outbox::Summary> {
+        let mut conn = self.pool.get().await?;
+        Ok(outbox::summary(&mut conn).await?)
+    }
+}
+
+#[get("/metrics")]
+async fn metrics(sampler: &State<Sampler>) -> (ContentType, String) {
+    sampler.sample().await;
+    let text_format =
+        ContentType::new("text", "plain").with_params([("version", "0.0.4"), ("charset", "utf-8")]);
+    (text_format, get().render())
+}
+
+/// The metrics listener: `GET /metrics` on `address`, the outbox gauges
+/// read through `sampler`.
+pub fn rocket(address: SocketAddr, sampler: Sampler) -> Rocket<Build> {
+    let figment = rocket::figment::Figment::from(rocket::Config::default())
+        .merge(("address", address.ip()))
+        .merge(("port", address.port()))
+        .merge(("ident", "activator"))
+        .merge(("cli_colors", false))
+        .merge(("log_level", "off"))
+        .merge(("workers", 1));
+    rocket::custom(figment)
+        .manage(sampler)
+        .mount("/", routes![metrics])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_series_is_exposed_from_the_start() {
+        let text = get().render();
+        for (name, label, values) in [
+            (
+                "activator_registrations_total",
+                "outcome",
+                &REGISTRATION_OUTCOMES[..],
+            ),
+            (
+                "activator_activations_total",
+                "outcome",
+                &ACTIVATION_OUTCOMES[..],
+            ),
+            ("activator_resends_total", "outcome", &RESEND_OUTCOMES[..]),
+            ("activator_emails_total", "result", &EMAIL_RESULTS[..]),
+        ] {
+            for value in values {
+                let series = format!("{name}{{{label}=\"{value}\"}}");
+                assert!(text.contains(&series), "{series} missing");
+            }
+        }
+        for limit in Limit::ALL {
+            let series = format!(
+                "activator_rate_limited_total{{limit=\"{}\"}}",
+                limit.as_str()
+            );
+            assert!(text.contains(&series), "{series} missing");
+        }
+        for name in [
+            "activator_email_send_duration_seconds_count",
+            "activator_outbox_oldest_pending_age_seconds",
+            "activator_password_hash_waiting",
+            "activator_password_hash_rejected_total",
+            "activator_outbox_messages{state=\"queued\"}",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+        ] {
+            assert!(text.contains(name), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn statuses_are_a_bounded_label() {
+        assert_eq!(status_label(201), "201");
+        assert_eq!(status_label(418), "4xx");
+        assert_eq!(status_label(599), "5xx");
+        assert_eq!(status_label(101), "1xx");
+    }
+}
