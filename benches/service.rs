@@ -16,7 +16,8 @@
 //!
 //! Knobs (environment): `BENCH_SECONDS` (load duration, default 20),
 //! `BENCH_CLIENTS` (concurrent register clients, default 16),
-//! `BENCH_COST` (bcrypt cost, default 10).
+//! `BENCH_COST` (bcrypt cost, default 10), `BENCH_BIN` (another build of
+//! `activator` to measure, e.g. the previous release, for a comparison).
 
 #[path = "../tests/integration/common/mail_sink.rs"]
 #[allow(
@@ -36,6 +37,12 @@ use mail_sink::MailSink;
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_activator");
+
+/// The binary measured: `BENCH_BIN` (another build, to compare two), else
+/// this one's.
+fn bin() -> String {
+    std::env::var("BENCH_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
 const PASSWORD: &str = "Secr3t!pass";
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -115,7 +122,7 @@ fn start_server(
         .port();
     let log =
         std::fs::File::create(std::env::temp_dir().join("activator-bench-serve.log")).unwrap();
-    let child = Command::new(BIN)
+    let child = Command::new(bin())
         .arg("serve")
         .env_clear()
         .env("DATABASE_URL", database_url)
@@ -297,7 +304,7 @@ fn main() {
     let maintenance = with_database(&admin_url, "postgres");
     sql(&maintenance, &format!("CREATE DATABASE {name}"));
     let database_url = with_database(&admin_url, &name);
-    let migrated = Command::new(BIN)
+    let migrated = Command::new(bin())
         .arg("migrate")
         .env("DATABASE_URL", &database_url)
         .output()

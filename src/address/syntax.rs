@@ -1220,8 +1220,10 @@ fn is_idna_dot(c: char) -> bool {
     matches!(c, '.' | '\u{3002}' | '\u{FF0E}' | '\u{FF61}')
 }
 
-/// `idna.decode(s)` (not strict, no UTS #46, not display mode).
-fn idna_decode(s: &str) -> IdnaResult<String> {
+/// What `idna.decode` and `idna.encode` share: `s` split at Python idna's
+/// dots, each label mapped by `label` (an empty result is an error), joined
+/// again with a trailing dot kept; with whether there was one.
+fn idna_labels(s: &str, label: impl Fn(&str) -> IdnaResult<String>) -> IdnaResult<(String, bool)> {
     let len = s.chars().count();
     if len > IDNA_MAX_INPUT_LENGTH || len > IDNA_MAX_DOMAIN_LENGTH + 1 {
         return Err("Domain too long".into());
@@ -1235,45 +1237,27 @@ fn idna_decode(s: &str) -> IdnaResult<String> {
         labels.pop();
     }
     let mut result = Vec::with_capacity(labels.len() + 1);
-    for label in labels {
-        let u = idna_ulabel(label)?;
-        if u.is_empty() {
+    for one in labels {
+        let mapped = label(one)?;
+        if mapped.is_empty() {
             return Err("Empty label".into());
         }
-        result.push(u);
+        result.push(mapped);
     }
     if trailing_dot {
         result.push(String::new());
     }
-    Ok(result.join("."))
+    Ok((result.join("."), trailing_dot))
+}
+
+/// `idna.decode(s)` (not strict, no UTS #46, not display mode).
+fn idna_decode(s: &str) -> IdnaResult<String> {
+    idna_labels(s, idna_ulabel).map(|(out, _)| out)
 }
 
 /// `idna.encode(s)` (not strict, no UTS #46).
 fn idna_encode(s: &str) -> IdnaResult<String> {
-    let len = s.chars().count();
-    if len > IDNA_MAX_INPUT_LENGTH || len > IDNA_MAX_DOMAIN_LENGTH + 1 {
-        return Err("Domain too long".into());
-    }
-    let mut labels: Vec<&str> = s.split(is_idna_dot).collect();
-    if labels.is_empty() || labels == [""] {
-        return Err("Empty domain".into());
-    }
-    let trailing_dot = labels.last().is_some_and(|l| l.is_empty());
-    if trailing_dot {
-        labels.pop();
-    }
-    let mut result = Vec::with_capacity(labels.len() + 1);
-    for label in labels {
-        let a = idna_alabel(label)?;
-        if a.is_empty() {
-            return Err("Empty label".into());
-        }
-        result.push(a);
-    }
-    if trailing_dot {
-        result.push(String::new());
-    }
-    let out = result.join(".");
+    let (out, trailing_dot) = idna_labels(s, idna_alabel)?;
     if out.len() > IDNA_MAX_DOMAIN_LENGTH + usize::from(trailing_dot) {
         return Err("Domain too long".into());
     }
