@@ -230,12 +230,30 @@ impl Environment {
         match dotenvy::dotenv() {
             Ok(_) => Ok(Self),
             Err(err) if err.not_found() => Ok(Self),
+            // The line may hold a secret: its number is said, not its text.
+            Err(dotenvy::Error::LineParse(line, at)) => Err(SettingsError::Invalid {
+                name: ".env",
+                problem: format!(
+                    "cannot parse {} at character {at} (its text is not shown: it may hold a secret)",
+                    line_number(".env", &line)
+                        .map_or_else(|| "a line".to_owned(), |n| format!("line {n}"))
+                ),
+            }),
             Err(err) => Err(SettingsError::Invalid {
                 name: ".env",
                 problem: err.to_string(),
             }),
         }
     }
+}
+
+/// The number (from 1) of the first line of `path` that reads `text`.
+fn line_number(path: &str, text: &str) -> Option<usize> {
+    let content = std::fs::read_to_string(path).ok()?;
+    content
+        .lines()
+        .position(|line| line.trim() == text.trim())
+        .map(|index| index + 1)
 }
 
 impl Source for Environment {

@@ -206,10 +206,15 @@ pub fn scalar_js(file: &str, encodings: AcceptEncoding) -> Option<Asset> {
     let (body, gzipped) = if encodings.gzip {
         (Cow::Borrowed(SCALAR_JS_GZ), true)
     } else {
-        let mut plain = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(SCALAR_JS_GZ), &mut plain)
-            .ok()?;
-        (Cow::Owned(plain), false)
+        // Decompressed once, for the first such client; shared after.
+        static PLAIN: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+        let plain = PLAIN.get_or_init(|| {
+            let mut plain = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(SCALAR_JS_GZ), &mut plain)
+                .ok()
+                .map(|_| plain)
+        });
+        (Cow::Borrowed(plain.as_deref()?), false)
     };
     Some(Asset {
         content_type: ContentType::JavaScript,

@@ -411,3 +411,26 @@ async fn user_commands_reach_accounts_stored_under_older_validation_rules() {
     ));
     assert!(out.starts_with("queued a new activation code"), "{out}");
 }
+
+#[test]
+fn a_broken_env_file_is_named_by_line_without_its_text() {
+    let dir = std::env::temp_dir().join(format!("activator-dotenv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(".env"),
+        "LOG_FORMAT=text\n# a comment\nSECRET_KEY='hunter2-unterminated\n",
+    )
+    .unwrap();
+    let output = crate::common::server::command("postgres://x@127.0.0.1:1/x", &[])
+        .current_dir(&dir)
+        .args(["migrate", "--status"])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let line = refused(&output);
+    assert!(line.contains(".env") && line.contains("line 3"), "{line}");
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("hunter2"),
+        "{line}"
+    );
+}
