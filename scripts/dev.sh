@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Starts the whole stack locally: private PostgreSQL and Redis (installed if
-# missing), migrations, the development mailbox on http://127.0.0.1:8025 and
-# the API on http://127.0.0.1:8000 (docs at /docs). Ctrl-C stops it all.
+# missing), migrations, the development mailbox on http://127.0.0.1:8025
+# (taking SMTP on 127.0.0.1:2525 too) and the API on http://127.0.0.1:8000
+# (docs at /docs). Ctrl-C stops it all.
 #
 # Emails go to the mailbox: open http://127.0.0.1:8025 to read the codes.
+# To try the SMTP transport instead, run with SMTP_URL=smtp://127.0.0.1:2525.
 # Settings come from the environment or .env (see .env.example); this script
 # only fills in what local development needs.
 set -euo pipefail
@@ -13,7 +15,10 @@ services=$(scripts/services.sh ensure)
 eval "$services"
 export SECRET_KEY="${SECRET_KEY:-local-development-secret-key}"
 export MAILBOX_PORT="${MAILBOX_PORT:-8025}"
-export EMAIL_API_URL="${EMAIL_API_URL:-http://127.0.0.1:$MAILBOX_PORT/v1/send}"
+export MAILBOX_SMTP_PORT="${MAILBOX_SMTP_PORT:-2525}"
+if [ -z "${SMTP_URL:-}" ]; then
+  export EMAIL_API_URL="${EMAIL_API_URL:-http://127.0.0.1:$MAILBOX_PORT/v1/send}"
+fi
 
 cargo build --locked
 bin=target/debug/activator
@@ -27,7 +32,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$bin" migrate
-"$bin" mailbox --port "$MAILBOX_PORT" &
+"$bin" mailbox --port "$MAILBOX_PORT" --smtp-port "$MAILBOX_SMTP_PORT" &
 mailbox_pid=$!
 
 echo "API on http://127.0.0.1:${ROCKET_PORT:-8000} (docs at /docs); mailbox on http://127.0.0.1:$MAILBOX_PORT" >&2

@@ -43,7 +43,7 @@ cleanup() {
 trap cleanup EXIT
 
 mailbox_port=$(free_port)
-"$bin" mailbox --port "$mailbox_port" 2>/dev/null &
+"$bin" mailbox --port "$mailbox_port" --smtp-port "$(free_port)" 2>/dev/null &
 pids+=($!)
 port=$(free_port)
 ROCKET_PORT=$port EMAIL_API_URL="http://127.0.0.1:$mailbox_port/v1/send" \

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against private PostgreSQL and Redis instances,
-# installing and starting them if needed (and Prometheus' package for the
-# metrics tests): the unit and integration tests,
-# then the property-based OpenAPI tester against the real binary.
+# installing and starting them if needed: the unit and integration tests
+# (the email ones against a real SMTP server, aiosmtpd, in the git-ignored
+# virtualenv .local/venv, made once; the metrics ones with Debian's
+# prometheus package), then the property-based OpenAPI tester against the
+# real binary.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh activate) and
 # skip the OpenAPI tester.
 set -euo pipefail
@@ -16,6 +18,22 @@ eval "$services"
 
 # Prometheus' promtool and server, for the metrics tests.
 scripts/packages.sh promtool:prometheus prometheus:prometheus
+
+# Python's venv (python3-venv on Debian) and aiosmtpd from PyPI; the tests
+# start it from .local/venv/bin/python.
+venv=.local/venv
+if ! "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+  if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "test: Python's venv is missing; install it with: sudo apt-get install -y python3-venv" >&2
+      exit 1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >&2
+  fi
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "aiosmtpd==1.4.6"
+fi
 
 cargo test --locked "$@"
 if [ $# -eq 0 ]; then

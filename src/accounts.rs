@@ -8,6 +8,7 @@
 //! account's lifetime budget of failed activations, and pending
 //! registrations that expire so nobody can squat an address.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,7 +20,7 @@ use crate::code::{Code, CodeHasher};
 use crate::db::users::{NewUser, User};
 use crate::db::{self, Pool, activation_codes, outbox, users};
 use crate::limits::{Attempt, Cleared, ClientIp, Decision, Limit, Limiter};
-use crate::mail::templates::DEFAULT_LOCALE;
+use crate::mail::templates::Templates;
 use crate::password::{HashError, Hasher, Password};
 use crate::seal::Sealer;
 use crate::settings::Settings;
@@ -76,7 +77,8 @@ fn allowed(decision: Decision) -> Result<(), AccountError> {
 }
 
 /// What the workflows work with: the database, bcrypt, the code key, the
-/// outbox's sealing key and the rate limiter. Cheap to clone.
+/// outbox's sealing key, the rate limiter and the email templates (which
+/// languages there are). Cheap to clone.
 #[derive(Clone)]
 pub struct Accounts {
     pub pool: Pool,
@@ -84,6 +86,7 @@ pub struct Accounts {
     pub code_hasher: CodeHasher,
     pub sealer: Sealer,
     pub limiter: Limiter,
+    pub templates: Arc<Templates>,
     pub code_ttl: Duration,
     pub code_length: usize,
     /// How long a registration stays pending; `None`: for ever.
@@ -103,6 +106,10 @@ impl Accounts {
             code_hasher: CodeHasher::new(settings.secret_key.clone()),
             sealer: Sealer::new(&settings.secret_key),
             limiter: Limiter::connect(settings).await?,
+            templates: Arc::new(Templates::load(
+                settings.templates_dir.as_deref(),
+                &settings.default_locale,
+            )?),
             code_ttl: settings.code_ttl,
             code_length: settings.code_length,
             pending_ttl: settings.pending_ttl,
@@ -138,7 +145,8 @@ impl Accounts {
     }
 
     /// Creates a pending account (or starts an expired pending one afresh)
-    /// and queues its activation email, all in one transaction. One account
+    /// whose emails are in `locale` (see [`Templates::choose`]) and queues
+    /// its activation email, all in one transaction. One account
     /// per address also under concurrency: the unique constraint (or the
     /// compare-and-set of a fresh start) decides, the losers get the
     /// winner's state.
@@ -146,6 +154,7 @@ impl Accounts {
         &self,
         email: &Email,
         password: &Password,
+        locale: &str,
         client: ClientIp,
     ) -> Result<User, AccountError> {
         // Every check that can refuse comes before paying for a hash.
@@ -159,7 +168,8 @@ impl Accounts {
             }
         }
         allowed(self.limiter.reserve_mailbox_email(email).await?)?;
-        let registered = self.create(email, password, client).await;
+        let locale = self.templates.resolve(locale);
+        let registered = self.create(email, password, locale, client).await;
         if registered.is_err()
             && let Err(err) = self.limiter.release_mailbox_email(email).await
         {
@@ -181,6 +191,7 @@ impl Accounts {
         &self,
         email: &Email,
         password: &Password,
+        locale: &str,
         client: ClientIp,
     ) -> Result<(User, bool), AccountError> {
         let hash = self.hasher.hash(password, client).await?;
@@ -189,6 +200,7 @@ impl Accounts {
             let new = NewUser {
                 email: email.as_str(),
                 password_hash: &hash.0,
+                locale,
             };
             if let Some(user) = users::insert(conn, &new).await? {
                 self.issue_code(conn, &user).await?;
@@ -202,7 +214,7 @@ impl Accounts {
                 return Err(refusal);
             }
             let cutoff = self.expired_before(now).unwrap_or(now);
-            match users::restart_registration(conn, existing.id, &hash, cutoff).await? {
+            match users::restart_registration(conn, existing.id, &hash, locale, cutoff).await? {
                 Some(user) => {
                     tracing::info!(user_id = %user.id, "an expired pending registration starts afresh");
                     self.issue_code(conn, &user).await?;
@@ -357,9 +369,11 @@ impl Accounts {
             },
         )
         .await?;
+        // The account's language, kept since registration.
+        let locale = user.locale.as_deref().unwrap_or_default();
         let payload = outbox::Payload {
             code,
-            locale: DEFAULT_LOCALE.to_owned(),
+            locale: self.templates.resolve(locale).to_owned(),
         };
         outbox::insert(
             conn,

@@ -1,11 +1,14 @@
-//! `activator mailbox`: a local stand-in for the email API, for development.
-//! It accepts the email contract at `POST /v1/send`, keeps the newest
-//! messages in memory, and shows them as JSON (`GET /v1/messages?to=...`)
-//! and as an HTML inbox at `/`.
+//! `activator mailbox`: a local stand-in for the email API and for an SMTP
+//! server, for development. It accepts the email contract at `POST
+//! /v1/send` and mail over SMTP (`smtp`), keeps the newest messages in
+//! memory, and shows them as JSON (`GET /v1/messages?to=...`) and as an
+//! HTML inbox at `/`, each message's HTML part beside its text.
+
+pub mod smtp;
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use rocket::figment::Figment;
@@ -36,7 +39,7 @@ pub struct Received {
     pub subject: String,
     pub body: String,
     pub html: String,
-    /// The first four-digit number in the subject or body, for convenience.
+    /// The activation code, for convenience: see [`find_code`].
     pub code: Option<String>,
 }
 
@@ -65,7 +68,7 @@ impl Mailbox {
 
     pub fn push(&self, incoming: Incoming) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let code = find_code(&incoming.subject).or_else(|| find_code(&incoming.body));
+        let code = find_code(&incoming.subject, &incoming.body);
         let received = Received {
             id,
             received_at: Utc::now(),
@@ -107,23 +110,48 @@ impl Mailbox {
     }
 }
 
-/// The first run of exactly four ASCII digits.
-fn find_code(text: &str) -> Option<String> {
+/// The activation code in an email: 4 to 8 digits right after a colon
+/// ("is: 123456", French "est : 1234"), else the first run of 4 to 8
+/// digits; the subject first, then the body.
+fn find_code(subject: &str, body: &str) -> Option<String> {
+    [subject, body]
+        .into_iter()
+        .find_map(|text| digit_runs(text).find(|&(start, _)| after_colon(text, start)))
+        .or_else(|| {
+            [subject, body]
+                .into_iter()
+                .find_map(|text| digit_runs(text).next())
+        })
+        .map(|(_, digits)| digits.to_owned())
+}
+
+/// Whether `text[..start]` ends in a colon and spaces.
+fn after_colon(text: &str, start: usize) -> bool {
+    let before = text[..start].trim_end_matches([' ', '\u{a0}', '\t']);
+    before.len() < start && before.ends_with(':')
+}
+
+/// Runs of 4 to 8 ASCII digits not touching other digits, with where they
+/// start.
+fn digit_runs(text: &str) -> impl Iterator<Item = (usize, &str)> {
     let bytes = text.as_bytes();
-    let mut start = None;
-    for (i, byte) in bytes.iter().chain(std::iter::once(&b' ')).enumerate() {
-        match (byte.is_ascii_digit(), start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                if i - s == 4 {
-                    return Some(text[s..i].to_owned());
-                }
-                start = None;
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < bytes.len() {
+            if !bytes[i].is_ascii_digit() {
+                i += 1;
+                continue;
             }
-            _ => {}
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            if (4..=8).contains(&(i - start)) {
+                return Some((start, &text[start..i]));
+            }
         }
-    }
-    None
+        None
+    })
 }
 
 /// Takes a message. Only `application/json`: a web page may post a form or
@@ -131,7 +159,7 @@ fn find_code(text: &str) -> Option<String> {
 /// developer visits cannot drop mail into this inbox.
 #[post("/v1/send", data = "<message>")]
 fn send(
-    mailbox: &State<Mailbox>,
+    mailbox: &State<Arc<Mailbox>>,
     content_type: Option<&ContentType>,
     message: Result<Json<Incoming>, rocket::serde::json::Error<'_>>,
 ) -> (Status, Json<serde_json::Value>) {
@@ -163,7 +191,7 @@ fn send(
 
 #[get("/v1/messages?<to>&<limit>")]
 fn messages(
-    mailbox: &State<Mailbox>,
+    mailbox: &State<Arc<Mailbox>>,
     to: Option<&str>,
     limit: Option<usize>,
 ) -> Json<Vec<Received>> {
@@ -171,12 +199,12 @@ fn messages(
 }
 
 #[delete("/v1/messages")]
-fn clear(mailbox: &State<Mailbox>) -> Json<serde_json::Value> {
+fn clear(mailbox: &State<Arc<Mailbox>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "deleted": mailbox.clear() }))
 }
 
 #[get("/?<to>")]
-fn inbox(mailbox: &State<Mailbox>, to: Option<&str>) -> RawHtml<String> {
+fn inbox(mailbox: &State<Arc<Mailbox>>, to: Option<&str>) -> RawHtml<String> {
     RawHtml(render_inbox(&mailbox.list(to, 100)))
 }
 
@@ -208,7 +236,7 @@ fn render_inbox(messages: &[Received]) -> String {
   <header><span class="to">{to}</span><time>{at}</time></header>
   <div class="code">{code}</div>
   <h2>{subject}</h2>
-  <pre>{body}</pre>
+  <div class="parts"><pre>{body}</pre>{html}</div>
   <footer>from {from} · message {id}</footer>
 </article>
 "#,
@@ -217,6 +245,16 @@ fn render_inbox(messages: &[Received]) -> String {
             code = message.code.as_deref().map(escape).unwrap_or_default(),
             subject = escape(&message.subject),
             body = escape(&message.body),
+            // The HTML part in a sandbox: no scripts, no forms, an origin of
+            // its own; escaped once to sit in the attribute.
+            html = if message.html.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    r#"<iframe sandbox="" referrerpolicy="no-referrer" title="HTML part" srcdoc="{}"></iframe>"#,
+                    escape(&message.html)
+                )
+            },
             from = escape(&message.from),
             id = message.id,
         ));
@@ -232,7 +270,9 @@ fn render_inbox(messages: &[Received]) -> String {
 <meta http-equiv="refresh" content="3">
 <title>activator mailbox ({count})</title>
 <style>
-  body {{ font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; max-width: 48rem; margin: 2rem auto; color: #1f2328; }}
+  body {{ font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; max-width: 72rem; margin: 2rem auto; color: #1f2328; }}
+  .parts {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(20rem, 1fr)); gap: 0.75rem; align-items: stretch; }}
+  iframe {{ width: 100%; min-height: 18rem; border: 1px solid #d0d7de; border-radius: 4px; background: #fff; }}
   article {{ border: 1px solid #d0d7de; border-radius: 6px; padding: 1rem; margin-bottom: 1rem; }}
   header {{ display: flex; justify-content: space-between; color: #656d76; }}
   .to {{ font-weight: 600; color: #1f2328; }}
@@ -253,10 +293,16 @@ fn render_inbox(messages: &[Received]) -> String {
     )
 }
 
-/// The mailbox server, configured by `figment` (address, port).
+/// The mailbox's web server, configured by `figment` (address, port), with
+/// an inbox of its own.
 pub fn rocket(figment: Figment, capacity: usize) -> Rocket<Build> {
+    serve_inbox(figment, Arc::new(Mailbox::new(capacity)))
+}
+
+/// The web server over `mailbox`, which the SMTP side may fill too.
+pub fn serve_inbox(figment: Figment, mailbox: Arc<Mailbox>) -> Rocket<Build> {
     rocket::custom(figment)
-        .manage(Mailbox::new(capacity))
+        .manage(mailbox)
         .mount("/", routes![send, messages, clear, inbox])
         .register("/", catchers![default_catcher])
 }
@@ -276,14 +322,24 @@ mod tests {
     }
 
     #[test]
-    fn the_code_is_the_first_run_of_exactly_four_digits() {
+    fn the_code_is_the_digits_after_a_colon_or_else_the_first_run_of_four_to_eight() {
+        let code = |body| find_code("Your activation code", body);
         assert_eq!(
-            find_code("code: 0427, valid 60 seconds").as_deref(),
+            code("code: 0427, valid 60 seconds").as_deref(),
             Some("0427")
         );
-        assert_eq!(find_code("year 20261 then 1234").as_deref(), Some("1234"));
-        assert_eq!(find_code("ends with 9876").as_deref(), Some("9876"));
-        assert_eq!(find_code("none 123 here"), None);
+        assert_eq!(
+            code("Order 2026\nYour code is: 12345678\n").as_deref(),
+            Some("12345678")
+        );
+        assert_eq!(
+            code("Votre code est\u{a0}: 731905\n").as_deref(),
+            Some("731905")
+        );
+        assert_eq!(code("ref 123 then 98765").as_deref(), Some("98765"));
+        assert_eq!(code("ends with 9876").as_deref(), Some("9876"));
+        assert_eq!(code("too long: 123456789, none 123 here"), None);
+        assert_eq!(find_code("Code 5555", "is: 1234").as_deref(), Some("1234"));
     }
 
     #[test]
@@ -307,5 +363,19 @@ mod tests {
         assert!(html.contains("&lt;script&gt;@example.com"));
         assert!(!html.contains("<b>"));
         assert!(html.contains(">1234<"));
+    }
+
+    #[test]
+    fn the_inbox_shows_the_html_part_in_a_sandbox_beside_the_text() {
+        let mailbox = Mailbox::new(5);
+        let mut message = incoming("a@example.com", "code 1234");
+        message.html = r#"<p onclick="x()">code <b>1234</b> &amp; "more"</p>"#.into();
+        mailbox.push(message);
+        let html = render_inbox(&mailbox.list(None, 10));
+        assert!(
+            html.contains(r#"<iframe sandbox="" referrerpolicy="no-referrer" title="HTML part" srcdoc="&lt;p onclick=&quot;x()&quot;&gt;code &lt;b&gt;1234&lt;/b&gt; &amp;amp; &quot;more&quot;&lt;/p&gt;"></iframe>"#),
+            "{html}"
+        );
+        assert!(html.contains("<pre>code 1234</pre>"));
     }
 }

@@ -38,6 +38,7 @@ diesel::table! {
         created_at -> Timestamptz,
         activated_at -> Nullable<Timestamptz>,
         failed_activations -> Int4,
+        locale -> Nullable<Text>,
     }
 }
 

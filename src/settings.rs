@@ -9,10 +9,12 @@
 //! | `REDIS_URL` | required | Redis URL; a comma-separated list of node URLs means a Redis Cluster |
 //! | `SECRET_KEY` | required | key for the codes' HMAC, at least 16 characters |
 //! | `SYSTEM_EMAIL` | `no-reply@example.com` | the `from` of every email |
-//! | `EMAIL_API_URL` | unset | where emails are POSTed; unset writes them to the log (development only) |
+//! | `EMAIL_API_URL` | unset | where emails are POSTed (the HTTP email API); at most one of it and `SMTP_URL` |
+//! | `SMTP_URL` | unset | SMTP server in lettre's URL form: `smtps://user:pass@host:465` (implicit TLS), `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtp://host:25` (plain); with neither set, emails go to the log (development only) |
 //! | `EMAIL_MAX_ATTEMPTS` | 5 | attempts at one email before it is marked dead |
 //! | `EMAIL_CONCURRENCY` | 16 | sends in flight per instance |
-//! | `TEMPLATES_DIR` | unset | directory overriding the built-in email templates |
+//! | `TEMPLATES_DIR` | unset | directory of `<locale>/` folders overriding or adding email templates |
+//! | `DEFAULT_LOCALE` | `en` | language of emails when `Accept-Language` names none we have |
 //! | `ACTIVATION_CODE_TTL_SECONDS` | 60 | how long a code is valid |
 //! | `CODE_LENGTH` | 4 | digits in a code, 4–8 |
 //! | `PENDING_ACCOUNT_TTL_SECONDS` | 86400 | how long a registration stays pending before the address may be registered afresh; 0 = for ever |
@@ -65,9 +67,12 @@ pub struct Settings {
     pub secret_key: SecretKey,
     pub system_email: String,
     pub email_api_url: Option<String>,
+    pub smtp_url: Option<SmtpUrl>,
     pub email_max_attempts: u32,
     pub email_concurrency: usize,
     pub templates_dir: Option<PathBuf>,
+    /// Lowercase; checked against the templates when they are loaded.
+    pub default_locale: String,
     pub code_ttl: Duration,
     pub code_length: usize,
     /// `None`: a pending registration never expires.
@@ -142,6 +147,53 @@ pub struct SecretKey(Vec<u8>);
 /// `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisUrl(pub Vec<String>);
+
+/// The SMTP server's URL, which may carry a password: redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpUrl(pub String);
+
+impl fmt::Debug for SmtpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::logging::redact_url(&self.0))
+    }
+}
+
+impl SmtpUrl {
+    /// Checks the form lettre reads (`smtp://` or `smtps://`, a host, at
+    /// most a `tls` parameter of `required` or `opportunistic`), without
+    /// echoing the value.
+    fn parse(value: String) -> Result<Self, SettingsError> {
+        let invalid = |problem: &str| SettingsError::Invalid {
+            name: "SMTP_URL",
+            problem: problem.to_owned(),
+        };
+        let form = "expected smtps://user:pass@host:465, smtp://user:pass@host:587?tls=required or smtp://host:25";
+        let value = url("SMTP_URL", value).map_err(|_| invalid(form))?;
+        let parsed = url::Url::parse(&value).map_err(|_| invalid(form))?;
+        if !matches!(parsed.scheme(), "smtp" | "smtps") {
+            return Err(invalid(form));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("the URL has no host"));
+        }
+        for (name, tls) in parsed.query_pairs() {
+            match (&*name, &*tls, parsed.scheme()) {
+                ("tls", "required" | "opportunistic", "smtp") => {}
+                ("tls", _, "smtps") => {
+                    return Err(invalid(
+                        "smtps:// is always TLS; tls=... is for smtp:// (STARTTLS)",
+                    ));
+                }
+                _ => {
+                    return Err(invalid(
+                        "the only parameter is tls=required or tls=opportunistic (STARTTLS)",
+                    ));
+                }
+            }
+        }
+        Ok(Self(value))
+    }
+}
 
 impl SecretKey {
     pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
@@ -381,6 +433,26 @@ impl Settings {
         let email_api_url = optional(source, "EMAIL_API_URL")
             .map(|value| url("EMAIL_API_URL", value))
             .transpose()?;
+        let smtp_url = optional(source, "SMTP_URL")
+            .map(SmtpUrl::parse)
+            .transpose()?;
+        if email_api_url.is_some() && smtp_url.is_some() {
+            return Err(SettingsError::Invalid {
+                name: "SMTP_URL",
+                problem: "EMAIL_API_URL and SMTP_URL are both set; set only one of them".into(),
+            });
+        }
+        let default_locale = optional(source, "DEFAULT_LOCALE")
+            .unwrap_or_else(|| crate::mail::templates::DEFAULT_LOCALE.to_owned())
+            .to_ascii_lowercase();
+        if !crate::mail::locale::is_language_tag(&default_locale) {
+            return Err(SettingsError::Invalid {
+                name: "DEFAULT_LOCALE",
+                problem: format!(
+                    "expected a language tag such as en or pt-br, got {default_locale:?}"
+                ),
+            });
+        }
 
         Ok(Self {
             database,
@@ -388,9 +460,11 @@ impl Settings {
             secret_key: SecretKey::new(secret_key),
             system_email,
             email_api_url,
+            smtp_url,
             email_max_attempts: integer(source, "EMAIL_MAX_ATTEMPTS", 5, 1..=100)?,
             email_concurrency: integer(source, "EMAIL_CONCURRENCY", 16, 1..=1024)?,
             templates_dir: optional(source, "TEMPLATES_DIR").map(PathBuf::from),
+            default_locale,
             code_ttl: seconds(source, "ACTIVATION_CODE_TTL_SECONDS", 60)?,
             code_length: integer(source, "CODE_LENGTH", 4, 4..=8)?,
             pending_ttl: match integer(
@@ -644,6 +718,67 @@ mod tests {
             let err = Settings::from_source(&source).unwrap_err().to_string();
             assert!(err.contains(name) && !err.contains("hunter2"), "{err}");
         }
+    }
+
+    #[test]
+    fn smtp_url_takes_lettres_forms_and_hides_its_password() {
+        for value in [
+            "smtps://mailer:hunter2@smtp.example.com:465",
+            "smtp://mailer:hunter2@smtp.example.com:587?tls=required",
+            "smtp://127.0.0.1:2525",
+        ] {
+            let mut source = base();
+            source.insert("SMTP_URL", value);
+            let settings = Settings::from_source(&source).unwrap();
+            assert_eq!(
+                settings.smtp_url.as_ref().map(|url| url.0.as_str()),
+                Some(value)
+            );
+            let printed = format!("{settings:?}");
+            assert!(!printed.contains("hunter2"), "{printed}");
+        }
+        for value in [
+            "http://mailer:hunter2@smtp.example.com",
+            "smtp://mailer:hunter2@smtp.example.com?tls=none",
+            "smtps://mailer:hunter2@smtp.example.com?tls=required",
+            "smtp://mailer:hunter2@:25",
+            "hunter2",
+        ] {
+            let mut source = base();
+            source.insert("SMTP_URL", value);
+            let err = Settings::from_source(&source).unwrap_err().to_string();
+            assert!(
+                err.contains("SMTP_URL") && !err.contains("hunter2"),
+                "{value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_email_api_and_an_smtp_server_together_are_refused_naming_both() {
+        let mut source = base();
+        source.insert("EMAIL_API_URL", "http://127.0.0.1:8025/v1/send");
+        source.insert("SMTP_URL", "smtp://user:hunter2@127.0.0.1:2525");
+        let err = Settings::from_source(&source).unwrap_err().to_string();
+        assert!(
+            err.contains("EMAIL_API_URL") && err.contains("SMTP_URL"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn default_locale_is_a_language_tag() {
+        assert_eq!(Settings::from_source(&base()).unwrap().default_locale, "en");
+        let mut source = base();
+        source.insert("DEFAULT_LOCALE", "pt-BR");
+        assert_eq!(
+            Settings::from_source(&source).unwrap().default_locale,
+            "pt-br"
+        );
+        source.insert("DEFAULT_LOCALE", "../etc");
+        let err = Settings::from_source(&source).unwrap_err().to_string();
+        assert!(err.contains("DEFAULT_LOCALE"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! order the original service did: credentials, then the body.
 
 use rocket::http::Status;
+use rocket::request::{FromRequest, Outcome, Request};
 use rocket::serde::json::Json;
 use rocket::{State, post};
 use utoipa::ToSchema;
@@ -63,6 +64,21 @@ impl RegisterRequest {
     }
 }
 
+/// The client's `Accept-Language`, all its header lines as one list; it
+/// chooses the language of the account's emails (see
+/// `crate::mail::locale`). Never refuses a request.
+pub struct AcceptLanguage(Option<String>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for AcceptLanguage {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let lines: Vec<&str> = request.headers().get("Accept-Language").collect();
+        Outcome::Success(Self((!lines.is_empty()).then(|| lines.join(","))))
+    }
+}
+
 /// The body of `POST /auth/activate`.
 #[derive(ToSchema)]
 pub struct ActivateRequest {
@@ -100,6 +116,11 @@ impl ActivateRequest {
     path = "/auth/register",
     tag = "auth",
     request_body = RegisterRequest,
+    params(
+        ("Accept-Language" = Option<String>, Header,
+            description = "The language of the account's emails, this one and every later one: the first of the listed languages (by q-value) that has templates, a regional variant falling back to its language (`fr-CH` → `fr`); otherwise `DEFAULT_LOCALE`. Never a reason to refuse the request.",
+            example = "fr-CH, fr;q=0.9, en;q=0.8"),
+    ),
     responses(
         (status = 201, description = "Account created (or an expired pending registration started afresh), code emailed", body = Detail,
             example = json!({"detail": "Activation email sent"})),
@@ -117,12 +138,14 @@ impl ActivateRequest {
 pub async fn register(
     accounts: &State<Accounts>,
     client: ClientIp,
+    language: AcceptLanguage,
     body: Result<Body, ApiError>,
 ) -> Result<(Status, Json<Detail>), ApiError> {
     let result = async {
         let RegisterRequest { email, password } = RegisterRequest::read(&body?)?;
+        let locale = accounts.templates.choose(language.0.as_deref());
         accounts
-            .register(&email, &password, client)
+            .register(&email, &password, locale, client)
             .await
             .map_err(ApiError::from)
     }

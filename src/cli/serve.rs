@@ -11,7 +11,7 @@ use rocket::{Ignite, Rocket};
 use crate::db::migrations;
 use crate::mail::dispatcher::{self, Courier, Dispatcher};
 use crate::mail::templates::Templates;
-use crate::mail::transport::{HttpTransport, Transport};
+use crate::mail::transport::{HttpTransport, SmtpSecurity, SmtpTransport, Transport};
 use crate::settings::{Environment, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -31,24 +31,11 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
         );
     }
     raise_open_files_limit();
-    let templates = Templates::load(settings.templates_dir.as_deref())?;
+    // Loaded here too, so a broken template stops start-up before anything
+    // connects; the workflows load their own copy.
+    let templates = Templates::load(settings.templates_dir.as_deref(), &settings.default_locale)?;
     check_migrations(&settings, opts.migrate)?;
-
-    let transport = match &settings.email_api_url {
-        Some(url) => {
-            tracing::info!(
-                url = crate::logging::redact_url(url),
-                "emails are posted to the email API"
-            );
-            Transport::Http(HttpTransport::new(url, settings.email_concurrency))
-        }
-        None => {
-            tracing::warn!(
-                "EMAIL_API_URL is unset: emails, activation codes included, go to the log (development only)"
-            );
-            Transport::Log
-        }
-    };
+    let transport = transport(&settings)?;
     let figment = crate::figment();
     let shutdown: rocket::config::Shutdown = figment
         .extract_inner("shutdown")
@@ -153,6 +140,51 @@ impl MetricsListener {
             }
         }
     }
+}
+
+/// Where emails go: the email API, an SMTP server or (neither set) the log.
+fn transport(settings: &Settings) -> anyhow::Result<Transport> {
+    if let Some(url) = &settings.email_api_url {
+        tracing::info!(
+            url = crate::logging::redact_url(url),
+            "emails are posted to the email API"
+        );
+        return Ok(Transport::Http(HttpTransport::new(
+            url,
+            settings.email_concurrency,
+        )));
+    }
+    if let Some(url) = &settings.smtp_url {
+        let security = SmtpTransport::security(url);
+        tracing::info!(
+            url = crate::logging::redact_url(&url.0),
+            ?security,
+            "emails are sent over SMTP"
+        );
+        let host = url::Url::parse(&url.0)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        let local = host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if security == SmtpSecurity::Plain && !local {
+            tracing::warn!(
+                "SMTP_URL asks for no TLS to a server on another host: codes (and any credentials) cross the network in clear; use smtps:// or ?tls=required"
+            );
+        }
+        return Ok(Transport::Smtp(SmtpTransport::new(
+            url,
+            settings.email_concurrency,
+            &settings.system_email,
+        )?));
+    }
+    tracing::warn!(
+        "EMAIL_API_URL is unset and so is SMTP_URL: emails, activation codes included, go to the log (development only)"
+    );
+    Ok(Transport::Log)
 }
 
 /// Raises the open-files soft limit to the hard limit: every connection is a

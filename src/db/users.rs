@@ -55,6 +55,9 @@ pub struct User {
     pub activated_at: Option<DateTime<Utc>>,
     /// Failed activations spent of the lifetime budget.
     pub failed_activations: i32,
+    /// The language of the account's emails; `None` (accounts older than
+    /// it) means `DEFAULT_LOCALE`.
+    pub locale: Option<String>,
 }
 
 impl From<String> for PasswordHash {
@@ -77,6 +80,7 @@ impl From<String> for Email {
 pub struct NewUser<'a> {
     pub email: &'a str,
     pub password_hash: &'a str,
+    pub locale: &'a str,
 }
 
 /// The account stored under the normalized `email`, if any.
@@ -107,7 +111,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewUser<'_>) -> QueryRes
 }
 
 /// Starts a pending registration afresh for its new owner: a new password
-/// hash, a new creation time and a full failure budget, only if it is still
+/// hash, their language, a new creation time and a full failure budget, only if it is still
 /// pending and was created before `expired_before`. Compare-and-set, so of
 /// several registrations racing for one expired address exactly one wins
 /// (`Some`); the others see it renewed.
@@ -115,6 +119,7 @@ pub async fn restart_registration(
     conn: &mut AsyncPgConnection,
     id: UserId,
     password_hash: &PasswordHash,
+    locale: &str,
     expired_before: DateTime<Utc>,
 ) -> QueryResult<Option<User>> {
     diesel::update(
@@ -125,6 +130,7 @@ pub async fn restart_registration(
     )
     .set((
         users::password_hash.eq(&password_hash.0),
+        users::locale.eq(locale),
         users::created_at.eq(diesel::dsl::now),
         users::failed_activations.eq(0),
     ))

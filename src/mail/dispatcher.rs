@@ -8,11 +8,12 @@
 //!   `db::outbox::claim_due`): several `serve` instances share one outbox and
 //!   each message is sent once; a message whose sender died is due again when
 //!   its lease runs out (at least once across a crash).
-//! - Outcomes, as the transport sorts them: delivered; throttled (HTTP 429),
-//!   which pauses all claiming for `Retry-After` (1 s when absent, doubling
-//!   while throttling goes on) and is not an attempt; transient, retried
-//!   after 1 s, 2 s, 4 s, … (±20 % jitter) up to `EMAIL_MAX_ATTEMPTS`;
-//!   permanent, dead at once with the provider's status and reason kept.
+//! - Outcomes, as the transport sorts them: delivered; throttled (HTTP 429,
+//!   SMTP 421 or 452), which pauses all claiming for `Retry-After` (1 s when
+//!   absent, doubling while throttling goes on) and is not an attempt;
+//!   transient, retried after 1 s, 2 s, 4 s, … (±20 % jitter) up to
+//!   `EMAIL_MAX_ATTEMPTS`; permanent, dead at once with the provider's
+//!   status and reason kept.
 //! - A message whose code expired is not sent; a retry that would come after
 //!   the expiry expires it instead. Finished messages lose their bodies.
 //! - Each outcome is recorded on its own: failing to record one loses no
@@ -254,13 +255,19 @@ impl Courier {
         let valid_for = Duration::from_secs(valid_for.as_secs_f64().round() as u64);
         let mail = self
             .templates
-            .activation(&message.recipient, &payload.code, valid_for)
+            .activation(
+                &payload.locale,
+                &message.recipient,
+                &payload.code,
+                valid_for,
+            )
             .map_err(|err| permanent(err.to_string()))?;
         let started = Instant::now();
         let sent = self
             .transport
             .send(&Outgoing {
                 id: message.id,
+                queued_at: message.created_at,
                 from: &self.from,
                 to: &message.recipient,
                 subject: &mail.subject,

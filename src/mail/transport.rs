@@ -11,11 +11,27 @@
 //!   repeat after a crash. Connections are kept alive and pooled, as many
 //!   per host as the dispatcher's window, and every answer is read to the end
 //!   so its connection can be reused.
+//! - SMTP (`SMTP_URL`), through lettre over rustls: a multipart/alternative
+//!   message (text and HTML) with `From`, `To`, `Subject`, `Date` and a
+//!   `Message-ID` that stays the same across retries. Connections are
+//!   pooled, as many idle ones kept as the dispatcher's window. Replies sort
+//!   as HTTP answers do: 2xx delivered; 421, 451 and 452 (the server is
+//!   closing, failing for now, or out of room) throttle like a 429 (SPEC
+//!   §5); other 4xx are transient; 5xx permanent, the reply kept. A send that outlives `SEND_TIMEOUT` is
+//!   cancelled and the pool rebuilt, since a cancelled send leaves its
+//!   connection mid-conversation.
 //! - The log, in development only: the message, code included, is logged.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use chrono::{DateTime, Utc};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::{AsyncSmtpTransportBuilder, PoolConfig};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Serialize;
+
+use crate::settings::SmtpUrl;
 
 /// How long connecting to the email API may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -32,6 +48,10 @@ pub struct Outgoing<'a> {
     /// The outbox row's id: the idempotency key.
     #[serde(skip)]
     pub id: i64,
+    /// When the message was queued: with `id`, a `Message-ID` unique even
+    /// across databases, and the same on every attempt.
+    #[serde(skip)]
+    pub queued_at: DateTime<Utc>,
     pub from: &'a str,
     pub to: &'a str,
     pub subject: &'a str,
@@ -106,6 +126,7 @@ impl std::fmt::Display for Failure {
 #[derive(Clone)]
 pub enum Transport {
     Http(HttpTransport),
+    Smtp(SmtpTransport),
     /// Development only: the message, code included, is written to the log.
     Log,
 }
@@ -115,6 +136,7 @@ impl Transport {
     pub async fn send(&self, message: &Outgoing<'_>) -> Result<(), Failure> {
         match self {
             Self::Http(http) => http.send(message).await,
+            Self::Smtp(smtp) => smtp.send(message).await,
             Self::Log => {
                 tracing::warn!(
                     to = message.to,
@@ -181,6 +203,184 @@ impl HttpTransport {
                 reason: format!("the send failed: {err}"),
             }),
         }
+    }
+}
+
+/// Sends over SMTP. Cheap to clone; clones share the pool.
+///
+/// lettre's pool starts a task when it is built and another when it is
+/// dropped, so it must live inside a tokio runtime: it is built on the first
+/// send (in the dispatcher's runtime), not with the transport.
+#[derive(Clone)]
+pub struct SmtpTransport(Arc<Smtp>);
+
+struct Smtp {
+    builder: AsyncSmtpTransportBuilder,
+    /// The pool, once built, and how many times it was built (so that two
+    /// sends timing out together rebuild it once).
+    client: Mutex<(u64, Option<AsyncSmtpTransport<Tokio1Executor>>)>,
+}
+
+/// The SMTP server's security, for the start-up log (the URL's query is
+/// redacted there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// `smtps://`: TLS from the first byte.
+    ImplicitTls,
+    /// `?tls=required`: STARTTLS or no delivery.
+    StartTls,
+    /// `?tls=opportunistic`: STARTTLS when offered.
+    Opportunistic,
+    /// Neither: plain text, for a relay on the same host or the mailbox.
+    Plain,
+}
+
+impl SmtpTransport {
+    /// A transport to `url` keeping up to `connections` idle connections
+    /// (the dispatcher's window); messages come from `from`
+    /// (`SYSTEM_EMAIL`), which must be an address SMTP can carry.
+    pub fn new(url: &SmtpUrl, connections: usize, from: &str) -> anyhow::Result<Self> {
+        // lettre's error would not echo the URL, but may not be clear either.
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url.0).map_err(|_| {
+            anyhow::anyhow!("invalid setting SMTP_URL: not an SMTP URL this build can use")
+        })?;
+        from.parse::<Mailbox>().map_err(|err| {
+            anyhow::anyhow!("invalid setting SYSTEM_EMAIL: not an address SMTP can carry ({err})")
+        })?;
+        let max_size = u32::try_from(connections).unwrap_or(u32::MAX).max(1);
+        let builder = builder.timeout(Some(CONNECT_TIMEOUT)).pool_config(
+            PoolConfig::new()
+                .max_size(max_size)
+                .idle_timeout(Duration::from_secs(60)),
+        );
+        Ok(Self(Arc::new(Smtp {
+            builder,
+            client: Mutex::new((0, None)),
+        })))
+    }
+
+    /// How the connection to the server is protected, as the URL says.
+    pub fn security(url: &SmtpUrl) -> SmtpSecurity {
+        let parsed = url::Url::parse(&url.0).ok();
+        let tls = parsed.as_ref().and_then(|parsed| {
+            parsed
+                .query_pairs()
+                .find(|(name, _)| name == "tls")
+                .map(|(_, value)| value.into_owned())
+        });
+        match (parsed.as_ref().map(url::Url::scheme), tls.as_deref()) {
+            (Some("smtps"), _) => SmtpSecurity::ImplicitTls,
+            (_, Some("required")) => SmtpSecurity::StartTls,
+            (_, Some("opportunistic")) => SmtpSecurity::Opportunistic,
+            _ => SmtpSecurity::Plain,
+        }
+    }
+
+    /// The pool (built now if it is not yet) and its generation.
+    fn client(&self) -> (u64, AsyncSmtpTransport<Tokio1Executor>) {
+        let mut client = self.0.client.lock().unwrap_or_else(|e| e.into_inner());
+        let (generation, pool) = &mut *client;
+        let pool = pool.get_or_insert_with(|| {
+            *generation += 1;
+            self.0.builder.clone().build()
+        });
+        (*generation, pool.clone())
+    }
+
+    /// Drops the pool of `generation`, unless it was rebuilt since; the
+    /// next send builds a fresh one.
+    fn discard(&self, generation: u64) {
+        let mut client = self.0.client.lock().unwrap_or_else(|e| e.into_inner());
+        if client.0 == generation {
+            client.1 = None;
+        }
+    }
+
+    async fn send(&self, message: &Outgoing<'_>) -> Result<(), Failure> {
+        let email = write_email(message).map_err(|reason| Failure::Permanent {
+            status: None,
+            reason,
+        })?;
+        let (generation, client) = self.client();
+        match tokio::time::timeout(SEND_TIMEOUT, client.send(email)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(classify_smtp(&err)),
+            Err(_) => {
+                self.discard(generation);
+                Err(Failure::Transient {
+                    status: None,
+                    reason: format!(
+                        "the SMTP server did not finish within {}s",
+                        SEND_TIMEOUT.as_secs()
+                    ),
+                })
+            }
+        }
+    }
+}
+
+/// The message as SMTP carries it: multipart/alternative, text then HTML.
+fn write_email(message: &Outgoing<'_>) -> Result<lettre::Message, String> {
+    let from: Mailbox = message
+        .from
+        .parse()
+        .map_err(|err| format!("cannot write the message: the sender: {err}"))?;
+    let to: Mailbox = message
+        .to
+        .parse()
+        .map_err(|err| format!("cannot write the message: the recipient: {err}"))?;
+    let message_id = format!(
+        "<{}.{}@{}>",
+        message.id,
+        message.queued_at.timestamp_micros(),
+        from.email.domain()
+    );
+    lettre::Message::builder()
+        .from(from)
+        .to(to)
+        .subject(message.subject)
+        .message_id(Some(message_id))
+        .date_now()
+        .multipart(MultiPart::alternative_plain_html(
+            message.body.to_owned(),
+            message.html.to_owned(),
+        ))
+        .map_err(|err| format!("cannot write the message: {err}"))
+}
+
+/// What an SMTP error means for a message.
+fn classify_smtp(err: &lettre::transport::smtp::Error) -> Failure {
+    use std::error::Error as _;
+    let Some(code) = err.status().map(u16::from) else {
+        // No reply: the connection, TLS or a timeout.
+        return Failure::Transient {
+            status: None,
+            reason: reason(format!("SMTP server unreachable: {err}").as_bytes()),
+        };
+    };
+    // The server's own text, without lettre's "permanent error (550)".
+    let text = err
+        .source()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| err.to_string());
+    classify_reply(code, &text)
+}
+
+/// What an SMTP reply code means for a message: 421 (closing), 451 (local
+/// error, try later) and 452 (out of room) ask to slow down, like a 429;
+/// other 4xx are worth another try; 5xx will not change.
+pub fn classify_reply(code: u16, text: &str) -> Failure {
+    let reason = reason(text.as_bytes());
+    match code {
+        421 | 451 | 452 => Failure::Throttled { retry_after: None },
+        500..=599 => Failure::Permanent {
+            status: Some(code),
+            reason,
+        },
+        _ => Failure::Transient {
+            status: Some(code),
+            reason,
+        },
     }
 }
 
@@ -280,6 +480,87 @@ mod tests {
                 "{status}"
             );
         }
+    }
+
+    #[test]
+    fn smtp_replies_sort_like_http_answers() {
+        for code in [421, 451, 452] {
+            assert_eq!(
+                classify_reply(code, "4.3.2 busy"),
+                Failure::Throttled { retry_after: None },
+                "{code}"
+            );
+        }
+        for code in [450, 454, 471] {
+            assert_eq!(
+                classify_reply(code, "4.3.0 try\r\nagain"),
+                Failure::Transient {
+                    status: Some(code),
+                    reason: "4.3.0 try again".into(),
+                },
+                "{code}"
+            );
+        }
+        for code in [550, 552, 553, 554] {
+            assert!(
+                matches!(classify_reply(code, "5.1.1 no such user"), Failure::Permanent { status: Some(s), ref reason } if s == code && reason == "5.1.1 no such user"),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn smtp_urls_say_how_the_connection_is_protected() {
+        for (url, security) in [
+            ("smtps://u:p@h:465", SmtpSecurity::ImplicitTls),
+            ("smtp://u:p@h:587?tls=required", SmtpSecurity::StartTls),
+            (
+                "smtp://h:587?tls=opportunistic",
+                SmtpSecurity::Opportunistic,
+            ),
+            ("smtp://h:25", SmtpSecurity::Plain),
+        ] {
+            assert_eq!(
+                SmtpTransport::security(&SmtpUrl(url.into())),
+                security,
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_smtp_message_is_text_and_html_with_every_header() {
+        let queued_at = DateTime::parse_from_rfc3339("2026-11-25T08:00:00Z")
+            .unwrap()
+            .to_utc();
+        let message = Outgoing {
+            id: 42,
+            queued_at,
+            from: "no-reply@example.org",
+            to: "ana@example.com",
+            subject: "Votre code d’activation",
+            body: "Votre code d’activation est\u{a0}: 1234\n",
+            html: "<p>1234</p>",
+        };
+        let email = write_email(&message).unwrap();
+        let raw = String::from_utf8(email.formatted()).unwrap();
+        for header in [
+            "From: no-reply@example.org\r\n",
+            "To: ana@example.com\r\n",
+            "Subject: Votre code =?utf-8?b?",
+            "Date: ",
+            "Message-ID: <42.1795593600000000@example.org>\r\n",
+            "Content-Type: multipart/alternative;",
+            "Content-Type: text/plain; charset=utf-8",
+            "Content-Type: text/html; charset=utf-8",
+        ] {
+            assert!(raw.contains(header), "no {header:?} in {raw}");
+        }
+        let refused = Outgoing {
+            to: "not an address",
+            ..message
+        };
+        assert!(write_email(&refused).is_err());
     }
 
     #[test]

@@ -331,6 +331,10 @@ async fn serve_posts_to_the_mailbox_which_shows_the_code() {
     let port = crate::common::server::free_port();
     let mut mailbox = crate::common::server::command("postgres://unused@127.0.0.1:1/x", &[])
         .args(["mailbox", "--port", &port.to_string()])
+        .args([
+            "--smtp-port",
+            &crate::common::server::free_port().to_string(),
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -316,10 +316,10 @@ async fn unknown_paths_and_methods_answer_json() {
 async fn a_broken_email_template_stops_start_up_naming_it() {
     let db = TestDb::new().await;
     let dir = std::env::temp_dir().join(format!("activator-bad-templates-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(dir.join("fr")).unwrap();
     std::fs::write(
-        dir.join("activation.txt.hbs"),
-        "Code: {{#if code}}never closed",
+        dir.join("fr").join("body.txt.hbs"),
+        "Code : {{#if code}}never closed",
     )
     .unwrap();
     let output = run(
@@ -330,7 +330,7 @@ async fn a_broken_email_template_stops_start_up_naming_it() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(output.status.code(), Some(1));
     let err = error_line(&output);
-    assert!(err.contains("activation.txt.hbs"), "{err}");
+    assert!(err.contains("fr/body.txt.hbs"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,3 +14,4 @@ mod email;
 mod foundation;
 mod hardening;
 mod metrics;
+mod smtp;

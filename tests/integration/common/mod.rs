@@ -6,6 +6,7 @@
 
 pub mod mail_sink;
 pub mod server;
+pub mod smtp_sink;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -397,7 +398,7 @@ impl TestApp {
 pub async fn deliver(db: &TestDb, settings: &Settings, sink: &MailSink) -> Tally {
     let courier = Courier {
         transport: Transport::Http(HttpTransport::new(&sink.url, settings.email_concurrency)),
-        templates: std::sync::Arc::new(Templates::load(None).unwrap()),
+        templates: std::sync::Arc::new(Templates::load(None, &settings.default_locale).unwrap()),
         sealer: Sealer::new(&settings.secret_key),
         from: settings.system_email.as_str().into(),
         max_attempts: settings.email_max_attempts,
