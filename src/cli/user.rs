@@ -125,6 +125,8 @@ async fn unlock(accounts: &Accounts, email: &Email, resend_limits: bool) -> anyh
 struct Report {
     email: String,
     state: &'static str,
+    /// The language of its emails; none: `DEFAULT_LOCALE`'s.
+    language: Option<String>,
     created_at: DateTime<Utc>,
     activated_at: Option<DateTime<Utc>>,
     /// When a pending registration expires (the address can then be
@@ -181,6 +183,7 @@ async fn show(
     let report = Report {
         email: user.email.to_string(),
         state: if user.is_active { "active" } else { "pending" },
+        language: user.locale.clone(),
         created_at: user.created_at,
         activated_at: user.activated_at,
         pending_until: pending_ttl
@@ -237,6 +240,13 @@ fn render(report: &Report, now: DateTime<Utc>) -> String {
     let mut line = |label: &str, value: String| out.push_str(&format!("{label:<12}{value}\n"));
     line("email", report.email.clone());
     line("account", report.state.to_owned());
+    line(
+        "language",
+        report
+            .language
+            .clone()
+            .unwrap_or_else(|| "DEFAULT_LOCALE's".to_owned()),
+    );
     line("created", ago_or_in(report.created_at, now));
     if let Some(at) = report.activated_at {
         line("activated", ago_or_in(at, now));

@@ -377,6 +377,10 @@ async fn a_resend_and_a_support_resend_keep_the_accounts_language() {
     assert!(output.status.success(), "{output:?}");
     app.deliver(&sink).await;
 
+    let shown = run(&app.db.url, &[], &["user", "show", &email]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("language    de\n"), "{shown}");
+
     let delivered = sink.delivered();
     let mine: Vec<&Value> = delivered.iter().filter(|m| m["to"] == email).collect();
     assert_eq!(mine.len(), 3);
