@@ -282,15 +282,10 @@ impl Metrics {
     }
 
     fn set_outbox(&self, summary: &outbox::Summary) {
-        for state in MessageState::ALL {
-            let count = summary
-                .counts
-                .iter()
-                .find(|(counted, _)| *counted == state)
-                .map_or(0, |(_, count)| *count);
+        for (state, count) in &summary.counts {
             self.outbox_messages
                 .with_label_values(&[state.as_str()])
-                .set(count);
+                .set(*count);
         }
         let age = summary
             .oldest_queued
@@ -355,40 +350,65 @@ fn other_status(status: u16) -> &'static str {
 
 /// How often the outbox gauges may query the database.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// How often the count of sent messages (as many as the retention keeps)
+/// may be read.
+const COUNT_SENT_EVERY: Duration = Duration::from_secs(60);
 
 /// Reads the outbox gauges from the database, at most once per
-/// [`SAMPLE_EVERY`].
+/// [`SAMPLE_EVERY`] (the sent count once per [`COUNT_SENT_EVERY`]).
 pub struct Sampler {
     pool: crate::db::Pool,
-    /// When the gauges were last read; held while one scrape reads them, so
-    /// scrapes arriving meanwhile wait and then share its figures.
-    last: Mutex<Option<Instant>>,
+    /// When the gauges, and the sent count, were last read; held while one
+    /// scrape reads them, so scrapes arriving meanwhile wait and then share
+    /// its figures.
+    last: Mutex<Readings>,
+}
+
+#[derive(Default)]
+struct Readings {
+    any: Option<Instant>,
+    sent: Option<Instant>,
 }
 
 impl Sampler {
     pub fn new(pool: crate::db::Pool) -> Self {
         Self {
             pool,
-            last: Mutex::new(None),
+            last: Mutex::new(Readings::default()),
         }
     }
 
     async fn sample(&self) {
         let mut last = self.last.lock().await;
-        if last.is_some_and(|at| at.elapsed() < SAMPLE_EVERY) {
+        if last.any.is_some_and(|at| at.elapsed() < SAMPLE_EVERY) {
             return;
         }
-        match self.query().await {
-            Ok(summary) => get().set_outbox(&summary),
+        let with_sent = last.sent.is_none_or(|at| at.elapsed() >= COUNT_SENT_EVERY);
+        let states: &[MessageState] = if with_sent {
+            &MessageState::ALL
+        } else {
+            &[
+                MessageState::Queued,
+                MessageState::Dead,
+                MessageState::Expired,
+            ]
+        };
+        match self.query(states).await {
+            Ok(summary) => {
+                get().set_outbox(&summary);
+                if with_sent {
+                    last.sent = Some(Instant::now());
+                }
+            }
             // The gauges keep their last figures; the log says why.
             Err(err) => tracing::warn!(error = %err, "cannot read the outbox gauges"),
         }
-        *last = Some(Instant::now());
+        last.any = Some(Instant::now());
     }
 
-    async fn query(&self) -> anyhow::Result<outbox::Summary> {
+    async fn query(&self, states: &[MessageState]) -> anyhow::Result<outbox::Summary> {
         let mut conn = self.pool.get().await?;
-        Ok(outbox::summary(&mut conn).await?)
+        Ok(outbox::summary(&mut conn, states).await?)
     }
 }
 
