@@ -13,3 +13,4 @@ mod docs;
 mod email;
 mod foundation;
 mod hardening;
+mod healthcheck;
