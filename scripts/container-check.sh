@@ -109,57 +109,66 @@ import_rootfs() {
   local changes=()
   for change in "$@"; do changes+=(--change "$change"); done
   tar --numeric-owner -C "$dir" --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' -c . |
-    podman import "${changes[@]}" - "$tag" >/dev/null 2>"$state/import.log"
+    podman import "${changes[@]}" - "$tag" >/dev/null 2>"$state/import-${dir##*/}.log" ||
+    { cat "$state/import-${dir##*/}.log" >&2; fail "podman import $tag"; }
 }
 
 # debootstrap_into DIR PACKAGES: a minimal bookworm, trimmed like
-# debian:bookworm-slim (no apt lists, docs, man pages or locales).
+# debian:bookworm-slim (no apt lists, docs, man pages or locales). The
+# packages are kept in .local/container/debs-NAME for the next time.
 debootstrap_into() {
-  mkdir -p "$state/debs"
-  debootstrap --variant=minbase --include="$2" --cache-dir="$state/debs" \
-    bookworm "$1" "$mirror" >"$state/debootstrap.log" 2>&1 ||
-    { tail -n 20 "$state/debootstrap.log" >&2; fail "debootstrap from $mirror"; }
+  local name=${1##*/}
+  mkdir -p "$state/debs-$name"
+  debootstrap --variant=minbase --include="$2" --cache-dir="$state/debs-$name" \
+    bookworm "$1" "$mirror" >"$state/debootstrap-$name.log" 2>&1 ||
+    { tail -n 20 "$state/debootstrap-$name.log" >&2; fail "debootstrap from $mirror"; }
   rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb \
     "$1"/usr/share/doc/* "$1"/usr/share/man/* "$1"/usr/share/info/* "$1"/usr/share/locale/*
 }
 
-if ! podman image exists "$base"; then
-  log "making $base with debootstrap from $mirror"
+make_base() {
   debootstrap_into "$tmp/base" ca-certificates
   import_rootfs "$tmp/base" "$base" 'CMD ["bash"]'
   rm -rf "$tmp/base"
-fi
+}
 
 # The builder: gcc for linking and the host's toolchain (without its docs),
-# laid out as the official rust image has it.
+# laid out as the official rust image has it; crates only from the vendored
+# directory mounted at /vendor, never the network.
 toolchain=$(rustc --print sysroot)
 rust_version=$(rustc --version | awk '{print $2}')
 builder=localhost/activator-check/rust:$rust_version-bookworm-r$recipe
-if ! podman image exists "$builder"; then
-  log "making $builder (debootstrap, Rust $rust_version from $toolchain)"
+make_builder() {
   debootstrap_into "$tmp/builder" ca-certificates,gcc,libc6-dev,make,pkg-config
   mkdir -p "$tmp/builder/usr/local/rust" "$tmp/builder/usr/local/cargo"
   for part in bin lib libexec etc; do
-    [ -e "$toolchain/$part" ] && cp -a "$toolchain/$part" "$tmp/builder/usr/local/rust/"
+    if [ -e "$toolchain/$part" ]; then cp -a "$toolchain/$part" "$tmp/builder/usr/local/rust/"; fi
   done
-  # Crates only from the vendored directory mounted at /vendor, never the
-  # network.
-  cat >"$tmp/builder/usr/local/cargo/config.toml" <<'EOF'
-[source.crates-io]
-replace-with = "vendored"
-
-[source.vendored]
-directory = "/vendor"
-
-[net]
-offline = true
-EOF
+  printf '%s\n' '[source.crates-io]' 'replace-with = "vendored"' '' \
+    '[source.vendored]' 'directory = "/vendor"' '' '[net]' 'offline = true' \
+    >"$tmp/builder/usr/local/cargo/config.toml"
   import_rootfs "$tmp/builder" "$builder" \
     'ENV CARGO_HOME=/usr/local/cargo' \
     'ENV PATH=/usr/local/cargo/bin:/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     'CMD ["bash"]'
   rm -rf "$tmp/builder"
+}
+
+# Both at once when both are missing: debootstrap mostly waits on dpkg.
+making=()
+if ! podman image exists "$base"; then
+  log "making $base with debootstrap from $mirror"
+  make_base &
+  making+=($!)
 fi
+if ! podman image exists "$builder"; then
+  log "making $builder (debootstrap, Rust $rust_version from $toolchain)"
+  make_builder &
+  making+=($!)
+fi
+for pid in "${making[@]}"; do
+  wait "$pid" || fail "making the base images"
+done
 
 # --- crates ----------------------------------------------------------------------
 lock_sum=$(sha256sum Cargo.lock | cut -d' ' -f1)
