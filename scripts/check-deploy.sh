@@ -10,7 +10,10 @@
 # - nginx: `nginx -t` on a throwaway nginx.conf that includes
 #   deploy/nginx/activator.conf, with a throwaway self-signed certificate;
 # - systemd: `systemd-analyze verify` and `systemd-analyze security` on the
-#   three units.
+#   three units;
+# - Compose: docker-compose.yml publishes PostgreSQL and Redis nowhere and
+#   the API and mailbox on loopback only, requires SECRET_KEY, restarts the
+#   API, and has healthchecks for the API and the mailbox.
 #
 # ACTIVATOR_BINARY (e.g. target/release/activator) is what the systemd
 # units' ExecStart= is checked against; /bin/true without it.
@@ -18,7 +21,7 @@
 # Prints one line per check (and the tool's output under a failing one);
 # exits 1 if any check failed. Run it as root on Debian 12 when tools are
 # missing: it installs Debian's prometheus (for promtool), nginx,
-# systemd (systemd-analyze), openssl and python3, and stops their services
+# systemd (systemd-analyze), openssl, python3 and python3-yaml, and stops their services
 # from being started or enabled. It starts nothing and leaves nothing behind
 # but those packages.
 set -euo pipefail
@@ -42,6 +45,7 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "check-deploy: missing ${need[*]}; install with: sudo apt-get install -y --no-install-recommends ${need[*]}" >&2
@@ -443,6 +447,44 @@ security() {
   done
 }
 check "systemd-analyze security: exposure <= 2.0" security
+
+# --- Compose -----------------------------------------------------------------
+# What the file promises, read as YAML (no container engine needed;
+# scripts/container-check.sh runs the image itself).
+cat > "$tmp/check_compose.py" <<'PY'
+import re, sys, yaml
+
+doc = yaml.safe_load(open(sys.argv[1]))
+services = doc.get("services", {})
+errors = []
+for name in ("postgres", "redis", "api", "mailbox"):
+    if name not in services:
+        errors.append(f"no service {name!r}")
+for name, service in services.items():
+    for port in service.get("ports", []):
+        text = str(port.get("host_ip", "") if isinstance(port, dict) else port)
+        if name in ("postgres", "redis"):
+            errors.append(f"{name}: published ({port}); keep it on the Compose network")
+        elif not (isinstance(port, dict) and text == "127.0.0.1" or text.startswith("127.0.0.1:")):
+            errors.append(f"{name}: {port} is published beyond loopback")
+api = services.get("api", {})
+env = api.get("environment", {})
+if isinstance(env, list):
+    env = dict(item.split("=", 1) for item in env)
+if not re.fullmatch(r"\$\{SECRET_KEY:\?[^}]+\}", str(env.get("SECRET_KEY", ""))):
+    errors.append(f"api: SECRET_KEY is not required from the environment: {env.get('SECRET_KEY')!r}")
+if api.get("restart") not in ("always", "unless-stopped") and not str(api.get("restart", "")).startswith("on-failure"):
+    errors.append(f"api: no restart policy to wait out a slow database ({api.get('restart')!r})")
+for name in ("api", "mailbox"):
+    test = services.get(name, {}).get("healthcheck", {}).get("test")
+    if not test or "healthcheck" not in " ".join(test if isinstance(test, list) else [test]):
+        errors.append(f"{name}: no `activator healthcheck` healthcheck")
+for e in errors:
+    print(e)
+sys.exit(1 if errors else 0)
+PY
+check "docker-compose.yml: nothing published beyond loopback, SECRET_KEY required, restart, healthchecks" \
+  python3 "$tmp/check_compose.py" docker-compose.yml
 
 echo "check-deploy: $((SECONDS - started))s, $failed failed"
 [ "$failed" = 0 ]

@@ -2,6 +2,7 @@
 //! `run`. Errors come back as `anyhow::Error`; `main` prints them as one line
 //! and exits 1. Usage errors exit 2 (clap).
 
+pub mod healthcheck;
 pub mod mailbox;
 pub mod migrate;
 pub mod purge;
@@ -33,6 +34,9 @@ pub enum Command {
     Purge(purge::Opts),
     /// Run a local email API that shows received mail (development).
     Mailbox(mailbox::Opts),
+    /// Exit 0 if a running server answers its liveness probe (for container
+    /// healthchecks).
+    Healthcheck(healthcheck::Opts),
 }
 
 /// The log filter of commands that run as services. Rocket reports every
@@ -60,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(opts) => migrate::run(opts, &env),
         Command::User(command) => user::run(command, &env),
         Command::Purge(opts) => purge::run(opts, &env),
+        Command::Healthcheck(opts) => healthcheck::run(opts),
     }
 }
 

@@ -13,5 +13,6 @@ mod docs;
 mod email;
 mod foundation;
 mod hardening;
+mod healthcheck;
 mod metrics;
 mod smtp;
