@@ -31,50 +31,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PATH=$PATH:/usr/sbin:/sbin
 
 tmp=$(mktemp -d)
-own_policy=0
-cleanup() {
-  rm -rf "$tmp"
-  if [ "$own_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
-}
-trap cleanup EXIT
+trap 'rm -rf "$tmp"' EXIT
 
 # --- tools -----------------------------------------------------------------
-need=()
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
-command -v nginx >/dev/null 2>&1 || need+=(nginx)
-command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
-command -v openssl >/dev/null 2>&1 || need+=(openssl)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
-python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "check-deploy: missing ${need[*]}; install with: sudo apt-get install -y --no-install-recommends ${need[*]}" >&2
-    exit 1
-  fi
-  # The prometheus and nginx packages start their daemons on install (on a
-  # host running systemd). A policy-rc.d that says no (101) stops that;
-  # an existing one is left alone.
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    own_policy=1
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod 0755 /usr/sbin/policy-rc.d
-  fi
-  echo "check-deploy: installing ${need[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}"; } >"$tmp/apt.log" 2>&1; then
-    cat "$tmp/apt.log" >&2
-    exit 1
-  fi
-  if [ "$own_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; own_policy=0; fi
-  # Installed for their tools only: not started at the next boot either.
-  if [ -d /run/systemd/system ]; then
-    for pkg in "${need[@]}"; do
-      case $pkg in
-        prometheus | nginx) systemctl disable --now --quiet "$pkg.service" 2>/dev/null || true ;;
-      esac
-    done
-  fi
-fi
+scripts/packages.sh promtool:prometheus nginx:nginx systemd-analyze:systemd \
+  openssl:openssl python3:python3 py.yaml:python3-yaml
 
 failed=0
 # check NAME COMMAND...: runs COMMAND, prints "ok NAME" or "FAIL NAME" and

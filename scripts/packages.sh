@@ -3,7 +3,9 @@
 #
 #   scripts/packages.sh COMMAND:PACKAGE...
 #
-# e.g. `scripts/packages.sh promtool:prometheus prometheus:prometheus`.
+# e.g. `scripts/packages.sh promtool:prometheus prometheus:prometheus`;
+# `py.MODULE:PACKAGE` stands for a Python module python3 must import
+# (`py.yaml:python3-yaml`).
 # Needs root for the install (it says what to run otherwise). Daemons the
 # packages bring (prometheus, nginx) are neither started nor enabled: the
 # tests start their own instances on loopback.
@@ -11,8 +13,14 @@ set -euo pipefail
 PATH=$PATH:/usr/sbin:/sbin
 
 need=()
+present() {
+  case $1 in
+    py.*) python3 -c "import ${1#py.}" >/dev/null 2>&1 ;;
+    *) command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
 for pair in "$@"; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+  present "${pair%%:*}" || need+=("${pair#*:}")
 done
 [ ${#need[@]} -eq 0 ] && exit 0
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
