@@ -422,19 +422,32 @@ impl Limiter {
 
     /// Counts a registration from `ip`, unless its window is full.
     pub async fn check_register(&self, ip: ClientIp) -> RedisResult<Decision> {
-        let Some(ip) = ip.0 else {
-            return Ok(Decision::Allowed);
-        };
         let policy = &self.policy;
-        self.count(
-            &[(
-                ip_key(ip, "register"),
-                policy.register_per_ip,
-                policy.register_window,
-            )],
-            &[Limit::RegisterPerIp],
+        self.count_ip(
+            ip,
+            "register",
+            (policy.register_per_ip, policy.register_window),
+            Limit::RegisterPerIp,
         )
         .await
+    }
+
+    /// Counts one event of `what` for `ip` within `(limit, window)`, unless
+    /// the window is full; a request without a counted IP (exempt) passes.
+    async fn count_ip(
+        &self,
+        ip: ClientIp,
+        what: &str,
+        (limit, window): (u32, Duration),
+        reached: Limit,
+    ) -> RedisResult<Decision> {
+        match ip.0 {
+            Some(ip) => {
+                self.count(&[(ip_key(ip, what), limit, window)], &[reached])
+                    .await
+            }
+            None => Ok(Decision::Allowed),
+        }
     }
 
     /// Counts an activation as failed for `ip` before its code is checked,
@@ -443,17 +456,15 @@ impl Limiter {
     /// its own budget; this bounds what one client tries across accounts it
     /// registered for addresses it cannot read.
     pub async fn reserve_activation_failure(&self, ip: ClientIp) -> RedisResult<Decision> {
-        let Some(ip) = ip.0 else {
-            return Ok(Decision::Allowed);
-        };
         let policy = &self.policy;
-        self.count(
-            &[(
-                ip_key(ip, "activation:failures"),
+        self.count_ip(
+            ip,
+            "activation:failures",
+            (
                 policy.activation_failures_per_ip,
                 policy.activation_failure_window,
-            )],
-            &[Limit::ActivationFailuresPerIp],
+            ),
+            Limit::ActivationFailuresPerIp,
         )
         .await
     }
