@@ -263,23 +263,16 @@ fn window_run(
     );
     let delivered = sink.wait_for(messages, Duration::from_secs(600)).len();
     // From the first post's arrival to the last answer: every send whole.
-    let first = sink
-        .arrivals()
-        .first()
-        .map(|(_, at)| *at)
-        .unwrap_or(started);
+    let arrivals = sink.arrivals();
+    let first = arrivals.first().map_or(started, |(_, at)| *at);
     let answered = sink.answered();
     let last = answered.iter().map(|(at, _)| *at).max().unwrap_or(started);
     let rate = delivered as f64 / (last - first).as_secs_f64();
     // Little's law is about a steady state: also the rate while the window
     // was full, up to the last post's arrival, without the drain at the end
     // (where the last slow sends hold the clock with few others beside them).
-    let last_post = sink
-        .arrivals()
-        .iter()
-        .map(|(_, at)| *at)
-        .max()
-        .unwrap_or(started);
+    // Arrivals are listed as they are answered: the latest is sought.
+    let last_post = arrivals.iter().map(|(_, at)| *at).max().unwrap_or(started);
     let steady = answered.iter().filter(|(at, _)| *at <= last_post).count() as f64
         / (last_post - first).as_secs_f64();
     // The bound from the latencies the provider really gave this run.
