@@ -2,13 +2,12 @@
 //! its support variant), activate, unlock. Plain async functions shared by
 //! the HTTP handlers and the CLI; they know nothing of HTTP.
 //!
-//! Abuse resistance lives here, as each workflow's first steps (SPEC §3,
-//! §4): per-IP and per-mailbox limits before any hashing, failed
-//! authentications counted before the password is checked, a pending
+//! Abuse resistance lives here, as each workflow's first steps
+//! (docs/LIMITS.md): per-IP and per-mailbox limits before any hashing,
+//! failed authentications counted before the password is checked, a pending
 //! account's lifetime budget of failed activations, and pending
 //! registrations that expire so nobody can squat an address.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,13 +15,14 @@ use diesel_async::AsyncConnection;
 use diesel_async::AsyncPgConnection;
 
 use crate::address::Email;
+use crate::client_ip::ClientIp;
 use crate::code::{Code, CodeHasher};
 use crate::db::users::{NewUser, User};
 use crate::db::{self, Pool, activation_codes, outbox, users};
-use crate::limits::{Attempt, Cleared, ClientIp, Decision, Limit, Limiter};
-use crate::mail::templates::Templates;
+use crate::limits::{Attempt, Cleared, Decision, Limit, Limiter};
+use crate::locale::Locale;
 use crate::password::{HashError, Hasher, Password};
-use crate::seal::Sealer;
+use crate::seal::{Payload, Sealer};
 use crate::settings::Settings;
 
 /// Why a workflow did not complete.
@@ -77,20 +77,18 @@ fn allowed(decision: Decision) -> Result<(), AccountError> {
 }
 
 /// What the workflows work with: the database, bcrypt, the code key, the
-/// outbox's sealing key, the rate limiter and the email templates (which
-/// languages there are). Cheap to clone.
+/// outbox's sealing key and the rate limiter. Cheap to clone.
 #[derive(Clone)]
 pub struct Accounts {
-    pub pool: Pool,
-    pub hasher: Hasher,
-    pub code_hasher: CodeHasher,
-    pub sealer: Sealer,
-    pub limiter: Limiter,
-    pub templates: Arc<Templates>,
-    pub code_ttl: Duration,
-    pub code_length: usize,
+    pool: Pool,
+    hasher: Hasher,
+    code_hasher: CodeHasher,
+    sealer: Sealer,
+    limiter: Limiter,
+    code_ttl: Duration,
+    code_length: usize,
     /// How long a registration stays pending; `None`: for ever.
-    pub pending_ttl: Option<Duration>,
+    pending_ttl: Option<Duration>,
 }
 
 impl Accounts {
@@ -106,14 +104,26 @@ impl Accounts {
             code_hasher: CodeHasher::new(settings.secret_key.clone()),
             sealer: Sealer::new(&settings.secret_key),
             limiter: Limiter::connect(settings).await?,
-            templates: Arc::new(Templates::load(
-                settings.templates_dir.as_deref(),
-                &settings.default_locale,
-            )?),
             code_ttl: settings.code_ttl,
             code_length: settings.code_length,
             pending_ttl: settings.pending_ttl,
         })
+    }
+
+    /// The same workflows hashing passwords with `hasher`: for tests and
+    /// benchmarks that need a smaller password-hash queue.
+    pub fn with_hasher(self, hasher: Hasher) -> Self {
+        Self { hasher, ..self }
+    }
+
+    /// Digits in a code (`CODE_LENGTH`).
+    pub fn code_length(&self) -> usize {
+        self.code_length
+    }
+
+    /// How long a code is valid (`ACTIVATION_CODE_TTL_SECONDS`).
+    pub fn code_ttl(&self) -> Duration {
+        self.code_ttl
     }
 
     /// When a registration made now would have to be made before to be
@@ -145,7 +155,7 @@ impl Accounts {
     }
 
     /// Creates a pending account (or starts an expired pending one afresh)
-    /// whose emails are in `locale` (see [`Templates::choose`]) and queues
+    /// whose emails are in `locale` (negotiated by the caller) and queues
     /// its activation email, all in one transaction. One account
     /// per address also under concurrency: the unique constraint (or the
     /// compare-and-set of a fresh start) decides, the losers get the
@@ -154,7 +164,7 @@ impl Accounts {
         &self,
         email: &Email,
         password: &Password,
-        locale: &str,
+        locale: &Locale,
         client: ClientIp,
     ) -> Result<User, AccountError> {
         // Every check that can refuse comes before paying for a hash.
@@ -168,8 +178,7 @@ impl Accounts {
             }
         }
         allowed(self.limiter.reserve_mailbox_email(email).await?)?;
-        let locale = self.templates.resolve(locale);
-        let registered = self.create(email, password, locale, client).await;
+        let registered = self.create(email, password, locale.as_str(), client).await;
         if registered.is_err()
             && let Err(err) = self.limiter.release_mailbox_email(email).await
         {
@@ -369,11 +378,11 @@ impl Accounts {
             },
         )
         .await?;
-        // The account's language, kept since registration.
-        let locale = user.locale.as_deref().unwrap_or_default();
-        let payload = outbox::Payload {
+        // The account's language, kept since registration (the dispatcher
+        // falls back to the default for one it no longer has).
+        let payload = Payload {
             code,
-            locale: self.templates.resolve(locale).to_owned(),
+            locale: user.locale.clone().unwrap_or_default(),
         };
         outbox::insert(
             conn,
@@ -536,6 +545,11 @@ impl Accounts {
     pub async fn database_ready(&self) -> Result<(), AccountError> {
         let mut conn = self.pool.get().await?;
         Ok(db::ping(&mut conn).await?)
+    }
+
+    /// Answers whether Redis answers, for health checks.
+    pub async fn redis_ready(&self) -> Result<(), AccountError> {
+        Ok(self.limiter.connection().ping().await?)
     }
 }
 

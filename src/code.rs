@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
 
-use crate::db::users::UserId;
+use crate::ids::UserId;
 use crate::settings::SecretKey;
 
 type HmacSha256 = Hmac<Sha256>;

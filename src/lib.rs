@@ -18,10 +18,13 @@ pub mod accounts;
 pub mod address;
 pub mod api;
 pub mod cli;
+pub mod client_ip;
 pub mod code;
 pub mod db;
 pub mod duration;
+pub mod ids;
 pub mod limits;
+pub mod locale;
 pub mod logging;
 pub mod mail;
 pub mod mailbox;
@@ -35,6 +38,7 @@ use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 
 use crate::accounts::Accounts;
+use crate::locale::Locales;
 use crate::settings::NetworkSettings;
 
 /// Rocket's configuration, layered as `rocket::Config::figment()` layers it
@@ -60,12 +64,19 @@ pub fn figment() -> Figment {
         ))
 }
 
-/// The API as a Rocket application over `accounts`, with clients located by
-/// `network`, configured by `figment` (usually [`figment()`]).
-pub fn rocket(figment: Figment, accounts: Accounts, network: NetworkSettings) -> Rocket<Build> {
-    let document = api::docs::Document::new(accounts.code_length);
+/// The API as a Rocket application over `accounts`, with emails in one of
+/// `locales` and clients located by `network`, configured by `figment`
+/// (usually [`figment()`]).
+pub fn rocket(
+    figment: Figment,
+    accounts: Accounts,
+    locales: Locales,
+    network: NetworkSettings,
+) -> Rocket<Build> {
+    let document = api::docs::Document::new(accounts.code_length());
     rocket::custom(figment)
         .manage(accounts)
+        .manage(locales)
         .manage(api::client::Network::new(network))
         .manage(document)
         .attach(api::access::Access)

@@ -19,6 +19,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Script, Value};
 
 use crate::address::Email;
+use crate::client_ip::ClientIp;
 use crate::settings::{LimitSettings, RedisUrl, Settings};
 
 /// How long one Redis command may take: the limits fail closed, and a request
@@ -160,16 +161,6 @@ impl Limit {
 pub enum Decision {
     Allowed,
     Limited { limit: Limit, retry_after: Duration },
-}
-
-/// The client's address for the per-IP limits; `None` when the client is
-/// exempt (`RATE_LIMIT_EXEMPT`) or not a network client at all (the CLI).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientIp(pub Option<IpAddr>);
-
-impl ClientIp {
-    /// A caller no per-IP limit applies to.
-    pub const EXEMPT: ClientIp = ClientIp(None);
 }
 
 /// An activation attempt that was allowed, and its number in the window.

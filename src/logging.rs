@@ -5,7 +5,7 @@
 //!
 //! No secret reaches the log at any level. Our own events never carry one
 //! (types holding secrets redact themselves; URLs go through
-//! [`redact_url`]). Some dependencies do at debug and trace: Rocket dumps
+//! `settings::redact_url`). Some dependencies do at debug and trace: Rocket dumps
 //! every request with its `Authorization` header, ureq the email API's URL
 //! and hex dumps of what it posts (the code), tokio-postgres statement
 //! parameters, lettre the SMTP conversation. Those targets are capped at
@@ -60,64 +60,4 @@ pub fn init(format: LogFormat, default_filter: &str) {
     };
     // A second initialisation (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry().with(layer).try_init();
-}
-
-/// `url` fit for a log line or an error message: user info and query
-/// replaced by `***`, so `scheme://user:secret@host/path?key=k` reads
-/// `scheme://***@host/path?***`. Something that is not a URL becomes
-/// `(not a URL)`: it could be a secret pasted into the wrong variable.
-pub fn redact_url(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return "(not a URL)".to_owned();
-    };
-    let had_user = !parsed.username().is_empty() || parsed.password().is_some();
-    let had_query = parsed.query().is_some();
-    // Both fail only for URLs that cannot have them, which then have none.
-    let _ = parsed.set_username("");
-    let _ = parsed.set_password(None);
-    parsed.set_query(None);
-    parsed.set_fragment(None);
-    let mut text = parsed.to_string();
-    if had_user && let Some(at) = text.find("://").map(|i| i + 3) {
-        text.insert_str(at, "***@");
-    }
-    if had_query {
-        text.push_str("?***");
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_lose_their_user_info_and_query() {
-        let cases = [
-            (
-                "http://mailer:api-pass@mail.example.com:8080/v1/send?key=k1&x=y",
-                "http://***@mail.example.com:8080/v1/send?***",
-            ),
-            (
-                "postgres://app:hunter2@db.internal/activator",
-                "postgres://***@db.internal/activator",
-            ),
-            (
-                "redis://:pw@127.0.0.1:6379/0",
-                "redis://***@127.0.0.1:6379/0",
-            ),
-            (
-                "smtps://user@smtp.example.com:465",
-                "smtps://***@smtp.example.com:465",
-            ),
-            (
-                "https://api.example.com/send",
-                "https://api.example.com/send",
-            ),
-            ("not a url hunter2", "(not a URL)"),
-        ];
-        for (url, expected) in cases {
-            assert_eq!(redact_url(url), expected, "{url}");
-        }
-    }
 }

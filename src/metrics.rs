@@ -1,6 +1,6 @@
-//! Prometheus metrics (SPEC §6): what the service counts, and the listener
-//! that serves them at `GET /metrics` on `METRICS_ADDRESS`, never on the
-//! API's port.
+//! Prometheus metrics (docs/OPERATIONS.md): what the service counts. The
+//! listener that serves them, `GET /metrics` on `METRICS_ADDRESS`, never on
+//! the API's port, is `api::metrics`.
 //!
 //! One process-wide set ([`get`]), recorded where things happen: the access
 //! fairing (requests by route template), the auth handlers (one outcome per
@@ -9,24 +9,15 @@
 //! address, a code or an IP. Every listed label value is there from the
 //! start, at 0, so a rate over a fresh process is not missing a series.
 //!
-//! The outbox gauges are read from the database when scraped, at most once a
-//! second however often Prometheus comes, over a connection of their own.
+//! This module names nothing else of the crate: everything records into it.
 
-use std::net::SocketAddr;
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::Utc;
 use prometheus::{
     Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use rocket::http::ContentType;
-use rocket::{Build, Rocket, State, get, routes};
-use tokio::sync::Mutex;
-
-use crate::db::outbox::{self, MessageState};
-use crate::limits::Limit;
 
 /// `activator_registrations_total{outcome}` values.
 pub const REGISTRATION_OUTCOMES: [&str; 5] = [
@@ -55,6 +46,22 @@ pub const RESEND_OUTCOMES: [&str; 5] = [
 ];
 /// `activator_emails_total{result}` values (the dispatcher's outcomes).
 pub const EMAIL_RESULTS: [&str; 5] = ["delivered", "retried", "throttled", "dead", "expired"];
+/// `activator_rate_limited_total{limit}` values: every limit that answers
+/// 429 (`limits::Limit::as_str`).
+pub const LIMITS: [&str; 10] = [
+    "activation_attempts",
+    "activation_budget",
+    "activation_failures_per_ip",
+    "resend_per_minute",
+    "resend_daily",
+    "auth_failures",
+    "auth_failures_per_ip",
+    "register_per_ip",
+    "hash_queue_per_ip",
+    "mailbox_daily",
+];
+/// `activator_outbox_messages{state}` values (the outbox's states).
+pub const OUTBOX_STATES: [&str; 4] = ["queued", "sent", "dead", "expired"];
 
 /// Every metric of the service, in its own registry.
 pub struct Metrics {
@@ -206,11 +213,11 @@ impl Metrics {
                 counter.with_label_values(&[*value]);
             }
         }
-        for limit in Limit::ALL {
-            metrics.rate_limited.with_label_values(&[limit.as_str()]);
+        for limit in LIMITS {
+            metrics.rate_limited.with_label_values(&[limit]);
         }
-        for state in MessageState::ALL {
-            metrics.outbox_messages.with_label_values(&[state.as_str()]);
+        for state in OUTBOX_STATES {
+            metrics.outbox_messages.with_label_values(&[state]);
         }
         #[cfg(target_os = "linux")]
         metrics
@@ -254,8 +261,9 @@ impl Metrics {
     }
 
     /// Counts a 429 answer of `limit`.
-    pub fn rate_limited(&self, limit: Limit) {
-        self.rate_limited.with_label_values(&[limit.as_str()]).inc();
+    pub fn rate_limited(&self, limit: &str) {
+        debug_assert!(LIMITS.contains(&limit));
+        self.rate_limited.with_label_values(&[limit]).inc();
     }
 
     /// Counts `n` emails that came to `result` (one of [`EMAIL_RESULTS`]).
@@ -281,17 +289,17 @@ impl Metrics {
         self.hash_rejected.inc();
     }
 
-    fn set_outbox(&self, summary: &outbox::Summary) {
-        for (state, count) in &summary.counts {
+    /// Sets the outbox gauges: messages by state (one of
+    /// [`OUTBOX_STATES`]), and the age of the oldest queued one.
+    pub fn set_outbox(&self, counts: &[(&str, i64)], oldest_queued: Duration) {
+        for (state, count) in counts {
+            debug_assert!(OUTBOX_STATES.contains(state));
             self.outbox_messages
-                .with_label_values(&[state.as_str()])
+                .with_label_values(&[*state])
                 .set(*count);
         }
-        let age = summary
-            .oldest_queued
-            .and_then(|queued| (Utc::now() - queued).to_std().ok())
-            .unwrap_or_default();
-        self.outbox_oldest_pending_age.set(age.as_secs_f64());
+        self.outbox_oldest_pending_age
+            .set(oldest_queued.as_secs_f64());
     }
 
     /// Every metric in the Prometheus text format.
@@ -348,93 +356,6 @@ fn other_status(status: u16) -> &'static str {
     }
 }
 
-/// How often the outbox gauges may query the database.
-const SAMPLE_EVERY: Duration = Duration::from_secs(1);
-/// How often the count of sent messages (as many as the retention keeps)
-/// may be read.
-const COUNT_SENT_EVERY: Duration = Duration::from_secs(60);
-
-/// Reads the outbox gauges from the database, at most once per
-/// [`SAMPLE_EVERY`] (the sent count once per [`COUNT_SENT_EVERY`]).
-pub struct Sampler {
-    pool: crate::db::Pool,
-    /// When the gauges, and the sent count, were last read; held while one
-    /// scrape reads them, so scrapes arriving meanwhile wait and then share
-    /// its figures.
-    last: Mutex<Readings>,
-}
-
-#[derive(Default)]
-struct Readings {
-    any: Option<Instant>,
-    sent: Option<Instant>,
-}
-
-impl Sampler {
-    pub fn new(pool: crate::db::Pool) -> Self {
-        Self {
-            pool,
-            last: Mutex::new(Readings::default()),
-        }
-    }
-
-    async fn sample(&self) {
-        let mut last = self.last.lock().await;
-        if last.any.is_some_and(|at| at.elapsed() < SAMPLE_EVERY) {
-            return;
-        }
-        let with_sent = last.sent.is_none_or(|at| at.elapsed() >= COUNT_SENT_EVERY);
-        let states: &[MessageState] = if with_sent {
-            &MessageState::ALL
-        } else {
-            &[
-                MessageState::Queued,
-                MessageState::Dead,
-                MessageState::Expired,
-            ]
-        };
-        match self.query(states).await {
-            Ok(summary) => {
-                get().set_outbox(&summary);
-                if with_sent {
-                    last.sent = Some(Instant::now());
-                }
-            }
-            // The gauges keep their last figures; the log says why.
-            Err(err) => tracing::warn!(error = %err, "cannot read the outbox gauges"),
-        }
-        last.any = Some(Instant::now());
-    }
-
-    async fn query(&self, states: &[MessageState]) -> anyhow::Result<outbox::Summary> {
-        let mut conn = self.pool.get().await?;
-        Ok(outbox::summary(&mut conn, states).await?)
-    }
-}
-
-#[get("/metrics")]
-async fn metrics(sampler: &State<Sampler>) -> (ContentType, String) {
-    sampler.sample().await;
-    let text_format =
-        ContentType::new("text", "plain").with_params([("version", "0.0.4"), ("charset", "utf-8")]);
-    (text_format, get().render())
-}
-
-/// The metrics listener: `GET /metrics` on `address`, the outbox gauges
-/// read through `sampler`.
-pub fn rocket(address: SocketAddr, sampler: Sampler) -> Rocket<Build> {
-    let figment = rocket::figment::Figment::from(rocket::Config::default())
-        .merge(("address", address.ip()))
-        .merge(("port", address.port()))
-        .merge(("ident", "activator"))
-        .merge(("cli_colors", false))
-        .merge(("log_level", "off"))
-        .merge(("workers", 1));
-    rocket::custom(figment)
-        .manage(sampler)
-        .mount("/", routes![metrics])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,11 +382,8 @@ mod tests {
                 assert!(text.contains(&series), "{series} missing");
             }
         }
-        for limit in Limit::ALL {
-            let series = format!(
-                "activator_rate_limited_total{{limit=\"{}\"}}",
-                limit.as_str()
-            );
+        for limit in LIMITS {
+            let series = format!("activator_rate_limited_total{{limit=\"{limit}\"}}");
             assert!(text.contains(&series), "{series} missing");
         }
         for name in [

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
 
-use crate::limits::ClientIp;
+use crate::client_ip::ClientIp;
 
 /// A password as received: never printed.
 #[derive(Clone)]

@@ -1,6 +1,6 @@
 //! Sealing what must rest in the database for a while but that nobody may
 //! read there: an outbox message's activation code, between the request that
-//! queued it and the dispatcher that sends it.
+//! queued it and the dispatcher that sends it ([`Payload`]).
 //!
 //! XChaCha20-Poly1305 (RustCrypto's `chacha20poly1305`: an AEAD whose 192-bit
 //! nonces are safe to draw at random) under a key derived from `SECRET_KEY`
@@ -15,11 +15,13 @@
 
 use std::fmt;
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{self, Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
 use sha2::Sha256;
 
+use crate::code::Code;
+use crate::ids::UserId;
 use crate::settings::SecretKey;
 
 /// The format's version, the first byte of every sealed value.
@@ -61,7 +63,7 @@ impl Sealer {
             .cipher
             .encrypt(
                 XNonce::from_slice(&nonce),
-                Payload {
+                aead::Payload {
                     msg: plaintext,
                     aad: associated,
                 },
@@ -86,7 +88,7 @@ impl Sealer {
         self.cipher
             .decrypt(
                 XNonce::from_slice(nonce),
-                Payload {
+                aead::Payload {
                     msg: ciphertext,
                     aad: associated,
                 },
@@ -98,6 +100,34 @@ impl Sealer {
 impl fmt::Debug for Sealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Sealer(..)")
+    }
+}
+
+/// What a queued message needs to be written, sealed in its row: the code
+/// and the language of the email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    pub code: Code,
+    pub locale: String,
+}
+
+/// How a payload is sealed: `locale` and the code's digits, one line each.
+impl Payload {
+    /// Seals the payload to the row of `user`'s message.
+    pub fn seal(&self, sealer: &Sealer, user: UserId) -> Vec<u8> {
+        let plain = format!("{}\n{}", self.locale, self.code.as_str());
+        sealer.seal(plain.as_bytes(), &user.0.to_be_bytes())
+    }
+
+    /// Opens the payload sealed to `user`'s message.
+    pub fn open(sealer: &Sealer, user: UserId, sealed: &[u8]) -> Result<Self, Unreadable> {
+        let plain = sealer.open(sealed, &user.0.to_be_bytes())?;
+        let plain = String::from_utf8(plain).map_err(|_| Unreadable)?;
+        let (locale, digits) = plain.split_once('\n').ok_or(Unreadable)?;
+        Ok(Self {
+            code: Code::from_digits(digits).ok_or(Unreadable)?,
+            locale: locale.to_owned(),
+        })
     }
 }
 

@@ -14,8 +14,9 @@ use crate::accounts::{AccountError, Accounts};
 use crate::address::Email;
 use crate::api::error::{ApiError, Detail, ValidationErrors};
 use crate::api::request::{self, BasicAuth, Body, Check, Fields};
+use crate::client_ip::ClientIp;
 use crate::code::{Code, Malformed};
-use crate::limits::ClientIp;
+use crate::locale::{Locale, Locales};
 use crate::metrics;
 use crate::password::{self, Password, Refusal};
 
@@ -64,18 +65,22 @@ impl RegisterRequest {
     }
 }
 
-/// The client's `Accept-Language`, all its header lines as one list; it
-/// chooses the language of the account's emails (see
-/// `crate::mail::locale`). Never refuses a request.
-pub struct AcceptLanguage(Option<String>);
+/// The language of the account's emails: the client's `Accept-Language`
+/// (all its header lines as one list) negotiated against the locales there
+/// are templates for (see `crate::locale`). Never refuses a request.
+pub struct EmailLocale(Locale);
 
 #[rocket::async_trait]
-impl<'r> FromRequest<'r> for AcceptLanguage {
+impl<'r> FromRequest<'r> for EmailLocale {
     type Error = std::convert::Infallible;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         let lines: Vec<&str> = request.headers().get("Accept-Language").collect();
-        Outcome::Success(Self((!lines.is_empty()).then(|| lines.join(","))))
+        let header = (!lines.is_empty()).then(|| lines.join(","));
+        match request.rocket().state::<Locales>() {
+            Some(locales) => Outcome::Success(Self(locales.negotiate(header.as_deref()))),
+            None => Outcome::Forward(Status::InternalServerError),
+        }
     }
 }
 
@@ -138,14 +143,13 @@ impl ActivateRequest {
 pub async fn register(
     accounts: &State<Accounts>,
     client: ClientIp,
-    language: AcceptLanguage,
+    locale: EmailLocale,
     body: Result<Body, ApiError>,
 ) -> Result<(Status, Json<Detail>), ApiError> {
     let result = async {
         let RegisterRequest { email, password } = RegisterRequest::read(&body?)?;
-        let locale = accounts.templates.choose(language.0.as_deref());
         accounts
-            .register(&email, &password, locale, client)
+            .register(&email, &password, &locale.0, client)
             .await
             .map_err(ApiError::from)
     }
@@ -249,7 +253,7 @@ pub async fn activate(
         // body validated, and only then the credentials checked.
         let body = body?;
         let auth = auth?;
-        let ActivateRequest { code } = ActivateRequest::read(&body, accounts.code_length)?;
+        let ActivateRequest { code } = ActivateRequest::read(&body, accounts.code_length())?;
         let user = accounts
             .authenticate(&auth.email, &auth.password, client)
             .await?;

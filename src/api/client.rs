@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ipnet::IpNet;
 use rocket::request::{self, FromRequest, Request};
 
-use crate::limits::ClientIp;
+use crate::client_ip::ClientIp;
 use crate::settings::NetworkSettings;
 
 /// The network settings, as managed state, and whether the warning about an

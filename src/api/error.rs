@@ -239,7 +239,7 @@ impl<'r> Responder<'r, 'static> for ApiError {
     fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
         let status = self.status();
         if let Self::RateLimited { limit, .. } = &self {
-            crate::metrics::get().rate_limited(*limit);
+            crate::metrics::get().rate_limited(limit.as_str());
         }
         let header = match &self {
             Self::InvalidCredentials => Some(Header::new("WWW-Authenticate", "Basic")),

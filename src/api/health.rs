@@ -50,7 +50,7 @@ async fn probe<E: Display>(name: &str, check: impl Future<Output = Result<(), E>
 pub async fn check(accounts: &State<Accounts>) -> (Status, Json<Value>) {
     let (postgres, redis) = tokio::join!(
         probe("postgres", accounts.database_ready()),
-        probe("redis", accounts.limiter.connection().ping()),
+        probe("redis", accounts.redis_ready()),
     );
     let state = |up: bool| if up { "ok" } else { "unavailable" };
     if postgres && redis {

@@ -6,6 +6,7 @@ pub mod client;
 pub mod docs;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod pyjson;
 pub mod request;
 

@@ -1,7 +1,6 @@
 //! `activator serve`: the HTTP API and the email dispatcher.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -9,9 +8,8 @@ use rocket::fairing::AdHoc;
 use rocket::{Ignite, Rocket};
 
 use crate::db::migrations;
-use crate::mail::dispatcher::{self, Courier, Dispatcher};
-use crate::mail::templates::Templates;
-use crate::mail::transport::{HttpTransport, SmtpSecurity, SmtpTransport, Transport};
+use crate::mail::courier::Courier;
+use crate::mail::dispatcher::{self, Dispatcher};
 use crate::settings::{Environment, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -31,11 +29,11 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
         );
     }
     raise_open_files_limit();
-    // Loaded here too, so a broken template stops start-up before anything
-    // connects; the workflows load their own copy.
-    let templates = Templates::load(settings.templates_dir.as_deref(), &settings.default_locale)?;
+    // Before anything connects: a broken template or email setting stops
+    // start-up at once.
+    let courier = Courier::from_settings(&settings)?;
+    let locales = courier.templates().locales();
     check_migrations(&settings, opts.migrate)?;
-    let transport = transport(&settings)?;
     let figment = crate::figment();
     let shutdown: rocket::config::Shutdown = figment
         .extract_inner("shutdown")
@@ -45,13 +43,7 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
         let accounts = crate::accounts::Accounts::build(&settings).await?;
         let dispatcher = Dispatcher::start(dispatcher::Config {
             database_url: settings.database.url.clone(),
-            courier: Courier {
-                transport,
-                templates: Arc::new(templates),
-                sealer: accounts.sealer.clone(),
-                from: settings.system_email.as_str().into(),
-                max_attempts: settings.email_max_attempts,
-            },
+            courier,
             concurrency: settings.email_concurrency,
             // In-flight sends get as long as in-flight requests.
             grace: Duration::from_secs(u64::from(shutdown.grace) + u64::from(shutdown.mercy)),
@@ -64,7 +56,7 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
         };
         // Stop claiming as soon as shutdown starts, while requests finish.
         let stop = dispatcher.stop_handle();
-        let api = crate::rocket(figment, accounts, settings.network.clone())
+        let api = crate::rocket(figment, accounts, locales, settings.network.clone())
             .attach(AdHoc::on_shutdown("email dispatcher", move |_| {
                 Box::pin(async move { stop.request() })
             }))
@@ -99,7 +91,7 @@ impl MetricsListener {
             pool_size: 1,
         })
         .context("cannot set up the metrics' database connection")?;
-        let ignited = crate::metrics::rocket(address, crate::metrics::Sampler::new(pool))
+        let ignited = crate::api::metrics::rocket(address, crate::api::metrics::Sampler::new(pool))
             .ignite()
             .await
             .context("cannot start the metrics listener (METRICS_ADDRESS)")?;
@@ -140,51 +132,6 @@ impl MetricsListener {
             }
         }
     }
-}
-
-/// Where emails go: the email API, an SMTP server or (neither set) the log.
-fn transport(settings: &Settings) -> anyhow::Result<Transport> {
-    if let Some(url) = &settings.email_api_url {
-        tracing::info!(
-            url = crate::logging::redact_url(url),
-            "emails are posted to the email API"
-        );
-        return Ok(Transport::Http(HttpTransport::new(
-            url,
-            settings.email_concurrency,
-        )));
-    }
-    if let Some(url) = &settings.smtp_url {
-        let security = SmtpTransport::security(url);
-        tracing::info!(
-            url = crate::logging::redact_url(&url.0),
-            ?security,
-            "emails are sent over SMTP"
-        );
-        let host = url::Url::parse(&url.0)
-            .ok()
-            .and_then(|url| url.host_str().map(str::to_owned))
-            .unwrap_or_default();
-        let local = host == "localhost"
-            || host
-                .trim_matches(['[', ']'])
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if security == SmtpSecurity::Plain && !local {
-            tracing::warn!(
-                "SMTP_URL asks for no TLS to a server on another host: codes (and any credentials) cross the network in clear; use smtps:// or ?tls=required"
-            );
-        }
-        return Ok(Transport::Smtp(SmtpTransport::new(
-            url,
-            settings.email_concurrency,
-            &settings.system_email,
-        )?));
-    }
-    tracing::warn!(
-        "EMAIL_API_URL is unset and so is SMTP_URL: emails, activation codes included, go to the log (development only)"
-    );
-    Ok(Transport::Log)
 }
 
 /// Raises the open-files soft limit to the hard limit: every connection is a

@@ -89,7 +89,7 @@ async fn resend(accounts: &Accounts, email: &Email) -> anyhow::Result<()> {
         .map_err(|err| explain(err, email))?;
     println!(
         "queued a new activation code for {email}, valid for {}s; a running `activator serve` sends it",
-        accounts.code_ttl.as_secs()
+        accounts.code_ttl().as_secs()
     );
     Ok(())
 }

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::Purgeable;
-use crate::db::users::UserId;
+use crate::ids::UserId;
 use crate::schema::activation_codes;
 
 /// A code as stored: its keyed hash and its life.

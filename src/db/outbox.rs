@@ -12,11 +12,9 @@ use diesel::serialize::{Output, ToSql};
 use diesel::sql_types::{BigInt, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::code::Code;
 use crate::db::Purgeable;
-use crate::db::users::UserId;
+use crate::ids::UserId;
 use crate::schema::email_outbox;
-use crate::seal::{Sealer, Unreadable};
 
 /// Where a message is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
@@ -72,40 +70,12 @@ pub struct Message {
     pub id: i64,
     pub user_id: UserId,
     pub recipient: String,
-    /// The sealed [`Payload`]; `None` only if the row finished meanwhile.
+    /// The sealed `seal::Payload`; `None` only if the row finished meanwhile.
     pub payload: Option<Vec<u8>>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     /// Attempts so far, counting the one this claim is for.
     pub attempts: i32,
-}
-
-/// What a queued message needs to be written, sealed in its row: the code
-/// and the language of the email.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Payload {
-    pub code: Code,
-    pub locale: String,
-}
-
-/// How a payload is sealed: `locale` and the code's digits, one line each.
-impl Payload {
-    /// Seals the payload to the row of `user`'s message.
-    pub fn seal(&self, sealer: &Sealer, user: UserId) -> Vec<u8> {
-        let plain = format!("{}\n{}", self.locale, self.code.as_str());
-        sealer.seal(plain.as_bytes(), &user.0.to_be_bytes())
-    }
-
-    /// Opens the payload sealed to `user`'s message.
-    pub fn open(sealer: &Sealer, user: UserId, sealed: &[u8]) -> Result<Self, Unreadable> {
-        let plain = sealer.open(sealed, &user.0.to_be_bytes())?;
-        let plain = String::from_utf8(plain).map_err(|_| Unreadable)?;
-        let (locale, digits) = plain.split_once('\n').ok_or(Unreadable)?;
-        Ok(Self {
-            code: Code::from_digits(digits).ok_or(Unreadable)?,
-            locale: locale.to_owned(),
-        })
-    }
 }
 
 impl std::fmt::Debug for Message {
@@ -139,7 +109,7 @@ pub struct Delivery {
 pub struct NewMessage<'a> {
     pub user_id: UserId,
     pub recipient: &'a str,
-    /// The sealed [`Payload`].
+    /// The sealed `seal::Payload`.
     pub payload: &'a [u8],
     pub expires_at: DateTime<Utc>,
 }

@@ -3,41 +3,16 @@
 //! address yield one row; deleted by `purge` when never activated.
 
 use chrono::{DateTime, Utc};
-use diesel::deserialize::{FromSql, FromSqlRow};
-use diesel::expression::AsExpression;
-use diesel::pg::{Pg, PgValue};
+use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::serialize::{Output, ToSql};
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::address::Email;
 use crate::db::Purgeable;
+use crate::ids::UserId;
 use crate::password::PasswordHash;
 use crate::schema::users;
-
-/// A user's primary key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, AsExpression, FromSqlRow)]
-#[diesel(sql_type = BigInt)]
-pub struct UserId(pub i64);
-
-impl ToSql<BigInt, Pg> for UserId {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> diesel::serialize::Result {
-        <i64 as ToSql<BigInt, Pg>>::to_sql(&self.0, out)
-    }
-}
-
-impl FromSql<BigInt, Pg> for UserId {
-    fn from_sql(bytes: PgValue<'_>) -> diesel::deserialize::Result<Self> {
-        <i64 as FromSql<BigInt, Pg>>::from_sql(bytes).map(UserId)
-    }
-}
-
-impl std::fmt::Display for UserId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// An account as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]

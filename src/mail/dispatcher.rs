@@ -8,17 +8,11 @@
 //!   `db::outbox::claim_due`): several `serve` instances share one outbox and
 //!   each message is sent once; a message whose sender died is due again when
 //!   its lease runs out (at least once across a crash).
-//! - Outcomes, as the transport sorts them: delivered; throttled (HTTP 429,
-//!   SMTP 421 or 452), which pauses all claiming for `Retry-After` (1 s when
-//!   absent, doubling while throttling goes on) and is not an attempt;
-//!   transient, retried after 1 s, 2 s, 4 s, … (±20 % jitter) up to
-//!   `EMAIL_MAX_ATTEMPTS`; permanent, dead at once with the provider's
-//!   status and reason kept.
-//! - A message whose code expired is not sent; a retry that would come after
-//!   the expiry expires it instead. Finished messages lose their bodies.
+//! - What becomes of each send (delivered, throttled, retried, dead,
+//!   expired) is the courier's policy (`mail::courier`); a throttle pauses
+//!   all claiming of this window.
 //! - Each outcome is recorded on its own: failing to record one loses no
-//!   other (unrecorded outcomes are kept and recorded after reconnecting). A
-//!   send that panics is caught, logged and counted as a failed attempt.
+//!   other (unrecorded outcomes are kept and recorded after reconnecting).
 //! - It wakes on `NOTIFY email_outbox` (`mail::listener`), when the next
 //!   retry is due, or at the latest every few seconds (leases of a crashed
 //!   instance, lost notifications).
@@ -26,7 +20,6 @@
 //!   the grace period, records them and ends.
 
 use std::collections::VecDeque;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -36,34 +29,18 @@ use chrono::Utc;
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 use futures_util::FutureExt;
-use rand::Rng;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::db::outbox::{self, LastError, Message, MessageState, Payload};
-use crate::mail::templates::Templates;
-use crate::mail::transport::{Failure, Outgoing, SEND_TIMEOUT, Transport};
-use crate::seal::Sealer;
+use crate::db::outbox::{self, Message};
+use crate::mail::courier::{Courier, Sent, Tally, Throttle, claim, record_one};
+use crate::mail::transport::Failure;
 
-/// A claim's lease. A send starts right after its claim and gives up after
-/// `SEND_TIMEOUT`, and its outcome is recorded right after, so the lease
-/// does not run out while this instance may still send; if the instance
-/// dies, the message is due again after this long.
-const LEASE: Duration = Duration::from_secs(SEND_TIMEOUT.as_secs() + 10);
-const _: () = assert!(LEASE.as_secs() > SEND_TIMEOUT.as_secs());
 /// The longest sleep without looking at the outbox.
 const SWEEP: Duration = Duration::from_secs(5);
 /// Pauses before reconnecting to the database: the first, and the longest.
 const FIRST_RECONNECT: Duration = Duration::from_millis(500);
 const MAX_RECONNECT: Duration = Duration::from_secs(30);
-/// First retry delay; it doubles with every failed attempt.
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-const MAX_RETRY: Duration = Duration::from_secs(3600);
-/// The pause after a 429 without `Retry-After`; it doubles while 429s go on.
-const FIRST_THROTTLE: Duration = Duration::from_secs(1);
-/// No pause is longer: a code lives a minute, and a provider that asks for
-/// hours is better asked again.
-const MAX_THROTTLE: Duration = Duration::from_secs(300);
 
 /// What the dispatcher needs.
 pub struct Config {
@@ -164,338 +141,45 @@ fn run(config: Config, stop: Arc<Stop>) {
     tracing::info!("email dispatcher stopped");
 }
 
-/// Writes messages, sends them and records their outcomes: the part of
-/// delivery that the dispatcher's loop and [`deliver_due`] share. Cheap to
-/// clone.
-#[derive(Clone)]
-pub struct Courier {
-    pub transport: Transport,
-    pub templates: Arc<Templates>,
-    /// Opens the messages' sealed payloads.
-    pub sealer: Sealer,
-    /// The `from` of every message (`SYSTEM_EMAIL`).
-    pub from: Arc<str>,
-    pub max_attempts: u32,
-}
-
-/// What became of one message's send (or of its claim, for an expired one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    Delivered,
-    Retried,
-    Throttled,
-    Dead,
-    Expired,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Delivered => "delivered",
-            Self::Retried => "retried",
-            Self::Throttled => "throttled",
-            Self::Dead => "dead",
-            Self::Expired => "expired",
-        }
-    }
-}
-
-/// A send that finished, waiting to be recorded.
-struct Sent {
-    message: Message,
-    result: Result<(), Failure>,
-}
-
-/// Outcomes counted by result.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Tally {
-    pub delivered: usize,
-    pub retried: usize,
-    pub throttled: usize,
-    pub dead: usize,
-    pub expired: usize,
-}
-
-impl Tally {
-    fn count(&mut self, result: Outcome, n: usize) {
-        crate::metrics::get().emails(result.as_str(), n);
-        match result {
-            Outcome::Delivered => self.delivered += n,
-            Outcome::Retried => self.retried += n,
-            Outcome::Throttled => self.throttled += n,
-            Outcome::Dead => self.dead += n,
-            Outcome::Expired => self.expired += n,
-        }
-    }
-}
-
-impl Courier {
-    /// Sends one claimed message. Never panics: see [`caught`].
-    async fn send(self, message: Message) -> Sent {
-        let result = caught(message.id, self.try_send(&message)).await;
-        Sent { message, result }
-    }
-
-    /// Opens the message's payload, writes the email and sends it.
-    async fn try_send(&self, message: &Message) -> Result<(), Failure> {
-        let permanent = |reason: String| Failure::Permanent {
-            status: None,
-            reason,
-        };
-        let sealed = message
-            .payload
-            .as_deref()
-            .ok_or_else(|| permanent("the message has no payload left to send".into()))?;
-        let payload = Payload::open(&self.sealer, message.user_id, sealed)
-            .map_err(|err| permanent(err.to_string()))?;
-        // The code's whole life, as the email states it.
-        let valid_for = (message.expires_at - message.created_at)
-            .to_std()
-            .unwrap_or_default();
-        let valid_for = Duration::from_secs(valid_for.as_secs_f64().round() as u64);
-        let mail = self
-            .templates
-            .activation(
-                &payload.locale,
-                &message.recipient,
-                &payload.code,
-                valid_for,
-            )
-            .map_err(|err| permanent(err.to_string()))?;
-        let started = Instant::now();
-        let sent = self
-            .transport
-            .send(&Outgoing {
-                id: message.id,
-                queued_at: message.created_at,
-                from: &self.from,
-                to: &message.recipient,
-                subject: &mail.subject,
-                body: &mail.text,
-                html: &mail.html,
-            })
-            .await;
-        crate::metrics::get().email_sent_in(started.elapsed());
-        sent.map_err(|failure| failure.redacted(payload.code.as_str()))
-    }
-
-    /// Records what became of a sent message; a throttled one moves the
-    /// pause of `throttle`.
-    async fn record(
-        &self,
-        conn: &mut AsyncPgConnection,
-        sent: &Sent,
-        throttle: &mut Throttle,
-    ) -> QueryResult<Outcome> {
-        let message = &sent.message;
-        let now = Utc::now();
-        let attempts = u32::try_from(message.attempts).unwrap_or(u32::MAX);
-        let failure = match &sent.result {
-            Ok(()) => {
-                throttle.relax();
-                outbox::finish(conn, &[message.id], MessageState::Sent, now, None).await?;
-                tracing::info!(email_id = message.id, attempts, "activation email sent");
-                return Ok(Outcome::Delivered);
-            }
-            Err(Failure::Throttled { retry_after }) => {
-                let pause = throttle.pause(*retry_after);
-                outbox::throttled(conn, message.id, now + crate::duration::to_delta(pause)).await?;
-                tracing::warn!(
-                    email_id = message.id,
-                    ?pause,
-                    "email provider throttles; pausing all sends"
-                );
-                return Ok(Outcome::Throttled);
-            }
-            Err(failure) => failure,
-        };
-        let reason = failure.to_string();
-        let error = LastError {
-            status: failure.status(),
-            reason: &reason,
-        };
-        if matches!(failure, Failure::Permanent { .. }) || attempts >= self.max_attempts {
-            tracing::warn!(
-                email_id = message.id,
-                attempts,
-                error = reason,
-                "activation email is dead"
-            );
-            outbox::finish(conn, &[message.id], MessageState::Dead, now, Some(error)).await?;
-            return Ok(Outcome::Dead);
-        }
-        let retry_at = now + retry_delay(attempts);
-        if retry_at >= message.expires_at {
-            tracing::warn!(
-                email_id = message.id,
-                attempts,
-                error = reason,
-                "activation email expired while retrying"
-            );
-            outbox::finish(conn, &[message.id], MessageState::Expired, now, Some(error)).await?;
-            return Ok(Outcome::Expired);
-        }
-        tracing::warn!(email_id = message.id, attempts, error = reason, %retry_at, "activation email failed; will retry");
-        outbox::retry_at(conn, message.id, retry_at, error).await?;
-        Ok(Outcome::Retried)
-    }
-}
-
-/// Runs a send, turning a panic in it into a logged transient failure, so
-/// the message counts a failed attempt instead of vanishing.
-async fn caught(
-    email_id: i64,
-    send: impl Future<Output = Result<(), Failure>>,
-) -> Result<(), Failure> {
-    AssertUnwindSafe(send)
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(email_id, panic = what, "sending an email panicked");
-            Err(Failure::Transient {
-                status: None,
-                reason: "the send panicked".into(),
-            })
-        })
-}
-
-/// Records `sent`, counting it in `tally`. A lost connection is returned
-/// (the caller reconnects and records it then); any other error loses only
-/// this outcome, logged: the message's lease brings it back.
-async fn record_one(
-    courier: &Courier,
-    conn: &mut AsyncPgConnection,
-    sent: &Sent,
-    throttle: &mut Throttle,
-    tally: &mut Tally,
-) -> QueryResult<()> {
-    match courier.record(conn, sent, throttle).await {
-        Ok(outcome) => tally.count(outcome, 1),
-        Err(err) if crate::db::is_connection_error(&err) => return Err(err),
-        Err(err) => tracing::error!(
-            email_id = sent.message.id,
-            error = %err,
-            "cannot record an email's outcome; it is sent again when its lease runs out"
-        ),
-    }
-    Ok(())
-}
-
-/// Claims up to `slots` due messages. Expired ones are finished at once (and
-/// counted in `tally`); the others are returned to be sent.
-async fn claim(
-    conn: &mut AsyncPgConnection,
-    slots: usize,
-    tally: &mut Tally,
-) -> QueryResult<(Vec<Message>, bool)> {
-    let asked = i64::try_from(slots).unwrap_or(i64::MAX);
-    let now = Utc::now();
-    let claimed = outbox::claim_due(conn, now, LEASE, asked).await?;
-    let drained = claimed.len() < slots;
-    if !claimed.is_empty() {
-        tracing::debug!(claimed = claimed.len(), asked = slots, "claimed emails");
-    }
-    let (expired, sendable): (Vec<Message>, Vec<Message>) = claimed
-        .into_iter()
-        .partition(|message| message.expires_at <= now);
-    if !expired.is_empty() {
-        let ids: Vec<i64> = expired.iter().map(|message| message.id).collect();
-        tracing::info!(emails = ?ids, "activation emails expired before they could be sent");
-        outbox::finish(conn, &ids, MessageState::Expired, now, None).await?;
-        tally.count(Outcome::Expired, ids.len());
-    }
-    Ok((sendable, drained))
-}
-
-/// Delivers every message due now, up to `window` at a time, and records
-/// each outcome; returns once none is due (retries and throttled messages
-/// wait for later). Tests drive delivery with it in-process, without the
-/// dispatcher's thread and its timers.
+/// Delivers every message due now through the dispatcher's own rounds
+/// (its window of `size`, claiming ahead, the throttle), without its thread,
+/// listener and timers; returns once nothing is due, in flight or
+/// unrecorded (retries and throttled messages wait for later). Tests and
+/// benchmarks drive delivery with it in-process.
 pub async fn deliver_due(
     conn: &mut AsyncPgConnection,
     courier: &Courier,
-    window: usize,
+    size: usize,
 ) -> QueryResult<Tally> {
-    let mut tally = Tally::default();
-    let mut throttle = Throttle::default();
-    let mut in_flight = JoinSet::new();
-    let mut drained = false;
+    let mut window = Window::new(courier.clone(), size);
     loop {
-        if !drained && in_flight.len() < window {
-            let (messages, last) = claim(conn, window - in_flight.len(), &mut tally).await?;
-            drained = last;
-            for message in messages {
-                in_flight.spawn(courier.clone().send(message));
-            }
+        window.step(conn, false).await?;
+        if window.in_flight.is_empty() && window.ready.is_empty() && window.unrecorded.is_empty() {
+            return Ok(window.tally);
         }
-        match in_flight.join_next().await {
-            Some(Ok(sent)) => record_one(courier, conn, &sent, &mut throttle, &mut tally).await?,
-            // `send` catches panics; only an abort ends a task otherwise.
-            Some(Err(err)) => tracing::error!(error = %err, "an email send task failed"),
-            None if drained => return Ok(tally),
-            None => {}
+        if let Some(joined) = window.in_flight.join_next().await {
+            window.finished(joined);
         }
+        window.collect_finished();
     }
 }
 
-/// The pause that 429 answers impose on all sending.
-#[derive(Debug)]
-struct Throttle {
-    until: Option<Instant>,
-    /// The next pause when the provider gives no `Retry-After`.
-    backoff: Duration,
-}
-
-impl Default for Throttle {
-    fn default() -> Self {
-        Self {
-            until: None,
-            backoff: FIRST_THROTTLE,
-        }
-    }
-}
-
-impl Throttle {
-    /// Starts (or extends) a pause: `retry_after` if the provider said, else
-    /// the backoff, which doubles while throttling goes on. Returns it.
-    fn pause(&mut self, retry_after: Option<Duration>) -> Duration {
-        let pause = retry_after.unwrap_or(self.backoff).min(MAX_THROTTLE);
-        self.backoff = (self.backoff * 2).min(MAX_THROTTLE);
-        let until = Instant::now() + pause;
-        self.until = Some(self.until.map_or(until, |current| current.max(until)));
-        pause
-    }
-
-    /// A delivery went through: the next 429 starts from the first pause.
-    fn relax(&mut self) {
-        self.backoff = FIRST_THROTTLE;
-    }
-
-    /// When claiming may resume, if paused now.
-    fn paused_until(&mut self) -> Option<Instant> {
-        match self.until {
-            Some(until) if until > Instant::now() => Some(until),
-            _ => {
-                self.until = None;
-                None
-            }
-        }
-    }
-}
-
+/// The thread's loop: a connection (reconnected with backoff), the
+/// listener's wake-ups, the stop and its grace period, around a [`Window`].
 struct Worker {
     database_url: String,
-    courier: Courier,
-    window: usize,
     grace: Duration,
     stop: Arc<Stop>,
     /// Notified by the listener when a message is queued.
     queued: Arc<Notify>,
+    window: Window,
+}
+
+/// The sends in flight and the rounds that keep them so: claim, send,
+/// record.
+struct Window {
+    courier: Courier,
+    size: usize,
     in_flight: JoinSet<Sent>,
     /// Claimed ahead, up to a window's worth, so every slot that frees while
     /// a round records outcomes is refilled at once in the next, not after a
@@ -514,21 +198,15 @@ impl Worker {
     fn new(config: Config, stop: Arc<Stop>) -> Self {
         Self {
             database_url: config.database_url,
-            courier: config.courier,
-            window: config.concurrency.max(1),
             grace: config.grace,
             stop,
             queued: Arc::new(Notify::new()),
-            in_flight: JoinSet::new(),
-            ready: VecDeque::new(),
-            unrecorded: Vec::new(),
-            throttle: Throttle::default(),
-            tally: Tally::default(),
+            window: Window::new(config.courier, config.concurrency),
         }
     }
 
     async fn run(mut self) {
-        tracing::info!(window = self.window, "email dispatcher started");
+        tracing::info!(window = self.window.size, "email dispatcher started");
         let listener = tokio::spawn(super::listener::listen(
             self.database_url.clone(),
             self.queued.clone(),
@@ -554,7 +232,7 @@ impl Worker {
             }
             let mut next_look = Instant::now() + SWEEP;
             if let Some(db) = conn.as_mut() {
-                match self.step(db, stopping).await {
+                match self.window.step(db, stopping).await {
                     Ok(look) => next_look = look.unwrap_or(next_look),
                     Err(err) => {
                         tracing::warn!(error = %err, "email dispatcher lost its database connection");
@@ -566,14 +244,15 @@ impl Worker {
                 next_look = Instant::now() + reconnect;
                 reconnect = (reconnect * 2).min(MAX_RECONNECT);
             }
-            let settled = self.unrecorded.is_empty() && self.ready.is_empty();
-            if stopping && self.in_flight.is_empty() && (settled || conn.is_none()) {
+            let window = &mut self.window;
+            let settled = window.unrecorded.is_empty() && window.ready.is_empty();
+            if stopping && window.in_flight.is_empty() && (settled || conn.is_none()) {
                 break;
             }
             if let Some(deadline) = deadline {
                 if Instant::now() >= deadline {
                     tracing::warn!(
-                        in_flight = self.in_flight.len(),
+                        in_flight = window.in_flight.len(),
                         "email sends still in flight at the end of the grace period; they are sent again after their lease"
                     );
                     break;
@@ -581,21 +260,39 @@ impl Worker {
                 next_look = next_look.min(deadline);
             }
             tokio::select! {
-                Some(joined) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
-                    self.finished(joined);
+                Some(joined) = window.in_flight.join_next(), if !window.in_flight.is_empty() => {
+                    window.finished(joined);
                 }
                 () = self.queued.notified(), if !stopping => {}
                 () = tokio::time::sleep_until(next_look.into()) => {}
                 () = self.stop.wake.notified(), if !stopping => {}
             }
-            // Collect every other send that finished meanwhile, so they are
-            // recorded in this round.
-            while let Some(Some(joined)) = self.in_flight.join_next().now_or_never() {
-                self.finished(joined);
-            }
+            window.collect_finished();
         }
         listener.abort();
-        self.in_flight.abort_all();
+        self.window.in_flight.abort_all();
+    }
+}
+
+impl Window {
+    fn new(courier: Courier, size: usize) -> Self {
+        Self {
+            courier,
+            size: size.max(1),
+            in_flight: JoinSet::new(),
+            ready: VecDeque::new(),
+            unrecorded: Vec::new(),
+            throttle: Throttle::default(),
+            tally: Tally::default(),
+        }
+    }
+
+    /// Collects every other send that finished meanwhile, so they are
+    /// recorded in this round.
+    fn collect_finished(&mut self) {
+        while let Some(Some(joined)) = self.in_flight.join_next().now_or_never() {
+            self.finished(joined);
+        }
     }
 
     fn finished(&mut self, joined: Result<Sent, tokio::task::JoinError>) {
@@ -608,7 +305,7 @@ impl Worker {
 
     /// Starts sends from the messages claimed ahead, while slots are free.
     fn fill_slots(&mut self) {
-        while self.in_flight.len() < self.window {
+        while self.in_flight.len() < self.size {
             let Some(message) = self.ready.pop_front() else {
                 return;
             };
@@ -659,7 +356,7 @@ impl Worker {
             return Ok(Some(until));
         }
         // The free slots, and a window's worth ahead of them.
-        let wanted = 2 * self.window - self.in_flight.len();
+        let wanted = 2 * self.size - self.in_flight.len();
         if self.ready.len() < wanted {
             let (messages, _) = claim(conn, wanted - self.ready.len(), &mut self.tally).await?;
             self.ready.extend(messages);
@@ -676,68 +373,5 @@ impl Worker {
             Instant::now() + wait.clamp(Duration::from_millis(20), SWEEP)
         });
         Ok(due)
-    }
-}
-
-/// The delay before attempt `failed + 1`: 1 s doubled per failed attempt,
-/// with ±20 % jitter so instances that failed together do not retry together.
-fn retry_delay(failed: u32) -> chrono::TimeDelta {
-    let base = FIRST_RETRY
-        .saturating_mul(2u32.saturating_pow(failed.saturating_sub(1)))
-        .min(MAX_RETRY);
-    let jitter = rand::rng().random_range(0.8..1.2);
-    crate::duration::to_delta(base.mul_f64(jitter))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_start_near_a_second_and_double() {
-        for (failed, expected) in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0)] {
-            for _ in 0..50 {
-                let delay = retry_delay(failed).as_seconds_f64();
-                assert!(
-                    (expected * 0.8..=expected * 1.2).contains(&delay),
-                    "after {failed} failures: {delay}s"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn retries_are_capped_at_an_hour() {
-        let delay = retry_delay(40).as_seconds_f64();
-        assert!(delay <= 3600.0 * 1.2, "{delay}");
-    }
-
-    #[tokio::test]
-    async fn a_panicking_send_is_a_failed_attempt_not_a_lost_message() {
-        let result = caught(7, async { panic!("transport bug") }).await;
-        assert!(
-            matches!(&result, Err(Failure::Transient { status: None, reason }) if reason == "the send panicked"),
-            "{result:?}"
-        );
-        assert_eq!(caught(7, async { Ok(()) }).await, Ok(()));
-    }
-
-    #[test]
-    fn a_throttle_pause_follows_retry_after_or_doubles_from_a_second() {
-        let mut throttle = Throttle::default();
-        assert_eq!(throttle.pause(None), Duration::from_secs(1));
-        assert_eq!(throttle.pause(None), Duration::from_secs(2));
-        assert_eq!(
-            throttle.pause(Some(Duration::from_secs(7))),
-            Duration::from_secs(7)
-        );
-        assert_eq!(throttle.pause(None), Duration::from_secs(8));
-        assert!(throttle.paused_until().is_some());
-        throttle.relax();
-        assert_eq!(throttle.pause(None), Duration::from_secs(1));
-        assert_eq!(
-            throttle.pause(Some(Duration::from_secs(86_400))),
-            MAX_THROTTLE
-        );
     }
 }

@@ -15,10 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::code::Code;
 use crate::duration::Unit;
-
-/// The locale of emails when the client asks for none we have, unless
-/// `DEFAULT_LOCALE` says otherwise.
-pub const DEFAULT_LOCALE: &str = "en";
+use crate::locale::{Locale, Locales};
 
 /// File names inside a locale's folder.
 const SUBJECT: &str = "subject.hbs";
@@ -129,7 +126,7 @@ pub struct Templates {
     html: Handlebars<'static>,
     /// Locale (lowercase) → its duration words; also the list of locales.
     words: BTreeMap<String, Words>,
-    default: String,
+    default: Locale,
 }
 
 #[derive(Serialize)]
@@ -144,7 +141,7 @@ struct ActivationData<'a> {
 /// A locale folder's name as a locale: a language tag such as `fr` or
 /// `pt-br` (compared in lowercase).
 fn locale_name(name: &str) -> Option<String> {
-    super::locale::is_language_tag(name).then(|| name.to_ascii_lowercase())
+    Locale::parse(name).map(|locale| locale.as_str().to_owned())
 }
 
 impl Templates {
@@ -201,11 +198,11 @@ impl Templates {
             words.insert(locale, parsed);
         }
 
-        let default = default.to_ascii_lowercase();
-        if !words.contains_key(&default) {
+        let Some(default) = Locale::parse(default).filter(|tag| words.contains_key(tag.as_str()))
+        else {
             let have = words.keys().cloned().collect::<Vec<_>>().join(", ");
-            return Err(TemplateError::UnknownDefault(default, have));
-        }
+            return Err(TemplateError::UnknownDefault(default.to_owned(), have));
+        };
         let templates = Self {
             text,
             html,
@@ -224,33 +221,20 @@ impl Templates {
         Ok(templates)
     }
 
-    /// The locales emails can be written in, lowercase, sorted.
-    pub fn locales(&self) -> impl Iterator<Item = &str> {
-        self.words.keys().map(String::as_str)
-    }
-
-    /// The locale used when no other fits (`DEFAULT_LOCALE`).
-    pub fn default_locale(&self) -> &str {
-        &self.default
+    /// The locales emails can be written in, and the default: what a
+    /// client's `Accept-Language` is negotiated against.
+    pub fn locales(&self) -> Locales {
+        let known = self.words.keys().filter_map(|tag| Locale::parse(tag));
+        Locales::new(known, self.default.clone())
     }
 
     /// `locale` if there are templates for it, else the default: a locale
     /// stored with an account may since have been removed.
-    pub fn resolve<'a>(&'a self, locale: &'a str) -> &'a str {
+    fn resolve<'a>(&'a self, locale: &'a str) -> &'a str {
         match self.words.get_key_value(locale) {
             Some((known, _)) => known,
-            None => &self.default,
+            None => self.default.as_str(),
         }
-    }
-
-    /// The best locale for an `Accept-Language` header (see
-    /// [`super::locale::negotiate`]), or the default.
-    pub fn choose(&self, accept_language: Option<&str>) -> &str {
-        accept_language
-            .and_then(|header| {
-                super::locale::negotiate(header, |tag| self.words.get_key_value(tag))
-            })
-            .map_or(self.default.as_str(), |(known, _)| known.as_str())
     }
 
     /// Renders the activation email in `locale` (or the default, if there
@@ -355,6 +339,8 @@ fn overrides(
 mod tests {
     use super::*;
 
+    const DEFAULT_LOCALE: &str = "en";
+
     fn code(digits: &str) -> Code {
         Code::from_digits(digits).unwrap()
     }
@@ -393,7 +379,11 @@ mod tests {
     fn every_shipped_locale_writes_the_code_line_and_the_duration_in_its_language() {
         let templates = Templates::load(None, DEFAULT_LOCALE).unwrap();
         assert_eq!(
-            templates.locales().collect::<Vec<_>>(),
+            templates
+                .locales()
+                .iter()
+                .map(Locale::as_str)
+                .collect::<Vec<_>>(),
             ["de", "en", "es", "fr"]
         );
         let cases = [
@@ -484,6 +474,8 @@ mod tests {
             err.contains("DEFAULT_LOCALE") && err.contains("\"it\""),
             "{err}"
         );
+        let err = Templates::load(None, "../etc").err().unwrap().to_string();
+        assert!(err.contains("DEFAULT_LOCALE"), "{err}");
     }
 
     #[test]
@@ -532,7 +524,7 @@ mod tests {
             "{}",
             mail.text
         );
-        assert_eq!(templates.choose(Some("it-IT")), "it");
+        assert_eq!(templates.locales().negotiate(Some("it-IT")).as_str(), "it");
 
         // A new locale needs every file.
         std::fs::remove_file(it.join(WORDS)).unwrap();

@@ -272,13 +272,14 @@ async fn failed_sign_ins_are_limited_per_email_right_password_or_not_before_any_
     // The same limit seen by an instance whose password hasher refuses all
     // work (any bcrypt call would be a 503): a 429, so no hash was tried.
     let settings = crate::common::settings_for(&app.db, &[("AUTH_FAILURE_LIMIT", "3")]);
-    let mut accounts = activator::accounts::Accounts::build(&settings)
+    let accounts = activator::accounts::Accounts::build(&settings)
         .await
-        .unwrap();
-    accounts.hasher = activator::password::Hasher::with_concurrency(4, 1, 0, 4).unwrap();
+        .unwrap()
+        .with_hasher(activator::password::Hasher::with_concurrency(4, 1, 0, 4).unwrap());
     let busy = rocket::local::asynchronous::Client::tracked(activator::rocket(
         activator::figment().merge(("log_level", "off")),
         accounts,
+        crate::common::locales(&settings),
         settings.network.clone(),
     ))
     .await

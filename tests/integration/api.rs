@@ -88,7 +88,7 @@ async fn register_creates_a_pending_account_and_queues_its_email() {
         .await
         .unwrap();
     let parsed = activator::code::Code::parse(&code, 4).unwrap();
-    let user = activator::db::users::UserId(stored.user_id);
+    let user = activator::ids::UserId(stored.user_id);
     let keyed = activator::code::CodeHasher::new(activator::settings::SecretKey::new(
         crate::common::SECRET_KEY,
     ));
@@ -588,14 +588,15 @@ async fn with_redis_down_limited_endpoints_answer_503_json() {
 async fn a_full_hashing_queue_answers_503_instead_of_queueing() {
     let db = TestDb::new().await;
     let settings = settings_for(&db, &[("BCRYPT_COST", "10")]);
-    let mut accounts = activator::accounts::Accounts::build(&settings)
+    let accounts = activator::accounts::Accounts::build(&settings)
         .await
-        .unwrap();
-    // One hash at a time and room for one waiter.
-    accounts.hasher = activator::password::Hasher::with_concurrency(10, 1, 2, 100).unwrap();
+        .unwrap()
+        // One hash at a time and room for one waiter.
+        .with_hasher(activator::password::Hasher::with_concurrency(10, 1, 2, 100).unwrap());
     let client = rocket::local::asynchronous::Client::tracked(activator::rocket(
         activator::figment().merge(("log_level", "off")),
         accounts,
+        crate::common::locales(&settings),
         settings.network.clone(),
     ))
     .await

@@ -7,8 +7,8 @@ use diesel_async::RunQueryDsl;
 use serde_json::json;
 
 use activator::code::Code;
-use activator::db::outbox::Payload;
-use activator::db::users::UserId;
+use activator::ids::UserId;
+use activator::seal::Payload;
 
 use crate::common::mail_sink::Answer;
 use crate::common::{

@@ -13,12 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use activator::db;
-use activator::db::outbox::Payload;
-use activator::db::users::UserId;
-use activator::mail::dispatcher::{Courier, Tally, deliver_due};
+use activator::ids::UserId;
+use activator::locale::Locales;
+use activator::mail::courier::{Courier, Tally};
+use activator::mail::dispatcher::deliver_due;
 use activator::mail::templates::Templates;
-use activator::mail::transport::{HttpTransport, Transport};
-use activator::seal::Sealer;
+use activator::seal::{Payload, Sealer};
 use activator::settings::Settings;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use rocket::http::{ContentType, Header, Status};
@@ -295,6 +295,7 @@ impl TestApp {
         let client = Client::tracked(activator::rocket(
             figment,
             accounts,
+            locales(&settings),
             settings.network.clone(),
         ))
         .await
@@ -393,16 +394,21 @@ impl TestApp {
     }
 }
 
+/// The languages emails can be written in under `settings`, as `serve`
+/// negotiates them.
+pub fn locales(settings: &Settings) -> Locales {
+    Templates::load(settings.templates_dir.as_deref(), &settings.default_locale)
+        .unwrap()
+        .locales()
+}
+
 /// The dispatcher's test seam: delivers every message of `db` due now to
 /// `sink` with the settings' `from` and attempt limit.
 pub async fn deliver(db: &TestDb, settings: &Settings, sink: &MailSink) -> Tally {
-    let courier = Courier {
-        transport: Transport::Http(HttpTransport::new(&sink.url, settings.email_concurrency)),
-        templates: std::sync::Arc::new(Templates::load(None, &settings.default_locale).unwrap()),
-        sealer: Sealer::new(&settings.secret_key),
-        from: settings.system_email.as_str().into(),
-        max_attempts: settings.email_max_attempts,
-    };
+    let mut settings = settings.clone();
+    settings.email_api_url = Some(sink.url.clone());
+    settings.smtp_url = None;
+    let courier = Courier::from_settings(&settings).unwrap();
     let mut conn = activator::db::connect(&db.url).await.unwrap();
     deliver_due(&mut conn, &courier, settings.email_concurrency)
         .await

@@ -1,4 +1,8 @@
-//! Choosing an email's language from `Accept-Language` (RFC 9110 §12.5.4,
+//! The language of an account's emails: a [`Locale`], negotiated once at the
+//! request's edge against the [`Locales`] there are templates for, then
+//! carried as a value.
+//!
+//! Choosing it from `Accept-Language` (RFC 9110 §12.5.4,
 //! lookup as in RFC 4647 §3.4): the client's languages by descending
 //! q-value (ties keep their order), each tried as given and then with its
 //! last subtags cut off (`fr-CH` → `fr`); `q=0` means "not this one"; `*`
@@ -8,6 +12,70 @@
 
 /// The most languages of one header looked at.
 const MAX_RANGES: usize = 32;
+
+/// A language emails can be written in: a lowercase language tag (`en`,
+/// `pt-br`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Locale(String);
+
+impl Locale {
+    /// `tag` as a locale, if it reads as a language tag (any case).
+    pub fn parse(tag: &str) -> Option<Self> {
+        is_language_tag(tag).then(|| Self(tag.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Locale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The locales there are templates for, and the one used when a client
+/// names none of them (`DEFAULT_LOCALE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locales {
+    known: Vec<Locale>,
+    default: Locale,
+}
+
+impl Locales {
+    /// `known` (the default among them or not) and `default`.
+    pub fn new(known: impl IntoIterator<Item = Locale>, default: Locale) -> Self {
+        let mut known: Vec<Locale> = known.into_iter().collect();
+        if !known.contains(&default) {
+            known.push(default.clone());
+        }
+        known.sort();
+        Self { known, default }
+    }
+
+    /// The best locale for an `Accept-Language` header (see [`negotiate`]),
+    /// or the default.
+    pub fn negotiate(&self, accept_language: Option<&str>) -> Locale {
+        accept_language
+            .and_then(|header| {
+                negotiate(header, |tag| {
+                    self.known.iter().find(|known| known.as_str() == tag)
+                })
+            })
+            .unwrap_or(&self.default)
+            .clone()
+    }
+
+    pub fn default_locale(&self) -> &Locale {
+        &self.default
+    }
+
+    /// Every locale, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &Locale> {
+        self.known.iter()
+    }
+}
 
 /// The first of the client's languages that `known` accepts (given a
 /// lowercase tag), as `known` returns it.
@@ -124,5 +192,15 @@ mod tests {
         );
         assert_eq!(choose("@@@, fr;q=2, de;q=abc, es;q=0.1234"), None);
         assert_eq!(choose(&"x-y,".repeat(10_000)), None);
+    }
+
+    #[test]
+    fn locales_negotiate_or_fall_back_to_the_default() {
+        let tags = ["de", "en", "fr"].map(|tag| Locale::parse(tag).unwrap());
+        let locales = Locales::new(tags, Locale::parse("EN").unwrap());
+        assert_eq!(locales.negotiate(Some("fr-CH")).as_str(), "fr");
+        assert_eq!(locales.negotiate(Some("it")).as_str(), "en");
+        assert_eq!(locales.negotiate(None).as_str(), "en");
+        assert_eq!(Locale::parse("../etc"), None);
     }
 }

@@ -1,0 +1,477 @@
+//! The policy of delivering one message, shared by the dispatcher's window:
+//! claiming due messages (and finishing the expired ones), writing and
+//! sending one, and recording its outcome as the provider's answer class
+//! says (docs/EMAIL.md, "Provider answers").
+//!
+//! - Delivered: finished, its body cleared.
+//! - Throttled (HTTP 429, SMTP 421 or 452): all claiming pauses for
+//!   `Retry-After` (1 s when absent, doubling while throttling goes on); not
+//!   an attempt.
+//! - Transient: retried after 1 s, 2 s, 4 s, … (±20 % jitter) up to
+//!   `EMAIL_MAX_ATTEMPTS`; a retry that would come after the code's expiry
+//!   expires the message instead.
+//! - Permanent: dead at once, the provider's status and reason kept.
+//! - A send that panics is caught, logged and counted as a failed attempt.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use diesel::QueryResult;
+use diesel_async::AsyncPgConnection;
+use futures_util::FutureExt;
+use rand::Rng;
+
+use crate::db::outbox::{self, LastError, Message, MessageState};
+use crate::mail::templates::Templates;
+use crate::mail::transport::{
+    Failure, HttpTransport, Outgoing, SEND_TIMEOUT, SmtpSecurity, SmtpTransport, Transport,
+};
+use crate::seal::{Payload, Sealer};
+use crate::settings::Settings;
+
+/// A claim's lease. A send starts right after its claim and gives up after
+/// `SEND_TIMEOUT`, and its outcome is recorded right after, so the lease
+/// does not run out while this instance may still send; if the instance
+/// dies, the message is due again after this long.
+const LEASE: Duration = Duration::from_secs(SEND_TIMEOUT.as_secs() + 10);
+const _: () = assert!(LEASE.as_secs() > SEND_TIMEOUT.as_secs());
+/// First retry delay; it doubles with every failed attempt.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(3600);
+/// The pause after a 429 without `Retry-After`; it doubles while 429s go on.
+const FIRST_THROTTLE: Duration = Duration::from_secs(1);
+/// No pause is longer: a code lives a minute, and a provider that asks for
+/// hours is better asked again.
+const MAX_THROTTLE: Duration = Duration::from_secs(300);
+
+/// Writes messages, sends them and records their outcomes. Built once from
+/// the settings ([`Courier::from_settings`]) by `serve`, the tests and the
+/// benchmarks alike. Cheap to clone.
+#[derive(Clone)]
+pub struct Courier {
+    transport: Transport,
+    templates: Arc<Templates>,
+    /// Opens the messages' sealed payloads.
+    sealer: Sealer,
+    /// The `from` of every message (`SYSTEM_EMAIL`).
+    from: Arc<str>,
+    max_attempts: u32,
+}
+
+/// What became of one message's send (or of its claim, for an expired one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Delivered,
+    Retried,
+    Throttled,
+    Dead,
+    Expired,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retried => "retried",
+            Self::Throttled => "throttled",
+            Self::Dead => "dead",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// A send that finished, waiting to be recorded.
+pub(super) struct Sent {
+    pub(super) message: Message,
+    pub(super) result: Result<(), Failure>,
+}
+
+/// Outcomes counted by result.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub delivered: usize,
+    pub retried: usize,
+    pub throttled: usize,
+    pub dead: usize,
+    pub expired: usize,
+}
+
+impl Tally {
+    pub(super) fn count(&mut self, result: Outcome, n: usize) {
+        crate::metrics::get().emails(result.as_str(), n);
+        match result {
+            Outcome::Delivered => self.delivered += n,
+            Outcome::Retried => self.retried += n,
+            Outcome::Throttled => self.throttled += n,
+            Outcome::Dead => self.dead += n,
+            Outcome::Expired => self.expired += n,
+        }
+    }
+}
+
+impl Courier {
+    /// Sends one claimed message. Never panics: see [`caught`].
+    pub(super) async fn send(self, message: Message) -> Sent {
+        let result = caught(message.id, self.try_send(&message)).await;
+        Sent { message, result }
+    }
+
+    /// Opens the message's payload, writes the email and sends it.
+    async fn try_send(&self, message: &Message) -> Result<(), Failure> {
+        let permanent = |reason: String| Failure::Permanent {
+            status: None,
+            reason,
+        };
+        let sealed = message
+            .payload
+            .as_deref()
+            .ok_or_else(|| permanent("the message has no payload left to send".into()))?;
+        let payload = Payload::open(&self.sealer, message.user_id, sealed)
+            .map_err(|err| permanent(err.to_string()))?;
+        // The code's whole life, as the email states it.
+        let valid_for = (message.expires_at - message.created_at)
+            .to_std()
+            .unwrap_or_default();
+        let valid_for = Duration::from_secs(valid_for.as_secs_f64().round() as u64);
+        let mail = self
+            .templates
+            .activation(
+                &payload.locale,
+                &message.recipient,
+                &payload.code,
+                valid_for,
+            )
+            .map_err(|err| permanent(err.to_string()))?;
+        let started = Instant::now();
+        let sent = self
+            .transport
+            .send(&Outgoing {
+                id: message.id,
+                queued_at: message.created_at,
+                from: &self.from,
+                to: &message.recipient,
+                subject: &mail.subject,
+                body: &mail.text,
+                html: &mail.html,
+            })
+            .await;
+        crate::metrics::get().email_sent_in(started.elapsed());
+        sent.map_err(|failure| failure.redacted(payload.code.as_str()))
+    }
+
+    /// Records what became of a sent message; a throttled one moves the
+    /// pause of `throttle`.
+    async fn record(
+        &self,
+        conn: &mut AsyncPgConnection,
+        sent: &Sent,
+        throttle: &mut Throttle,
+    ) -> QueryResult<Outcome> {
+        let message = &sent.message;
+        let now = Utc::now();
+        let attempts = u32::try_from(message.attempts).unwrap_or(u32::MAX);
+        let failure = match &sent.result {
+            Ok(()) => {
+                throttle.relax();
+                outbox::finish(conn, &[message.id], MessageState::Sent, now, None).await?;
+                tracing::info!(email_id = message.id, attempts, "activation email sent");
+                return Ok(Outcome::Delivered);
+            }
+            Err(Failure::Throttled { retry_after }) => {
+                let pause = throttle.pause(*retry_after);
+                outbox::throttled(conn, message.id, now + crate::duration::to_delta(pause)).await?;
+                tracing::warn!(
+                    email_id = message.id,
+                    ?pause,
+                    "email provider throttles; pausing all sends"
+                );
+                return Ok(Outcome::Throttled);
+            }
+            Err(failure) => failure,
+        };
+        let reason = failure.to_string();
+        let error = LastError {
+            status: failure.status(),
+            reason: &reason,
+        };
+        if matches!(failure, Failure::Permanent { .. }) || attempts >= self.max_attempts {
+            tracing::warn!(
+                email_id = message.id,
+                attempts,
+                error = reason,
+                "activation email is dead"
+            );
+            outbox::finish(conn, &[message.id], MessageState::Dead, now, Some(error)).await?;
+            return Ok(Outcome::Dead);
+        }
+        let retry_at = now + retry_delay(attempts);
+        if retry_at >= message.expires_at {
+            tracing::warn!(
+                email_id = message.id,
+                attempts,
+                error = reason,
+                "activation email expired while retrying"
+            );
+            outbox::finish(conn, &[message.id], MessageState::Expired, now, Some(error)).await?;
+            return Ok(Outcome::Expired);
+        }
+        tracing::warn!(email_id = message.id, attempts, error = reason, %retry_at, "activation email failed; will retry");
+        outbox::retry_at(conn, message.id, retry_at, error).await?;
+        Ok(Outcome::Retried)
+    }
+}
+
+/// Runs a send, turning a panic in it into a logged transient failure, so
+/// the message counts a failed attempt instead of vanishing.
+async fn caught(
+    email_id: i64,
+    send: impl Future<Output = Result<(), Failure>>,
+) -> Result<(), Failure> {
+    AssertUnwindSafe(send)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(email_id, panic = what, "sending an email panicked");
+            Err(Failure::Transient {
+                status: None,
+                reason: "the send panicked".into(),
+            })
+        })
+}
+
+/// Records `sent`, counting it in `tally`. A lost connection is returned
+/// (the caller reconnects and records it then); any other error loses only
+/// this outcome, logged: the message's lease brings it back.
+pub(super) async fn record_one(
+    courier: &Courier,
+    conn: &mut AsyncPgConnection,
+    sent: &Sent,
+    throttle: &mut Throttle,
+    tally: &mut Tally,
+) -> QueryResult<()> {
+    match courier.record(conn, sent, throttle).await {
+        Ok(outcome) => tally.count(outcome, 1),
+        Err(err) if crate::db::is_connection_error(&err) => return Err(err),
+        Err(err) => tracing::error!(
+            email_id = sent.message.id,
+            error = %err,
+            "cannot record an email's outcome; it is sent again when its lease runs out"
+        ),
+    }
+    Ok(())
+}
+
+/// Claims up to `slots` due messages. Expired ones are finished at once (and
+/// counted in `tally`); the others are returned to be sent.
+pub(super) async fn claim(
+    conn: &mut AsyncPgConnection,
+    slots: usize,
+    tally: &mut Tally,
+) -> QueryResult<(Vec<Message>, bool)> {
+    let asked = i64::try_from(slots).unwrap_or(i64::MAX);
+    let now = Utc::now();
+    let claimed = outbox::claim_due(conn, now, LEASE, asked).await?;
+    let drained = claimed.len() < slots;
+    if !claimed.is_empty() {
+        tracing::debug!(claimed = claimed.len(), asked = slots, "claimed emails");
+    }
+    let (expired, sendable): (Vec<Message>, Vec<Message>) = claimed
+        .into_iter()
+        .partition(|message| message.expires_at <= now);
+    if !expired.is_empty() {
+        let ids: Vec<i64> = expired.iter().map(|message| message.id).collect();
+        tracing::info!(emails = ?ids, "activation emails expired before they could be sent");
+        outbox::finish(conn, &ids, MessageState::Expired, now, None).await?;
+        tally.count(Outcome::Expired, ids.len());
+    }
+    Ok((sendable, drained))
+}
+
+impl Courier {
+    /// The courier `settings` describe: the transport (the email API, an
+    /// SMTP server or, with neither, the log), the templates
+    /// (`TEMPLATES_DIR`, `DEFAULT_LOCALE`), the outbox's key, `SYSTEM_EMAIL`
+    /// and `EMAIL_MAX_ATTEMPTS`. A setting that cannot be used is named.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        if crate::address::normalize(&settings.system_email).is_err() {
+            anyhow::bail!(
+                "invalid setting SYSTEM_EMAIL: expected an email address, got {:?}",
+                settings.system_email
+            );
+        }
+        let templates =
+            Templates::load(settings.templates_dir.as_deref(), &settings.default_locale)?;
+        Ok(Self {
+            transport: transport(settings)?,
+            templates: Arc::new(templates),
+            sealer: Sealer::new(&settings.secret_key),
+            from: settings.system_email.as_str().into(),
+            max_attempts: settings.email_max_attempts,
+        })
+    }
+
+    /// The templates emails are written with.
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+}
+
+/// Where emails go: the email API, an SMTP server or (neither set) the log.
+fn transport(settings: &Settings) -> anyhow::Result<Transport> {
+    if let Some(url) = &settings.email_api_url {
+        tracing::info!(
+            url = crate::settings::redact_url(url),
+            "emails are posted to the email API"
+        );
+        return Ok(Transport::Http(HttpTransport::new(
+            url,
+            settings.email_concurrency,
+        )));
+    }
+    if let Some(url) = &settings.smtp_url {
+        let security = SmtpTransport::security(url);
+        tracing::info!(
+            url = crate::settings::redact_url(&url.0),
+            ?security,
+            "emails are sent over SMTP"
+        );
+        let host = url::Url::parse(&url.0)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        let local = host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if security == SmtpSecurity::Plain && !local {
+            tracing::warn!(
+                "SMTP_URL asks for no TLS to a server on another host: codes (and any credentials) cross the network in clear; use smtps:// or ?tls=required"
+            );
+        }
+        return Ok(Transport::Smtp(SmtpTransport::new(
+            url,
+            settings.email_concurrency,
+            &settings.system_email,
+        )?));
+    }
+    tracing::warn!(
+        "EMAIL_API_URL is unset and so is SMTP_URL: emails, activation codes included, go to the log (development only)"
+    );
+    Ok(Transport::Log)
+}
+
+/// The pause that 429 answers impose on all sending.
+#[derive(Debug)]
+pub(super) struct Throttle {
+    until: Option<Instant>,
+    /// The next pause when the provider gives no `Retry-After`.
+    backoff: Duration,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self {
+            until: None,
+            backoff: FIRST_THROTTLE,
+        }
+    }
+}
+
+impl Throttle {
+    /// Starts (or extends) a pause: `retry_after` if the provider said, else
+    /// the backoff, which doubles while throttling goes on. Returns it.
+    fn pause(&mut self, retry_after: Option<Duration>) -> Duration {
+        let pause = retry_after.unwrap_or(self.backoff).min(MAX_THROTTLE);
+        self.backoff = (self.backoff * 2).min(MAX_THROTTLE);
+        let until = Instant::now() + pause;
+        self.until = Some(self.until.map_or(until, |current| current.max(until)));
+        pause
+    }
+
+    /// A delivery went through: the next 429 starts from the first pause.
+    pub(super) fn relax(&mut self) {
+        self.backoff = FIRST_THROTTLE;
+    }
+
+    /// When claiming may resume, if paused now.
+    pub(super) fn paused_until(&mut self) -> Option<Instant> {
+        match self.until {
+            Some(until) if until > Instant::now() => Some(until),
+            _ => {
+                self.until = None;
+                None
+            }
+        }
+    }
+}
+
+/// The delay before attempt `failed + 1`: 1 s doubled per failed attempt,
+/// with ±20 % jitter so instances that failed together do not retry together.
+fn retry_delay(failed: u32) -> chrono::TimeDelta {
+    let base = FIRST_RETRY
+        .saturating_mul(2u32.saturating_pow(failed.saturating_sub(1)))
+        .min(MAX_RETRY);
+    let jitter = rand::rng().random_range(0.8..1.2);
+    crate::duration::to_delta(base.mul_f64(jitter))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_start_near_a_second_and_double() {
+        for (failed, expected) in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0)] {
+            for _ in 0..50 {
+                let delay = retry_delay(failed).as_seconds_f64();
+                assert!(
+                    (expected * 0.8..=expected * 1.2).contains(&delay),
+                    "after {failed} failures: {delay}s"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn retries_are_capped_at_an_hour() {
+        let delay = retry_delay(40).as_seconds_f64();
+        assert!(delay <= 3600.0 * 1.2, "{delay}");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_send_is_a_failed_attempt_not_a_lost_message() {
+        let result = caught(7, async { panic!("transport bug") }).await;
+        assert!(
+            matches!(&result, Err(Failure::Transient { status: None, reason }) if reason == "the send panicked"),
+            "{result:?}"
+        );
+        assert_eq!(caught(7, async { Ok(()) }).await, Ok(()));
+    }
+
+    #[test]
+    fn a_throttle_pause_follows_retry_after_or_doubles_from_a_second() {
+        let mut throttle = Throttle::default();
+        assert_eq!(throttle.pause(None), Duration::from_secs(1));
+        assert_eq!(throttle.pause(None), Duration::from_secs(2));
+        assert_eq!(
+            throttle.pause(Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(throttle.pause(None), Duration::from_secs(8));
+        assert!(throttle.paused_until().is_some());
+        throttle.relax();
+        assert_eq!(throttle.pause(None), Duration::from_secs(1));
+        assert_eq!(
+            throttle.pause(Some(Duration::from_secs(86_400))),
+            MAX_THROTTLE
+        );
+    }
+}
