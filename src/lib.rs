@@ -20,6 +20,7 @@ pub mod api;
 pub mod cli;
 pub mod client_ip;
 pub mod code;
+pub mod compat;
 pub mod db;
 pub mod duration;
 pub mod ids;

@@ -1,5 +1,5 @@
 //! Email addresses: validated exactly as the original service validated them
-//! (pydantic's `EmailStr` over email-validator, ported in [`syntax`]), and
+//! (pydantic's `EmailStr` over email-validator, ported in `compat`), and
 //! normalized for comparison, storage and delivery.
 //!
 //! The normal form is the local part lower-cased, `@`, and the domain in
@@ -7,8 +7,6 @@
 //! `bücher.de` is `xn--bcher-kva.de`), lower-cased. One person's address is
 //! then one account, one rate-limit key and one recipient, however it was
 //! typed.
-
-pub mod syntax;
 
 use std::fmt;
 
@@ -79,7 +77,8 @@ impl fmt::Debug for Email {
 /// Validates `raw` as the original did (surrounding spaces ignored) and
 /// returns its normal form.
 pub fn normalize(raw: &str) -> Result<Email, InvalidEmail> {
-    let address = syntax::validate(raw.trim()).map_err(|reason| InvalidEmail { reason })?;
+    let address =
+        crate::compat::pydantic::validate(raw.trim()).map_err(|reason| InvalidEmail { reason })?;
     let local_chars = address.local_part.chars().count();
     if local_chars > MAX_LOCAL_CHARS {
         let over = local_chars - MAX_LOCAL_CHARS;

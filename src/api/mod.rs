@@ -7,7 +7,6 @@ pub mod docs;
 pub mod error;
 pub mod health;
 pub mod metrics;
-pub mod pyjson;
 pub mod request;
 
 use rocket::{Catcher, Route, catchers, routes};

@@ -17,7 +17,7 @@ use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use crate::address::Email;
 use crate::api::error::{ApiError, FieldError, LocPart};
-use crate::api::pyjson;
+use crate::compat::pyjson;
 use crate::password::Password;
 
 /// HTTP Basic credentials: the email and password of `Authorization: Basic`.

@@ -3,7 +3,7 @@
 //! email-validator 2.3.0): every input, the same verdict, the same sentence,
 //! the same normalized parts.
 
-use activator::address::syntax::validate;
+use activator::compat::pydantic::validate;
 use serde_json::Value;
 
 #[test]

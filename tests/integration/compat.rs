@@ -582,7 +582,7 @@ async fn a_password_is_never_echoed() {
 /// included) for the others.
 #[test]
 fn malformed_bodies_are_judged_as_python_judged_them() {
-    use activator::api::pyjson::{self, Error};
+    use activator::compat::pyjson::{self, Error};
     use base64::Engine;
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
