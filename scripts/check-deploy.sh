@@ -5,10 +5,15 @@
 #
 # - Prometheus: promtool check rules / test rules / check config;
 # - Grafana: the dashboard is valid JSON, uses only core panels and the
-#   DS_PROMETHEUS data source, and every metric its queries name is one of
-#   SPEC §6 (or process_*, up); its queries parse as PromQL (promtool);
+#   DS_PROMETHEUS data source, and every metric its queries name is one
+#   that docs/OPERATIONS.md lists (or process_*, up); its queries parse as
+#   PromQL (promtool);
 # - nginx: `nginx -t` on a throwaway nginx.conf that includes
 #   deploy/nginx/activator.conf, with a throwaway self-signed certificate;
+#   then nginx running that site in a network namespace of its own:
+#   activator-client-network.conf's key (IPv4 address, IPv6 /64) against
+#   Python's ipaddress for thousands of addresses, and the limits with
+#   requests from 40 source addresses of one IPv6 /64;
 # - systemd: `systemd-analyze verify` and `systemd-analyze security` on the
 #   three units;
 # - Compose: docker-compose.yml publishes PostgreSQL and Redis nowhere and
@@ -21,9 +26,12 @@
 # Prints one line per check (and the tool's output under a failing one);
 # exits 1 if any check failed. Run it as root on Debian 12 when tools are
 # missing: it installs Debian's prometheus (for promtool), nginx,
-# systemd (systemd-analyze), openssl, python3 and python3-yaml, and stops their services
-# from being started or enabled. It starts nothing and leaves nothing behind
-# but those packages.
+# systemd (systemd-analyze), openssl, python3, python3-yaml and iproute2,
+# and stops their services from being started or enabled. It starts no
+# service: its own nginx runs in a network namespace (`unshare -n` as root;
+# as another user, in a user namespace of its own) with nothing but
+# loopback, only during its checks. It leaves nothing behind but those
+# packages.
 set -euo pipefail
 started=$SECONDS
 binary=$(readlink -m "${1:-/bin/true}") # before cd: relative to the caller
@@ -35,7 +43,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 # --- tools -----------------------------------------------------------------
 scripts/packages.sh promtool:prometheus nginx:nginx systemd-analyze:systemd \
-  openssl:openssl python3:python3 py.yaml:python3-yaml
+  openssl:openssl python3:python3 py.yaml:python3-yaml ip:iproute2 unshare:util-linux
 
 failed=0
 # check NAME COMMAND...: runs COMMAND, prints "ok NAME" or "FAIL NAME" and
@@ -63,12 +71,12 @@ check "promtool check config deploy/prometheus/prometheus.yml" \
   promtool check config deploy/prometheus/prometheus.yml
 
 # --- Grafana -----------------------------------------------------------------
-# Metric names: exactly those of SPEC §6, plus process_* and up. Used by
+# Metric names: exactly those of docs/OPERATIONS.md, plus process_* and up. Used by
 # both the dashboard and the alert rules checks.
 cat > "$tmp/metrics.py" <<'PY'
 import re
 
-# SPEC §6: each metric's labels, with the values listed there (None: any).
+# docs/OPERATIONS.md: each metric's labels, with the values listed there (None: any).
 METRICS = {
     "activator_http_requests_total": {"method": None, "route": None, "status": None},
     "activator_http_request_duration_seconds": {"method": None, "route": None},
@@ -133,7 +141,7 @@ def labels_of(name):
 
 
 def label_errors(expr):
-    """Label names (and listed values) that SPEC §6 does not give a metric."""
+    """Label names (and listed values) that docs/OPERATIONS.md does not give a metric."""
     errors = []
     e = re.sub(r"\$\{?\w+\}?", "x", expr)
     known = set()
@@ -337,21 +345,31 @@ dashboard_promql() {
   promtool check rules "$tmp/dashboard-rules.json"
 }
 check "dashboard queries parse as PromQL" dashboard_promql
-check "alert rules use only SPEC §6 metric and label names" \
+check "alert rules use only docs/OPERATIONS.md metric and label names" \
   python3 "$tmp/check_alert_names.py" deploy/prometheus/alerts.yml "$tmp"
 
 # --- nginx -------------------------------------------------------------------
 # A copy of the site with the placeholder certificate and log paths pointed
-# into $tmp, included from a minimal nginx.conf whose own paths (pid, logs,
+# into $tmp/nginx, and there snippets/activator-client-network.conf, a link
+# to the file in deploy/nginx/: activator.conf includes it relative to the
+# directory of nginx.conf, as it does /etc/nginx/snippets/... on a server.
+# Made once, for the checks below.
+nginx_site() {
+  local d=$tmp/nginx
+  [ -e "$d/activator.conf" ] && return 0
+  mkdir -p "$d/ssl" "$d/log" "$d/tmp" "$d/snippets"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=api.example.com \
+    -keyout "$d/ssl/privkey.pem" -out "$d/ssl/fullchain.pem" 2>/dev/null || return 1
+  ln -s "$PWD/deploy/nginx/activator-client-network.conf" "$d/snippets/"
+  sed -e "s#/etc/ssl/activator/#$d/ssl/#g" -e "s#/var/log/nginx/#$d/log/#g" \
+    deploy/nginx/activator.conf > "$d/activator.conf"
+}
+# The site included from a minimal nginx.conf whose own paths (pid, logs,
 # temp directories) are in $tmp too. `nginx -t` only parses and loads
 # (certificates included): it binds no port and starts no process.
 nginx_check() {
   local d=$tmp/nginx out
-  mkdir -p "$d/ssl" "$d/log" "$d/tmp"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=api.example.com \
-    -keyout "$d/ssl/privkey.pem" -out "$d/ssl/fullchain.pem" 2>/dev/null
-  sed -e "s#/etc/ssl/activator/#$d/ssl/#g" -e "s#/var/log/nginx/#$d/log/#g" \
-    deploy/nginx/activator.conf > "$d/activator.conf"
+  nginx_site || { echo "openssl req failed"; return 1; }
   cat > "$d/nginx.conf" <<EOF
 worker_processes 1;
 pid $d/nginx.pid;
@@ -373,6 +391,361 @@ EOF
   if [ -n "$out" ]; then echo "$out"; return 1; fi
 }
 check "nginx -t with deploy/nginx/activator.conf" nginx_check
+
+# The site running, on its own ports (80, 443) in a network namespace of
+# its own, with activator's upstream (127.0.0.1:8000) a `return 200`:
+# - map: activator-client-network.conf gives each address the key Python's
+#   ipaddress gives it (the IPv4 address, also for ::ffff:a.b.c.d; else the
+#   /64), for addresses with `::` in every place nginx writes it (fed in
+#   through realip, which nginx then writes its own way), and for every
+#   other text form, through the same map keyed on a header;
+# - limits: one request to /auth/ from each of 40 addresses of 2001:db8::/64
+#   is over the site's limit_req (11 at once) and some get 429, while 10
+#   addresses of 2001:db8:0:1::/64 right after all get 200; 127.0.0.2 and
+#   127.0.0.3 are limited apart; 25 requests held open (no body) from 25
+#   addresses of the first /64 are over limit_conn 20: 5 get 429.
+# The namespace (and the addresses in it) goes away with the check.
+cat > "$tmp/nginx_network.py" <<'PY'
+# nginx with deploy/nginx/activator.conf, started here in the network
+# namespace this runs in (a new one: nothing but loopback, every port
+# free), stopped at the end:
+#
+#   nginx_network.py map DIR     the client network key against ipaddress
+#   nginx_network.py limits DIR  the limits, with requests from many source
+#                                addresses of one IPv6 /64 and of another
+#
+# DIR holds activator.conf with its paths pointed into DIR, the certificate
+# under ssl/ and snippets/activator-client-network.conf. Prints what it saw;
+# exits 1 on a wrong key or limit.
+import ipaddress, random, selectors, signal, socket, ssl, subprocess, sys, time
+import http.client
+
+mode, d = sys.argv[1], sys.argv[2]
+errors = []
+
+
+def sh(*cmd):
+    subprocess.run(cmd, check=True)
+
+
+def start_nginx():
+    """nginx in the foreground, one process: the site, activator's upstream
+    (127.0.0.1:8000) as a `return 200`, and for `map`: on 127.0.0.1:8081 a
+    server that believes X-Real-IP and answers "$remote_addr
+    $activator_client_network", on 127.0.0.1:8082 one that answers the same
+    map's key for the text of X-Addr ($any_text_network)."""
+    conf = f"{d}/nginx-{mode}.conf"
+    extra = ""
+    if mode == "map":
+        # The map with only its source (and name) changed, for text forms
+        # nginx itself never writes: `::` for one zero group, a run of zeros
+        # other than the longest, a dotted tail anywhere.
+        text = open(f"{d}/snippets/activator-client-network.conf").read()
+        head = "map $remote_addr $activator_client_network {"
+        if text.count(head) != 1:
+            sys.exit(f"activator-client-network.conf: no {head!r}")
+        text = text.replace(head, "map $http_x_addr $any_text_network {")
+        text = text.replace("$remote_addr", "$http_x_addr")
+        with open(f"{d}/any-text-network.conf", "w") as f:
+            f.write(text)
+        extra = f"""
+    server {{
+        listen 127.0.0.1:8081;
+        keepalive_requests 1000000;
+        set_real_ip_from 127.0.0.1;
+        real_ip_header X-Real-IP;
+        location / {{ return 200 "$remote_addr $activator_client_network"; }}
+    }}
+    include {d}/any-text-network.conf;
+    server {{
+        listen 127.0.0.1:8082;
+        keepalive_requests 1000000;
+        location / {{ return 200 "$any_text_network"; }}
+    }}"""
+    with open(conf, "w") as f:
+        f.write(f"""
+daemon off;
+master_process off;
+user root;
+worker_processes 1;
+pid {d}/nginx-{mode}.pid;
+error_log {d}/log/error-{mode}.log warn;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    include {d}/activator.conf;
+    server {{
+        listen 127.0.0.1:8000;
+        location / {{ return 200 "upstream\\n"; }}
+    }}
+{extra}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-p", d, "-c", conf, "-e", f"{d}/log/error-{mode}.log"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", 8000), timeout=1).close()
+            socket.create_connection(("::1", 443), timeout=1).close()
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                sys.exit("nginx exited: " + proc.stderr.read() + open(f"{d}/log/error-{mode}.log").read())
+            if time.monotonic() > deadline:
+                proc.kill()
+                sys.exit("nginx did not listen within 5 s")
+            time.sleep(0.02)
+
+
+def expected(addr):
+    """Python's answer: the IPv4 address (IPv4-mapped ones too), or the /64."""
+    ip = ipaddress.ip_address(addr)
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if ip.version == 4:
+        return ip
+    return ipaddress.IPv6Network(f"{ip}/64", strict=False)
+
+
+def parse_key(key):
+    return ipaddress.ip_network(key) if ":" in key else ipaddress.ip_address(key)
+
+
+def shape(text):
+    """(groups before ::, groups after ::) of an IPv6 address's text; a
+    dotted tail counts as two groups; None without ::."""
+    if "::" not in text:
+        return None
+    left, right = text.split("::")
+    count = lambda s: 0 if not s else s.count(":") + 1 + s.count(".") // 3
+    return count(left), count(right)
+
+
+def spellings(ip):
+    """Every text form of an IPv6 address in lowercase without leading zeros:
+    `::` for any run of zero groups or none, a dotted tail or not."""
+    g = [int(ip) >> (16 * (7 - i)) & 0xFFFF for i in range(8)]
+
+    def forms(groups):
+        h = [f"{x:x}" for x in groups]
+        out = [":".join(h)]
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups) + 1):
+                if groups[j - 1]:
+                    break
+                out.append(":".join(h[:i]) + "::" + ":".join(h[j:]))
+        return out
+
+    tail = f"{g[6] >> 8}.{g[6] & 255}.{g[7] >> 8}.{g[7] & 255}"
+    return forms(g) + [f + ("" if f.endswith("::") else ":") + tail for f in forms(g[:6])]
+
+
+def compare(port, header, texts):
+    """Sends each text in HEADER; checks the key against Python's. Returns
+    {key: networks}, {network: keys} and the :: shapes nginx saw."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    keys, nets, shapes = {}, {}, set()
+    for text in texts:
+        conn.request("GET", "/", headers={header: text})
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        remote, key = body.split(" ", 1) if " " in body else (text, body)
+        want = expected(text)
+        try:
+            got = parse_key(key)
+        except ValueError:
+            got = None
+        if resp.status != 200 or got != want:
+            written = "" if remote == text else f" (nginx: {remote})"
+            errors.append(f"{header}: {text}{written}: key {key!r}, want {want}")
+            continue
+        keys.setdefault(key, set()).add(want)
+        nets.setdefault(want, set()).add(key)
+        if ":" in remote and not ipaddress.ip_address(remote).ipv4_mapped:
+            shapes.add(shape(remote))
+    conn.close()
+    for key, ws in keys.items():
+        if len(ws) > 1:
+            errors.append(f"{header}: key {key!r} for several networks: {sorted(map(str, ws))}")
+    for net, ks in nets.items():
+        if len(ks) > 1:
+            errors.append(f"{header}: {net} has several keys: {sorted(ks)}")
+    return keys, nets, shapes
+
+
+def check_map():
+    rng = random.Random(64)
+    group = lambda: rng.choice((rng.randint(1, 0xF), rng.randint(0x10, 0xFF), rng.randint(0x100, 0xFFF), rng.randint(0x1000, 0xFFFF)))
+    # Every pattern of zero and non-zero groups, so that `::` stands
+    # everywhere nginx puts it, with groups of 1 to 4 hex digits.
+    patterns = []
+    for mask in range(256):
+        for _ in range(8):
+            groups = [group() if mask >> i & 1 else 0 for i in range(8)]
+            patterns.append(ipaddress.IPv6Address(sum(g << (16 * (7 - i)) for i, g in enumerate(groups))))
+    addrs = list(patterns)
+    # Many addresses in each of some /64s (the interface ID all zero, or
+    # with zero groups of its own, too).
+    for _ in range(40):
+        prefix = rng.choice([rng.getrandbits(64), rng.getrandbits(16) << 48 | rng.getrandbits(16) << 32, 0x20010DB8 << 32, rng.getrandbits(16) << 48])
+        for iid in (0, 1, rng.getrandbits(64), rng.getrandbits(16), rng.getrandbits(16) << 48, rng.getrandbits(32) << 16, 0xFFFF_FFFF_FFFF_FFFF):
+            addrs.append(ipaddress.IPv6Address(prefix << 64 | iid))
+    # IPv4, IPv4-mapped (the same key as the IPv4 address), IPv4-compatible.
+    for _ in range(40):
+        v4 = ipaddress.IPv4Address(rng.getrandbits(32))
+        addrs += [v4, ipaddress.IPv6Address(f"::ffff:{v4}"), ipaddress.IPv6Address(f"::{v4}")]
+    # (255.255.255.255 is no address to realip: it keeps the peer's.)
+    addrs += [ipaddress.ip_address(a) for a in ("0.0.0.0", "127.0.0.1", "255.255.255.254", "::", "::1", "::2", "::ffff:0.0.0.0", "::ffff:0:1.2.3.4", "fe80::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db8::1", "2001:db8::1:0:0:1", "2001:db8:0:0:1::1", "1::2:3:4:5:6")]
+
+    # 1. As nginx writes a peer's address: X-Real-IP (in several spellings)
+    # becomes $remote_addr.
+    texts = [(ip.compressed, ip.exploded, ip.compressed.upper())[i % 3] for i, ip in enumerate(addrs)]
+    _, nets, shapes = compare(8081, "X-Real-IP", texts)
+    # Every place nginx puts `::` (for two or more zero groups), and none.
+    missing = {(a, b) for a in range(7) for b in range(7) if a + b <= 6} | {None}
+    missing -= shapes
+    if missing:
+        errors.append(f"X-Real-IP: nginx wrote no address with :: after/before these group counts: {sorted(missing, key=str)}")
+
+    # 2. Every other text form of a share of those addresses, through the
+    # same map keyed on a header. (IPv4-mapped ones only as nginx writes
+    # them, above.)
+    texts2 = []
+    for ip in patterns[::8] + addrs[len(patterns):]:
+        if ip.version == 6 and not ip.ipv4_mapped:
+            for t in spellings(ip):
+                assert ipaddress.ip_address(t) == ip, (t, ip)
+                texts2.append(t)
+    _, nets2, shapes2 = compare(8082, "X-Addr", texts2)
+    missing = {(a, b) for a in range(8) for b in range(8) if a + b <= 7} | {None}
+    missing -= shapes2
+    if missing:
+        errors.append(f"X-Addr: no text with :: after/before these group counts: {sorted(missing, key=str)}")
+    if not errors:
+        print(f"{len(addrs)} addresses as nginx writes them ({len(nets)} networks, {len(shapes)} places of ::), "
+              f"{len(texts2)} other text forms ({len(nets2)} networks): all keys as Python's ipaddress")
+
+
+def request(src, dst, path):
+    """A GET over TLS to the site from source address SRC: the status."""
+    conn = http.client.HTTPSConnection(dst, 443, timeout=5, source_address=(src, 0), context=tls)
+    conn.request("GET", path, headers={"Host": "api.example.com"})
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+def burst(srcs, dst):
+    """One request to /auth/ from each source; {status: count}, seconds."""
+    started = time.monotonic()
+    counts = {}
+    for src in srcs:
+        s = request(src, dst, "/auth/register")
+        counts[s] = counts.get(s, 0) + 1
+    return counts, time.monotonic() - started
+
+
+def check_limits():
+    # /auth/: rate=5r/s burst=10 nodelay. At most 11 + 5/s pass at once.
+    a = ipaddress.IPv6Network("2001:db8::/64")  # written 2001:db8::...
+    b = ipaddress.IPv6Network("2001:db8:0:1::/64")  # differs where :: hides
+    rng = random.Random(64)
+    iids = [1, 2, 0x10, 0xFFFF, 0x1_0000_0001, 0x1_0000_0000_0001] + [rng.getrandbits(64) for _ in range(34)]
+    a_hosts = [str(a[i]) for i in iids]
+    b_hosts = [str(b[i]) for i in iids[:10]]
+    for h in a_hosts + b_hosts:
+        sh("ip", "-6", "addr", "add", f"{h}/128", "dev", "lo", "nodad")
+
+    counts, secs = burst(a_hosts, "::1")
+    allowed = 11 + int(5 * secs) + 1
+    ok = counts.get(200, 0)
+    if set(counts) - {200, 429} or ok > allowed or counts.get(429, 0) == 0:
+        errors.append(f"40 addresses of {a}: {counts} in {secs:.2f}s; want at most {allowed} 200, the rest 429")
+    print(f"{a}: 40 addresses, 1 request each to /auth/: {counts} in {secs:.2f}s")
+    counts, secs = burst(b_hosts, "::1")
+    if counts != {200: 10}:
+        errors.append(f"10 addresses of {b}, after {a}'s: {counts}; want 10 x 200")
+    print(f"{b}: 10 addresses right after: {counts}")
+    # IPv4 stays per address.
+    counts, secs = burst(["127.0.0.2"] * 20, "127.0.0.1")
+    if counts.get(429, 0) == 0:
+        errors.append(f"20 requests from 127.0.0.2: {counts}; want some 429")
+    print(f"127.0.0.2: 20 requests: {counts}")
+    counts, secs = burst(["127.0.0.3"] * 5, "127.0.0.1")
+    if counts != {200: 5}:
+        errors.append(f"5 requests from 127.0.0.3 after 127.0.0.2's: {counts}; want 5 x 200")
+    print(f"127.0.0.3: 5 requests right after: {counts}")
+
+    # limit_conn 20 per client: requests whose body never comes stay open
+    # (client_body_timeout 10 s); from 25 addresses of a, 5 get 429 at once.
+    held = []
+    for h in a_hosts[:25]:
+        s = tls.wrap_socket(socket.create_connection(("::1", 443), timeout=5, source_address=(h, 0)), server_hostname="api.example.com")
+        s.sendall(b"POST /held HTTP/1.1\r\nHost: api.example.com\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n")
+        s.setblocking(False)
+        held.append(s)
+    sel = selectors.DefaultSelector()
+    for s in held:
+        sel.register(s, selectors.EVENT_READ)
+    answered = []
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        events = sel.select(timeout=max(0, deadline - time.monotonic()))
+        for key, _ in events:
+            s = key.fileobj
+            try:
+                data = s.recv(4096)
+            except ssl.SSLWantReadError:
+                continue  # a TLS record without data (a session ticket)
+            answered.append(data.split(b" ", 2)[1].decode() if data else "closed")
+            sel.unregister(s)
+        if len(answered) >= 5 and deadline - time.monotonic() > 0.3:
+            deadline = time.monotonic() + 0.3  # then a moment for any more
+    status = request(b_hosts[0], "::1", "/health/live")
+    if sorted(answered) != ["429"] * 5 or status != 200:
+        errors.append(f"25 open requests from {a}: {len(answered)} answered {answered}, want 5 x 429; "
+                      f"then {b}: {status}, want 200")
+    print(f"{a}: 25 open requests from 25 addresses: {len(held) - len(answered)} held, answered {answered}; {b}: {status}")
+    for s in held:
+        s.close()
+
+
+signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped (SIGTERM)"))
+tls = ssl.create_default_context()
+tls.check_hostname = False
+tls.verify_mode = ssl.CERT_NONE
+sh("ip", "link", "set", "lo", "up")
+nginx = start_nginx()
+try:
+    check_map() if mode == "map" else check_limits()
+finally:
+    nginx.terminate()
+    try:
+        nginx.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        nginx.kill()
+for e in errors:
+    print(e)
+sys.exit(1 if errors else 0)
+PY
+# nginx_network map|limits: root makes the network namespace (CI); another
+# user, a user namespace too, where it is root.
+nginx_network() {
+  nginx_site || { echo "openssl req failed"; return 1; }
+  local netns=(unshare --net)
+  [ "$(id -u)" = 0 ] || netns=(unshare --map-root-user --net)
+  timeout 60 "${netns[@]}" python3 "$tmp/nginx_network.py" "$1" "$tmp/nginx"
+}
+check "nginx: activator-client-network.conf keys IPv4 by address and IPv6 by /64, as Python's ipaddress" \
+  nginx_network map
+check "nginx: 40 addresses of one IPv6 /64 share its limits (429), another /64 is not limited" \
+  nginx_network limits
 
 # --- systemd -----------------------------------------------------------------
 # `systemd-analyze verify` loads the units into a test instance of the
