@@ -22,10 +22,12 @@
 #    API -> activate through the container's port; SIGTERM, and serve exits
 #    0 within its grace.
 #
-# Run as root on Debian 12: installs podman, debootstrap, binutils and curl
-# when missing. Containers and the database it made are removed at the end;
-# the images stay as the cache (`podman rmi` the localhost/activator-check/*
-# tags to start cold). DEBIAN_MIRROR overrides the mirror taken from apt's
+# Run as root on Debian 12: installs podman, runc, debootstrap, binutils and
+# curl when missing. Containers (and the build's RUN steps) run with runc,
+# whatever podman's default runtime is (see "The runtime" below).
+# Containers and the database it made are removed at the end; the images
+# stay as the cache (`podman rmi` the localhost/activator-check/* tags to
+# start cold). DEBIAN_MIRROR overrides the mirror taken from apt's
 # sources.
 set -euo pipefail
 started=$SECONDS
@@ -48,7 +50,8 @@ name=activator-check-$$
 
 # --- tools -------------------------------------------------------------------
 need=()
-command -v podman >/dev/null 2>&1 || need+=(podman runc uidmap fuse-overlayfs slirp4netns)
+command -v podman >/dev/null 2>&1 || need+=(podman uidmap fuse-overlayfs slirp4netns)
+command -v runc >/dev/null 2>&1 || need+=(runc)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v readelf >/dev/null 2>&1 || need+=(binutils)
 command -v curl >/dev/null 2>&1 || need+=(curl)
@@ -64,6 +67,14 @@ fi
 if [ "$(id -u)" -ne 0 ]; then
   fail "run as root: debootstrap and the container runs need it"
 fi
+# The runtime: runc for every podman command here, the build's RUN steps
+# included. podman prefers crun when it is installed (Debian's podman pulls
+# it in when installed on its own), and crun (1.8, Debian 12) runs nothing
+# on a host with hybrid cgroups, v1 controllers plus a v2 tree at
+# /sys/fs/cgroup/unified: "cgroups in hybrid mode not supported". runc
+# works with cgroups v1, hybrid and v2. A container keeps the runtime that
+# created it, for its healthchecks and stop as well.
+podman() { command podman --runtime runc "$@"; }
 # podman's default limits for containers (open files 1048576) are above the
 # hard limits of many hosts, where `podman run` then fails to set them: the
 # host's open-files limit instead, and at most 32768 processes (higher ones
