@@ -19,31 +19,112 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// `activator_registrations_total{outcome}` values.
-pub const REGISTRATION_OUTCOMES: [&str; 5] = [
-    "created",
-    "conflict",
-    "invalid",
-    "rate_limited",
-    "unavailable",
-];
-/// `activator_activations_total{outcome}` values.
-pub const ACTIVATION_OUTCOMES: [&str; 6] = [
-    "activated",
-    "invalid_code",
-    "locked",
-    "unauthorized",
-    "invalid",
-    "unavailable",
-];
-/// `activator_resends_total{outcome}` values.
-pub const RESEND_OUTCOMES: [&str; 5] = [
-    "sent",
-    "rate_limited",
-    "already_active",
-    "unauthorized",
-    "unavailable",
-];
+/// What became of one auth request, as its counter labels it: each request
+/// counts once, in exactly one outcome.
+pub trait Outcome: Copy + 'static {
+    /// Every value, so each series is there from the start.
+    const ALL: &'static [Self];
+    fn as_str(self) -> &'static str;
+}
+
+/// `activator_registrations_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    Created,
+    Conflict,
+    Invalid,
+    RateLimited,
+    Unavailable,
+}
+
+impl Outcome for Registration {
+    const ALL: &'static [Self] = &[
+        Self::Created,
+        Self::Conflict,
+        Self::Invalid,
+        Self::RateLimited,
+        Self::Unavailable,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Conflict => "conflict",
+            Self::Invalid => "invalid",
+            Self::RateLimited => "rate_limited",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// `activator_activations_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Activated,
+    InvalidCode,
+    Locked,
+    Unauthorized,
+    Invalid,
+    Unavailable,
+}
+
+impl Outcome for Activation {
+    const ALL: &'static [Self] = &[
+        Self::Activated,
+        Self::InvalidCode,
+        Self::Locked,
+        Self::Unauthorized,
+        Self::Invalid,
+        Self::Unavailable,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Activated => "activated",
+            Self::InvalidCode => "invalid_code",
+            Self::Locked => "locked",
+            Self::Unauthorized => "unauthorized",
+            Self::Invalid => "invalid",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// `activator_resends_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    Sent,
+    RateLimited,
+    AlreadyActive,
+    Unauthorized,
+    Unavailable,
+}
+
+impl Outcome for Resend {
+    const ALL: &'static [Self] = &[
+        Self::Sent,
+        Self::RateLimited,
+        Self::AlreadyActive,
+        Self::Unauthorized,
+        Self::Unavailable,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::RateLimited => "rate_limited",
+            Self::AlreadyActive => "already_active",
+            Self::Unauthorized => "unauthorized",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Every label value of an outcome.
+fn labels<O: Outcome>() -> Vec<&'static str> {
+    O::ALL.iter().map(|outcome| outcome.as_str()).collect()
+}
+
 /// `activator_emails_total{result}` values (the dispatcher's outcomes).
 pub const EMAIL_RESULTS: [&str; 5] = ["delivered", "retried", "throttled", "dead", "expired"];
 /// `activator_rate_limited_total{limit}` values: every limit that answers
@@ -204,13 +285,13 @@ impl Metrics {
             registry,
         };
         for (counter, values) in [
-            (&metrics.registrations, &REGISTRATION_OUTCOMES[..]),
-            (&metrics.activations, &ACTIVATION_OUTCOMES[..]),
-            (&metrics.resends, &RESEND_OUTCOMES[..]),
-            (&metrics.emails, &EMAIL_RESULTS[..]),
+            (&metrics.registrations, labels::<Registration>()),
+            (&metrics.activations, labels::<Activation>()),
+            (&metrics.resends, labels::<Resend>()),
+            (&metrics.emails, EMAIL_RESULTS.to_vec()),
         ] {
             for value in values {
-                counter.with_label_values(&[*value]);
+                counter.with_label_values(&[value]);
             }
         }
         for limit in LIMITS {
@@ -240,24 +321,23 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Counts a registration request's outcome (one of
-    /// [`REGISTRATION_OUTCOMES`]).
-    pub fn registration(&self, outcome: &str) {
-        debug_assert!(REGISTRATION_OUTCOMES.contains(&outcome));
-        self.registrations.with_label_values(&[outcome]).inc();
+    /// Counts a registration request's outcome.
+    pub fn registration(&self, outcome: Registration) {
+        self.registrations
+            .with_label_values(&[outcome.as_str()])
+            .inc();
     }
 
-    /// Counts an activation request's outcome (one of
-    /// [`ACTIVATION_OUTCOMES`]).
-    pub fn activation(&self, outcome: &str) {
-        debug_assert!(ACTIVATION_OUTCOMES.contains(&outcome));
-        self.activations.with_label_values(&[outcome]).inc();
+    /// Counts an activation request's outcome.
+    pub fn activation(&self, outcome: Activation) {
+        self.activations
+            .with_label_values(&[outcome.as_str()])
+            .inc();
     }
 
-    /// Counts a resend request's outcome (one of [`RESEND_OUTCOMES`]).
-    pub fn resend(&self, outcome: &str) {
-        debug_assert!(RESEND_OUTCOMES.contains(&outcome));
-        self.resends.with_label_values(&[outcome]).inc();
+    /// Counts a resend request's outcome.
+    pub fn resend(&self, outcome: Resend) {
+        self.resends.with_label_values(&[outcome.as_str()]).inc();
     }
 
     /// Counts a 429 answer of `limit`.
@@ -367,15 +447,15 @@ mod tests {
             (
                 "activator_registrations_total",
                 "outcome",
-                &REGISTRATION_OUTCOMES[..],
+                labels::<Registration>(),
             ),
             (
                 "activator_activations_total",
                 "outcome",
-                &ACTIVATION_OUTCOMES[..],
+                labels::<Activation>(),
             ),
-            ("activator_resends_total", "outcome", &RESEND_OUTCOMES[..]),
-            ("activator_emails_total", "result", &EMAIL_RESULTS[..]),
+            ("activator_resends_total", "outcome", labels::<Resend>()),
+            ("activator_emails_total", "result", EMAIL_RESULTS.to_vec()),
         ] {
             for value in values {
                 let series = format!("{name}{{{label}=\"{value}\"}}");

@@ -17,7 +17,7 @@ use crate::api::request::{self, BasicAuth, Body, Check, Fields};
 use crate::client_ip::ClientIp;
 use crate::code::{Code, Malformed};
 use crate::locale::{Locale, Locales};
-use crate::metrics;
+use crate::metrics::{self, Activation, Registration, Resend};
 use crate::password::{self, Password, Refusal};
 
 /// The body of `POST /auth/register`.
@@ -155,11 +155,11 @@ pub async fn register(
     }
     .await;
     metrics::get().registration(match &result {
-        Ok(_) => "created",
-        Err(ApiError::AlreadyActive | ApiError::CodeAlreadyIssued) => "conflict",
-        Err(ApiError::RateLimited { .. }) => "rate_limited",
-        Err(err) if unavailable(err) => "unavailable",
-        Err(_) => "invalid",
+        Ok(_) => Registration::Created,
+        Err(ApiError::AlreadyActive | ApiError::CodeAlreadyIssued) => Registration::Conflict,
+        Err(ApiError::RateLimited { .. }) => Registration::RateLimited,
+        Err(err) if unavailable(err) => Registration::Unavailable,
+        Err(_) => Registration::Invalid,
     });
     result?;
     Ok((Status::Created, Json(Detail::new("Activation email sent"))))
@@ -207,11 +207,11 @@ pub async fn resend(
     }
     .await;
     metrics::get().resend(match &result {
-        Ok(()) => "sent",
-        Err(ApiError::RateLimited { .. }) => "rate_limited",
-        Err(ApiError::AlreadyActive) => "already_active",
-        Err(ApiError::InvalidCredentials) => "unauthorized",
-        Err(_) => "unavailable",
+        Ok(()) => Resend::Sent,
+        Err(ApiError::RateLimited { .. }) => Resend::RateLimited,
+        Err(ApiError::AlreadyActive) => Resend::AlreadyActive,
+        Err(ApiError::InvalidCredentials) => Resend::Unauthorized,
+        Err(_) => Resend::Unavailable,
     });
     result?;
     Ok((
@@ -268,12 +268,12 @@ pub async fn activate(
     }
     .await;
     metrics::get().activation(match &result {
-        Ok(()) => "activated",
-        Err(ApiError::InvalidCode) => "invalid_code",
-        Err(ApiError::RateLimited { .. }) => "locked",
-        Err(ApiError::InvalidCredentials) => "unauthorized",
-        Err(err) if unavailable(err) => "unavailable",
-        Err(_) => "invalid",
+        Ok(()) => Activation::Activated,
+        Err(ApiError::InvalidCode) => Activation::InvalidCode,
+        Err(ApiError::RateLimited { .. }) => Activation::Locked,
+        Err(ApiError::InvalidCredentials) => Activation::Unauthorized,
+        Err(err) if unavailable(err) => Activation::Unavailable,
+        Err(_) => Activation::Invalid,
     });
     result?;
     Ok(Json(Detail::new("Account activated")))

@@ -1,4 +1,4 @@
-//! Who is asking, for the per-IP limits (SPEC §4).
+//! Who is asking, for the per-IP limits (docs/LIMITS.md).
 //!
 //! The client's address is the socket's peer. Only when the peer is a
 //! trusted proxy (`TRUSTED_PROXIES`) is `X-Forwarded-For` believed, and then

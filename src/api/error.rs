@@ -162,7 +162,7 @@ impl ApiError {
             Self::CodeAlreadyIssued => "Activation code already issued",
             Self::InvalidCode => "Invalid or expired activation code",
             Self::RateLimited { limit, .. } => match limit {
-                // The original service's sentences (COMPAT.md).
+                // The original service's sentences (docs/COMPATIBILITY.md).
                 Limit::ActivationAttempts
                 | Limit::ActivationBudget
                 | Limit::ActivationFailuresPerIp => {

@@ -1,5 +1,5 @@
 //! `activator mailbox`: the local development email API and SMTP server
-//! (see `crate::mailbox`).
+//! (see `crate::devmail`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use rocket::figment::Figment;
 
-use crate::mailbox::Mailbox;
+use crate::devmail::Inbox;
 
 #[derive(Debug, clap::Args)]
 pub struct Opts {
@@ -32,7 +32,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         .merge(("ident", "activator-mailbox"))
         .merge(("cli_colors", false));
     let capacity = usize::try_from(opts.capacity).unwrap_or(usize::MAX);
-    let mailbox = Arc::new(Mailbox::new(capacity));
+    let mailbox = Arc::new(Inbox::new(capacity));
     rocket::execute(async move {
         let smtp = tokio::net::TcpListener::bind((opts.address, opts.smtp_port))
             .await
@@ -49,8 +49,8 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             opts.address,
             opts.smtp_port
         );
-        let receiver = tokio::spawn(crate::mailbox::smtp::serve(smtp, mailbox.clone()));
-        let served = crate::mailbox::serve_inbox(figment, mailbox).launch().await;
+        let receiver = tokio::spawn(crate::devmail::smtp::serve(smtp, mailbox.clone()));
+        let served = crate::devmail::serve_inbox(figment, mailbox).launch().await;
         receiver.abort();
         served
             .map(drop)

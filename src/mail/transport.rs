@@ -16,8 +16,9 @@
 //!   `Message-ID` that stays the same across retries. Connections are
 //!   pooled, as many idle ones kept as the dispatcher's window. Replies sort
 //!   as HTTP answers do: 2xx delivered; 421, 451 and 452 (the server is
-//!   closing, failing for now, or out of room) throttle like a 429 (SPEC
-//!   §5); other 4xx are transient; 5xx permanent, the reply kept. A send that outlives `SEND_TIMEOUT` is
+//!   closing, failing for now, or out of room) throttle like a 429 (docs/EMAIL.md,
+//!   "Provider answers"); other 4xx are transient; 5xx permanent, the reply
+//!   kept. A send that outlives `SEND_TIMEOUT` is
 //!   cancelled and the pool rebuilt, since a cancelled send leaves its
 //!   connection mid-conversation.
 //! - The log, in development only: the message, code included, is logged.

@@ -1,4 +1,4 @@
-//! Abuse resistance (SPEC §3, §4): guessing codes, squatting addresses,
+//! Abuse resistance (docs/LIMITS.md): guessing codes, squatting addresses,
 //! flooding, mail bombing, guessing passwords. Real PostgreSQL and Redis,
 //! small windows.
 

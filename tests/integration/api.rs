@@ -1,4 +1,4 @@
-//! SPEC §2–§4 through the HTTP API: every status of the table, the limits,
+//! docs/API.md and docs/LIMITS.md through the HTTP API: every status of the table, the limits,
 //! codes, and bad input.
 
 use std::time::Duration;
@@ -526,7 +526,7 @@ async fn a_successful_activation_clears_the_counters() {
         app.activate(&email, PASSWORD, &wrong_code(&code)).await;
     }
     let limiter = activator::limits::Limiter::new(
-        activator::limits::RedisConnection::connect(&app.settings.redis_url)
+        activator::redis::RedisConnection::connect(&app.settings.redis_url)
             .await
             .unwrap(),
         app.settings.limits,

@@ -1,4 +1,4 @@
-//! SPEC §6: the operator commands, run as the real binary against real
+//! docs/OPERATIONS.md: the operator commands, run as the real binary against real
 //! PostgreSQL and Redis.
 
 use std::process::Output;

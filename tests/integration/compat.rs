@@ -1,4 +1,4 @@
-//! The original service's exact answers (../shared/COMPAT.md), one test per
+//! The original service's exact answers (docs/COMPATIBILITY.md), one test per
 //! row: the whole body, byte for byte, and the headers that matter. The
 //! differences kept on purpose are tested as such, at the end.
 

@@ -1,4 +1,4 @@
-//! SPEC §5: durable delivery through the outbox, against the real `serve`
+//! docs/EMAIL.md: durable delivery through the outbox, against the real `serve`
 //! binary and a real HTTP endpoint.
 
 use std::time::{Duration, Instant};

@@ -247,7 +247,7 @@ async fn the_mailbox_takes_only_json_posts() {
     use rocket::http::ContentType;
     let figment = rocket::Config::figment().merge(("log_level", "off"));
     let client =
-        rocket::local::asynchronous::Client::tracked(activator::mailbox::rocket(figment, 10))
+        rocket::local::asynchronous::Client::tracked(activator::devmail::rocket(figment, 10))
             .await
             .unwrap();
     let message = r#"{"from":"a@example.com","to":"b@example.com","subject":"s","body":"1234"}"#;

@@ -1,4 +1,4 @@
-//! Operability (SPEC §6): `/metrics` on its own listener, counters that move
+//! Operability (docs/OPERATIONS.md): `/metrics` on its own listener, counters that move
 //! by exactly what happened, the exposition as promtool and a real
 //! Prometheus read it, request ids and access-log lines.
 

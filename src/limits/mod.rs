@@ -1,5 +1,6 @@
 //! Rate limits in Redis, per normalized email, per client IP and per
-//! mailbox (SPEC §4).
+//! mailbox (docs/LIMITS.md). The scripts are the `.lua` files beside this
+//! one.
 //!
 //! Every check-and-record is one Lua script, so it is atomic: N concurrent
 //! resends see exactly one "allowed". All keys of one email share the hash tag
@@ -15,92 +16,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Script, Value};
+use redis::{RedisResult, Script};
 
 use crate::address::Email;
 use crate::client_ip::ClientIp;
-use crate::settings::{LimitSettings, RedisUrl, Settings};
-
-/// How long one Redis command may take: the limits fail closed, and a request
-/// should learn that quickly rather than hang.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A connection to one Redis server or to a Redis Cluster. Cheap to clone;
-/// clones share the underlying multiplexed connection.
-#[derive(Clone)]
-pub enum RedisConnection {
-    Single(ConnectionManager),
-    Cluster(redis::cluster_async::ClusterConnection),
-}
-
-impl RedisConnection {
-    /// Connects to one server (lazily: a Redis that is down at start-up is
-    /// reported by the first request and by `/health/check`, and reconnected
-    /// when it is back) or, for several URLs, to a cluster.
-    pub async fn connect(url: &RedisUrl) -> RedisResult<Self> {
-        match url.0.as_slice() {
-            [single] => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500));
-                let client = redis::Client::open(single.as_str())?;
-                Ok(Self::Single(ConnectionManager::new_lazy_with_config(
-                    client, config,
-                )?))
-            }
-            nodes => {
-                let client =
-                    redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
-                        .connection_timeout(CONNECT_TIMEOUT)
-                        .response_timeout(RESPONSE_TIMEOUT)
-                        .retries(1)
-                        .build()?;
-                Ok(Self::Cluster(client.get_async_connection().await?))
-            }
-        }
-    }
-
-    /// Answers whether Redis responds.
-    pub async fn ping(&self) -> RedisResult<()> {
-        let mut conn = self.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map(drop)
-    }
-}
-
-impl ConnectionLike for RedisConnection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(conn) => conn.req_packed_command(cmd),
-            Self::Cluster(conn) => conn.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(conn) => conn.get_db(),
-            Self::Cluster(conn) => conn.get_db(),
-        }
-    }
-}
+use crate::redis::RedisConnection;
+use crate::settings::{LimitSettings, Settings};
 
 /// A limit that can refuse a request: what its 429 says, and its label in
 /// `activator_rate_limited_total`.
@@ -188,54 +109,17 @@ pub struct LockState {
     pub auth_failures: u32,
 }
 
-/// Reserves an activation attempt. Returns `{1, pttl}` when locked (or when
-/// this attempt exceeds the limit, which starts the lockout), else `{0, n}`
-/// with the attempt's number in the window.
-const RESERVE_ATTEMPT: &str = r"
-local locked = redis.call('PTTL', KEYS[2])
-if locked > 0 then return {1, locked} end
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if n > tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
-  redis.call('DEL', KEYS[1])
-  return {1, tonumber(ARGV[3])}
-end
-return {0, n}
-";
+/// Reserves an activation attempt, or refuses it while locked (`reserve_attempt.lua`).
+const RESERVE_ATTEMPT: &str = include_str!("reserve_attempt.lua");
 
-/// Starts the lockout (after the failure that reached the limit).
-const LOCK: &str = r"
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
-redis.call('DEL', KEYS[1])
-return 1
-";
+/// Starts the lockout (`lock.lua`).
+const LOCK: &str = include_str!("lock.lua");
 
-/// Fixed windows: KEYS are counters, ARGV their limits and windows (ms) in
-/// pairs. When any counter is full, counts nothing and returns `{i, pttl}`
-/// for the first full one (i from 1); else counts one in each and returns
-/// `{0, 0}`.
-const COUNT: &str = r"
-for i = 1, #KEYS do
-  local used = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if used >= tonumber(ARGV[2 * i - 1]) then
-    return {i, redis.call('PTTL', KEYS[i])}
-  end
-end
-for i = 1, #KEYS do
-  if redis.call('INCR', KEYS[i]) == 1 then
-    redis.call('PEXPIRE', KEYS[i], ARGV[2 * i])
-  end
-end
-return {0, 0}
-";
+/// Counts one in each of several fixed windows, or none when one is full (`count.lua`).
+const COUNT: &str = include_str!("count.lua");
 
-/// Gives back one count of KEYS[1] (a reservation not used); a counter that
-/// expired meanwhile is not brought back below zero.
-const GIVE_BACK: &str = r"
-if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end
-return 1
-";
+/// Gives back one count of a reservation not used (`give_back.lua`).
+const GIVE_BACK: &str = include_str!("give_back.lua");
 
 const MINUTE: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(86_400);

@@ -44,13 +44,13 @@ pub struct Received {
 }
 
 /// The in-memory store: the newest `capacity` messages.
-pub struct Mailbox {
+pub struct Inbox {
     messages: Mutex<VecDeque<Received>>,
     capacity: usize,
     next_id: AtomicU64,
 }
 
-impl Mailbox {
+impl Inbox {
     pub fn new(capacity: usize) -> Self {
         Self {
             messages: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
@@ -159,7 +159,7 @@ fn digit_runs(text: &str) -> impl Iterator<Item = (usize, &str)> {
 /// developer visits cannot drop mail into this inbox.
 #[post("/v1/send", data = "<message>")]
 fn send(
-    mailbox: &State<Arc<Mailbox>>,
+    inbox: &State<Arc<Inbox>>,
     content_type: Option<&ContentType>,
     message: Result<Json<Incoming>, rocket::serde::json::Error<'_>>,
 ) -> (Status, Json<serde_json::Value>) {
@@ -176,7 +176,7 @@ fn send(
                 subject = message.subject,
                 "mailbox received a message"
             );
-            let id = mailbox.push(message);
+            let id = inbox.push(message);
             (
                 Status::Ok,
                 Json(serde_json::json!({ "detail": "Message accepted", "id": id })),
@@ -191,21 +191,21 @@ fn send(
 
 #[get("/v1/messages?<to>&<limit>")]
 fn messages(
-    mailbox: &State<Arc<Mailbox>>,
+    inbox: &State<Arc<Inbox>>,
     to: Option<&str>,
     limit: Option<usize>,
 ) -> Json<Vec<Received>> {
-    Json(mailbox.list(to, limit.unwrap_or(100)))
+    Json(inbox.list(to, limit.unwrap_or(100)))
 }
 
 #[delete("/v1/messages")]
-fn clear(mailbox: &State<Arc<Mailbox>>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "deleted": mailbox.clear() }))
+fn clear(inbox: &State<Arc<Inbox>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "deleted": inbox.clear() }))
 }
 
 #[get("/?<to>")]
-fn inbox(mailbox: &State<Arc<Mailbox>>, to: Option<&str>) -> RawHtml<String> {
-    RawHtml(render_inbox(&mailbox.list(to, 100)))
+fn inbox(inbox: &State<Arc<Inbox>>, to: Option<&str>) -> RawHtml<String> {
+    RawHtml(render_inbox(&inbox.list(to, 100)))
 }
 
 #[catch(default)]
@@ -296,11 +296,11 @@ fn render_inbox(messages: &[Received]) -> String {
 /// The mailbox's web server, configured by `figment` (address, port), with
 /// an inbox of its own.
 pub fn rocket(figment: Figment, capacity: usize) -> Rocket<Build> {
-    serve_inbox(figment, Arc::new(Mailbox::new(capacity)))
+    serve_inbox(figment, Arc::new(Inbox::new(capacity)))
 }
 
 /// The web server over `mailbox`, which the SMTP side may fill too.
-pub fn serve_inbox(figment: Figment, mailbox: Arc<Mailbox>) -> Rocket<Build> {
+pub fn serve_inbox(figment: Figment, mailbox: Arc<Inbox>) -> Rocket<Build> {
     rocket::custom(figment)
         .manage(mailbox)
         .mount("/", routes![send, messages, clear, inbox])
@@ -344,22 +344,22 @@ mod tests {
 
     #[test]
     fn the_mailbox_keeps_the_newest_messages_first() {
-        let mailbox = Mailbox::new(2);
-        mailbox.push(incoming("a@example.com", "1111"));
-        mailbox.push(incoming("B@example.com", "2222"));
-        mailbox.push(incoming("b@example.com", "3333"));
-        let all = mailbox.list(None, 10);
+        let inbox = Inbox::new(2);
+        inbox.push(incoming("a@example.com", "1111"));
+        inbox.push(incoming("B@example.com", "2222"));
+        inbox.push(incoming("b@example.com", "3333"));
+        let all = inbox.list(None, 10);
         let codes: Vec<_> = all.iter().map(|m| m.code.clone().unwrap()).collect();
         assert_eq!(codes, ["3333", "2222"]);
-        assert_eq!(mailbox.list(Some("b@EXAMPLE.com"), 10).len(), 2);
-        assert_eq!(mailbox.list(Some("a@example.com"), 10).len(), 0);
+        assert_eq!(inbox.list(Some("b@EXAMPLE.com"), 10).len(), 2);
+        assert_eq!(inbox.list(Some("a@example.com"), 10).len(), 0);
     }
 
     #[test]
     fn the_inbox_escapes_what_it_shows() {
-        let mailbox = Mailbox::new(5);
-        mailbox.push(incoming("<script>@example.com", "code 1234 <b>"));
-        let html = render_inbox(&mailbox.list(None, 10));
+        let inbox = Inbox::new(5);
+        inbox.push(incoming("<script>@example.com", "code 1234 <b>"));
+        let html = render_inbox(&inbox.list(None, 10));
         assert!(html.contains("&lt;script&gt;@example.com"));
         assert!(!html.contains("<b>"));
         assert!(html.contains(">1234<"));
@@ -367,11 +367,11 @@ mod tests {
 
     #[test]
     fn the_inbox_shows_the_html_part_in_a_sandbox_beside_the_text() {
-        let mailbox = Mailbox::new(5);
+        let inbox = Inbox::new(5);
         let mut message = incoming("a@example.com", "code 1234");
         message.html = r#"<p onclick="x()">code <b>1234</b> &amp; "more"</p>"#.into();
-        mailbox.push(message);
-        let html = render_inbox(&mailbox.list(None, 10));
+        inbox.push(message);
+        let html = render_inbox(&inbox.list(None, 10));
         assert!(
             html.contains(r#"<iframe sandbox="" referrerpolicy="no-referrer" title="HTML part" srcdoc="&lt;p onclick=&quot;x()&quot;&gt;code &lt;b&gt;1234&lt;/b&gt; &amp;amp; &quot;more&quot;&lt;/p&gt;"></iframe>"#),
             "{html}"

@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufRea
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::{Incoming, Mailbox};
+use super::{Inbox, Incoming};
 
 /// The longest command line (RFC 5321 says 512) and text line (1000)
 /// taken, line ending included; longer ones are refused.
@@ -35,7 +35,7 @@ const IDLE: Duration = Duration::from_secs(300);
 const NAME: &str = "activator-mailbox";
 
 /// Accepts connections on `listener` for ever, each served on its own task.
-pub async fn serve(listener: TcpListener, mailbox: Arc<Mailbox>) {
+pub async fn serve(listener: TcpListener, mailbox: Arc<Inbox>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -132,7 +132,7 @@ fn path<'a>(argument: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
     Some((address.trim(), parameters.trim()))
 }
 
-async fn session(stream: TcpStream, peer: SocketAddr, mailbox: &Mailbox) -> std::io::Result<()> {
+async fn session(stream: TcpStream, peer: SocketAddr, mailbox: &Inbox) -> std::io::Result<()> {
     let (read, mut writer) = stream.into_split();
     let mut reader = BufReader::new(read);
     reply(&mut writer, &format!("220 {NAME} ESMTP ready")).await?;
@@ -294,7 +294,7 @@ async fn read_data<R: AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Result<O
 }
 
 /// Puts one copy of `raw` in the inbox per recipient; returns their ids.
-fn deliver(mailbox: &Mailbox, envelope: &Envelope, raw: &[u8]) -> Vec<u64> {
+fn deliver(mailbox: &Inbox, envelope: &Envelope, raw: &[u8]) -> Vec<u64> {
     let parsed = MessageParser::default().parse(raw);
     let subject = parsed
         .as_ref()

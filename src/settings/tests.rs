@@ -1,0 +1,319 @@
+use super::*;
+use std::collections::HashMap;
+
+fn base() -> HashMap<&'static str, &'static str> {
+    HashMap::from([
+        ("DATABASE_URL", "postgres://app:hunter2@localhost/activator"),
+        ("REDIS_URL", "redis://localhost:6379/"),
+        ("SECRET_KEY", "0123456789abcdef0123"),
+    ])
+}
+
+#[test]
+fn defaults_follow_the_spec() {
+    let settings = Settings::from_source(&base()).unwrap();
+    assert_eq!(settings.code_ttl, Duration::from_secs(60));
+    assert_eq!(settings.bcrypt_cost, 12);
+    assert_eq!(settings.limits, LimitSettings::default());
+    assert_eq!(settings.email_max_attempts, 5);
+    assert_eq!(settings.email_concurrency, 16);
+    assert_eq!(settings.email_api_url, None);
+    assert_eq!(settings.system_email, "no-reply@example.com");
+}
+
+#[test]
+fn network_lists_take_cidrs_and_addresses_and_empty_means_none() {
+    let settings = Settings::from_source(&base()).unwrap();
+    assert_eq!(settings.network, NetworkSettings::default());
+    assert_eq!(settings.network.rate_limit_exempt.len(), 2);
+    assert!(settings.network.trusted_proxies.is_empty());
+    let mut source = base();
+    source.insert("TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7,fd00::/8");
+    source.insert("RATE_LIMIT_EXEMPT", "");
+    let settings = Settings::from_source(&source).unwrap();
+    assert_eq!(settings.network.trusted_proxies.len(), 3);
+    assert!(settings.network.rate_limit_exempt.is_empty());
+    source.insert("TRUSTED_PROXIES", "10.0.0.0/33");
+    let err = Settings::from_source(&source).unwrap_err();
+    assert!(err.to_string().contains("TRUSTED_PROXIES"), "{err}");
+}
+
+#[test]
+fn metrics_listen_on_loopback_unless_moved_or_emptied() {
+    let mut source = base();
+    let settings = Settings::from_source(&source).unwrap();
+    assert_eq!(
+        settings.metrics_address,
+        Some("127.0.0.1:9464".parse().unwrap())
+    );
+    source.insert("METRICS_ADDRESS", "[::1]:9500");
+    let settings = Settings::from_source(&source).unwrap();
+    assert_eq!(
+        settings.metrics_address,
+        Some("[::1]:9500".parse().unwrap())
+    );
+    source.insert("METRICS_ADDRESS", "");
+    assert_eq!(
+        Settings::from_source(&source).unwrap().metrics_address,
+        None
+    );
+    source.insert("METRICS_ADDRESS", "localhost");
+    let err = Settings::from_source(&source).unwrap_err().to_string();
+    assert!(err.contains("METRICS_ADDRESS"), "{err}");
+}
+
+#[test]
+fn a_pending_ttl_of_zero_means_for_ever() {
+    let mut source = base();
+    assert_eq!(
+        Settings::from_source(&source).unwrap().pending_ttl,
+        Some(Duration::from_secs(86_400))
+    );
+    source.insert("PENDING_ACCOUNT_TTL_SECONDS", "0");
+    assert_eq!(Settings::from_source(&source).unwrap().pending_ttl, None);
+    source.insert("CODE_LENGTH", "9");
+    assert!(Settings::from_source(&source).is_err());
+}
+
+#[test]
+fn a_missing_required_setting_is_named() {
+    for name in ["DATABASE_URL", "REDIS_URL", "SECRET_KEY"] {
+        let mut source = base();
+        source.remove(name);
+        let err = Settings::from_source(&source).unwrap_err();
+        assert!(err.to_string().contains(name), "{err}");
+    }
+}
+
+#[test]
+fn an_empty_value_counts_as_missing() {
+    let mut source = base();
+    source.insert("SECRET_KEY", "  ");
+    let err = Settings::from_source(&source).unwrap_err();
+    assert!(matches!(err, SettingsError::Missing("SECRET_KEY")), "{err}");
+}
+
+#[test]
+fn bcrypt_cost_takes_the_whole_bcrypt_range_and_nothing_else() {
+    for (raw, ok) in [
+        ("4", true),
+        ("31", true),
+        ("3", false),
+        ("32", false),
+        ("ten", false),
+    ] {
+        let mut source = base();
+        source.insert("BCRYPT_COST", raw);
+        let result = Settings::from_source(&source);
+        assert_eq!(result.is_ok(), ok, "BCRYPT_COST={raw}");
+        if let Err(err) = result {
+            assert!(err.to_string().contains("BCRYPT_COST"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn a_non_postgres_database_url_is_rejected() {
+    let mut source = base();
+    source.insert("DATABASE_URL", "mysql://localhost/x");
+    let err = Settings::from_source(&source).unwrap_err();
+    assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+}
+
+#[test]
+fn a_comma_separated_redis_url_lists_cluster_nodes() {
+    let mut source = base();
+    source.insert("REDIS_URL", "redis://a:7000, redis://b:7001");
+    let settings = Settings::from_source(&source).unwrap();
+    assert_eq!(
+        settings.redis_url.0,
+        vec!["redis://a:7000", "redis://b:7001"]
+    );
+}
+
+#[test]
+fn an_invalid_url_is_refused_without_echoing_it() {
+    for (name, value) in [
+        ("DATABASE_URL", "postgres://app:hunter2@db host/x"),
+        ("REDIS_URL", "redis://:hunter2@[::1/"),
+        ("EMAIL_API_URL", "hunter2"),
+    ] {
+        let mut source = base();
+        source.insert(name, value);
+        let err = Settings::from_source(&source).unwrap_err().to_string();
+        assert!(err.contains(name) && !err.contains("hunter2"), "{err}");
+    }
+}
+
+#[test]
+fn smtp_url_takes_lettres_forms_and_hides_its_password() {
+    for value in [
+        "smtps://mailer:hunter2@smtp.example.com:465",
+        "smtp://mailer:hunter2@smtp.example.com:587?tls=required",
+        "smtp://127.0.0.1:2525",
+    ] {
+        let mut source = base();
+        source.insert("SMTP_URL", value);
+        let settings = Settings::from_source(&source).unwrap();
+        assert_eq!(
+            settings.smtp_url.as_ref().map(|url| url.0.as_str()),
+            Some(value)
+        );
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+    for value in [
+        "http://mailer:hunter2@smtp.example.com",
+        "smtp://mailer:hunter2@smtp.example.com?tls=none",
+        "smtps://mailer:hunter2@smtp.example.com?tls=required",
+        "smtp://mailer:hunter2@:25",
+        "hunter2",
+    ] {
+        let mut source = base();
+        source.insert("SMTP_URL", value);
+        let err = Settings::from_source(&source).unwrap_err().to_string();
+        assert!(
+            err.contains("SMTP_URL") && !err.contains("hunter2"),
+            "{value}: {err}"
+        );
+    }
+}
+
+#[test]
+fn an_email_api_and_an_smtp_server_together_are_refused_naming_both() {
+    let mut source = base();
+    source.insert("EMAIL_API_URL", "http://127.0.0.1:8025/v1/send");
+    source.insert("SMTP_URL", "smtp://user:hunter2@127.0.0.1:2525");
+    let err = Settings::from_source(&source).unwrap_err().to_string();
+    assert!(
+        err.contains("EMAIL_API_URL") && err.contains("SMTP_URL"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn default_locale_is_lowercased() {
+    assert_eq!(Settings::from_source(&base()).unwrap().default_locale, "en");
+    let mut source = base();
+    source.insert("DEFAULT_LOCALE", "pt-BR");
+    assert_eq!(
+        Settings::from_source(&source).unwrap().default_locale,
+        "pt-br"
+    );
+}
+
+#[test]
+fn debug_output_hides_secrets() {
+    let settings = Settings::from_source(&base()).unwrap();
+    let printed = format!("{settings:?}");
+    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(!printed.contains("0123456789abcdef0123"), "{printed}");
+}
+
+#[test]
+fn log_format_accepts_text_and_json_only() {
+    let mut source = HashMap::new();
+    assert_eq!(LogFormat::from_source(&source).unwrap(), LogFormat::Text);
+    source.insert("LOG_FORMAT", "json");
+    assert_eq!(LogFormat::from_source(&source).unwrap(), LogFormat::Json);
+    source.insert("LOG_FORMAT", "xml");
+    assert!(LogFormat::from_source(&source).is_err());
+}
+#[test]
+fn urls_lose_their_user_info_and_query() {
+    let cases = [
+        (
+            "http://mailer:api-pass@mail.example.com:8080/v1/send?key=k1&x=y",
+            "http://***@mail.example.com:8080/v1/send?***",
+        ),
+        (
+            "postgres://app:hunter2@db.internal/activator",
+            "postgres://***@db.internal/activator",
+        ),
+        (
+            "redis://:pw@127.0.0.1:6379/0",
+            "redis://***@127.0.0.1:6379/0",
+        ),
+        (
+            "smtps://user@smtp.example.com:465",
+            "smtps://***@smtp.example.com:465",
+        ),
+        (
+            "https://api.example.com/send",
+            "https://api.example.com/send",
+        ),
+        ("not a url hunter2", "(not a URL)"),
+    ];
+    for (url, expected) in cases {
+        assert_eq!(redact_url(url), expected, "{url}");
+    }
+}
+
+#[test]
+fn every_default_parses() {
+    let settings = LimitSettings::from_source(&NONE).unwrap();
+    assert_eq!(settings.attempt_limit, 5);
+    assert_eq!(NetworkSettings::default().rate_limit_exempt.len(), 2);
+    let mut source = base();
+    source.retain(|name, _| *name == "DATABASE_URL");
+    source.insert("REDIS_URL", "redis://localhost/");
+    source.insert("SECRET_KEY", "0123456789abcdef0123");
+    Settings::from_source(&source).unwrap();
+    LogFormat::from_source(&NONE).unwrap();
+}
+
+/// `.env.example` lists every variable: those with a default as
+/// `NAME=default`, the others set to an example or commented out.
+#[test]
+fn env_example_agrees_with_the_variables() {
+    let example = include_str!("../../.env.example");
+    let listed: Vec<(&str, &str)> = example
+        .lines()
+        .map(|line| line.trim_start_matches("# "))
+        .filter_map(|line| line.split_once('='))
+        .filter(|(name, _)| {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+        })
+        .collect();
+    for variable in VARIABLES {
+        let found = listed.iter().find(|(name, _)| *name == variable.name);
+        let Some((_, value)) = found else {
+            panic!("{} is not in .env.example", variable.name);
+        };
+        if let DefaultValue::Value(default) = variable.default {
+            assert_eq!(*value, default, "{} in .env.example", variable.name);
+        }
+    }
+    for (name, _) in listed {
+        assert!(
+            name.starts_with("ROCKET_") || VARIABLES.iter().any(|v| v.name == name),
+            ".env.example lists {name}, which activator does not read"
+        );
+    }
+}
+
+/// Every README table row that names a variable gives its default.
+#[test]
+fn readme_tables_agree_with_the_variables() {
+    let readme = include_str!("../../README.md");
+    let mut rows = 0;
+    for line in readme.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let [_, name, default, ..] = cells[..] else {
+            continue;
+        };
+        let name = name.trim_matches('`');
+        let Some(variable) = VARIABLES.iter().find(|v| v.name == name) else {
+            continue;
+        };
+        let expected = match variable.default {
+            DefaultValue::Required => "required".to_owned(),
+            DefaultValue::Unset => "unset".to_owned(),
+            DefaultValue::Value(value) => value.to_owned(),
+        };
+        assert_eq!(default.trim_matches('`'), expected, "README: {name}");
+        rows += 1;
+    }
+    assert!(rows > 0, "the README has no table of variables");
+}

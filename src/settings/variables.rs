@@ -1,0 +1,198 @@
+//! The variables activator reads: the one place their defaults are
+//! written.
+
+/// One environment variable: its name, its default and what it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variable {
+    pub name: &'static str,
+    pub default: DefaultValue,
+    pub meaning: &'static str,
+}
+
+/// What a variable is when it is not set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultValue {
+    /// Start-up stops, naming it.
+    Required,
+    /// Off, or the feature it configures unused.
+    Unset,
+    /// This value.
+    Value(&'static str),
+}
+
+/// Every variable activator reads (Rocket's `ROCKET_*` aside), in the order
+/// `.env.example` lists them.
+pub const VARIABLES: &[Variable] = &[
+    Variable {
+        name: "DATABASE_URL",
+        default: DefaultValue::Required,
+        meaning: "PostgreSQL URL",
+    },
+    Variable {
+        name: "DATABASE_POOL_SIZE",
+        default: DefaultValue::Value("16"),
+        meaning: "connections in the pool",
+    },
+    Variable {
+        name: "REDIS_URL",
+        default: DefaultValue::Required,
+        meaning: "Redis URL; a comma-separated list of node URLs means a Redis Cluster",
+    },
+    Variable {
+        name: "SECRET_KEY",
+        default: DefaultValue::Required,
+        meaning: "key for the codes' HMAC and the outbox's seal, at least 16 characters",
+    },
+    Variable {
+        name: "SYSTEM_EMAIL",
+        default: DefaultValue::Value("no-reply@example.com"),
+        meaning: "the `from` of every email",
+    },
+    Variable {
+        name: "EMAIL_API_URL",
+        default: DefaultValue::Unset,
+        meaning: "where emails are POSTed (the HTTP email API); at most one of it and `SMTP_URL`",
+    },
+    Variable {
+        name: "SMTP_URL",
+        default: DefaultValue::Unset,
+        meaning: "SMTP server in lettre's URL form (`smtps://user:pass@host:465`, `smtp://user:pass@host:587?tls=required`, `smtp://host:25`); with neither, emails go to the log (development only)",
+    },
+    Variable {
+        name: "EMAIL_MAX_ATTEMPTS",
+        default: DefaultValue::Value("5"),
+        meaning: "attempts at one email before it is marked dead",
+    },
+    Variable {
+        name: "EMAIL_CONCURRENCY",
+        default: DefaultValue::Value("16"),
+        meaning: "sends in flight per instance",
+    },
+    Variable {
+        name: "TEMPLATES_DIR",
+        default: DefaultValue::Unset,
+        meaning: "directory of `<locale>/` folders overriding or adding email templates",
+    },
+    Variable {
+        name: "DEFAULT_LOCALE",
+        default: DefaultValue::Value("en"),
+        meaning: "language of emails when `Accept-Language` names none we have",
+    },
+    Variable {
+        name: "ACTIVATION_CODE_TTL_SECONDS",
+        default: DefaultValue::Value("60"),
+        meaning: "how long a code is valid",
+    },
+    Variable {
+        name: "CODE_LENGTH",
+        default: DefaultValue::Value("4"),
+        meaning: "digits in a code, 4–8",
+    },
+    Variable {
+        name: "PENDING_ACCOUNT_TTL_SECONDS",
+        default: DefaultValue::Value("86400"),
+        meaning: "how long a registration stays pending before the address may be registered afresh; 0 = for ever",
+    },
+    Variable {
+        name: "BCRYPT_COST",
+        default: DefaultValue::Value("12"),
+        meaning: "bcrypt cost, 4–31",
+    },
+    Variable {
+        name: "ACTIVATION_ATTEMPT_LIMIT",
+        default: DefaultValue::Value("5"),
+        meaning: "failed activations before lockout",
+    },
+    Variable {
+        name: "ACTIVATION_ATTEMPT_WINDOW_SECONDS",
+        default: DefaultValue::Value("300"),
+        meaning: "window in which those failures count",
+    },
+    Variable {
+        name: "ACTIVATION_LOCK_SECONDS",
+        default: DefaultValue::Value("900"),
+        meaning: "how long a lockout lasts",
+    },
+    Variable {
+        name: "RESEND_PER_MINUTE_LIMIT",
+        default: DefaultValue::Value("1"),
+        meaning: "resends per minute",
+    },
+    Variable {
+        name: "RESEND_DAILY_LIMIT",
+        default: DefaultValue::Value("5"),
+        meaning: "resends per day",
+    },
+    Variable {
+        name: "ACTIVATION_MAX_FAILURES",
+        default: DefaultValue::Value("10"),
+        meaning: "failed activations a pending account may have in its whole life",
+    },
+    Variable {
+        name: "AUTH_FAILURE_LIMIT",
+        default: DefaultValue::Value("10"),
+        meaning: "failed Basic authentications per email within the window",
+    },
+    Variable {
+        name: "AUTH_FAILURE_PER_IP_LIMIT",
+        default: DefaultValue::Value("30"),
+        meaning: "failed Basic authentications per client IP within the window",
+    },
+    Variable {
+        name: "AUTH_FAILURE_WINDOW_SECONDS",
+        default: DefaultValue::Value("900"),
+        meaning: "the window of both",
+    },
+    Variable {
+        name: "ACTIVATION_FAILURE_PER_IP_LIMIT",
+        default: DefaultValue::Value("30"),
+        meaning: "failed activations (wrong codes) per client IP within the window",
+    },
+    Variable {
+        name: "ACTIVATION_FAILURE_PER_IP_WINDOW_SECONDS",
+        default: DefaultValue::Value("3600"),
+        meaning: "that window",
+    },
+    Variable {
+        name: "REGISTER_PER_IP_LIMIT",
+        default: DefaultValue::Value("30"),
+        meaning: "registrations per client IP within the window",
+    },
+    Variable {
+        name: "REGISTER_PER_IP_WINDOW_SECONDS",
+        default: DefaultValue::Value("600"),
+        meaning: "that window",
+    },
+    Variable {
+        name: "HASH_QUEUE_PER_IP",
+        default: DefaultValue::Value("4"),
+        meaning: "places one client IP may hold in the password-hash queue",
+    },
+    Variable {
+        name: "EMAIL_PER_MAILBOX_DAILY_LIMIT",
+        default: DefaultValue::Value("10"),
+        meaning: "activation emails a day to one mailbox (the address without its `+tag`)",
+    },
+    Variable {
+        name: "TRUSTED_PROXIES",
+        default: DefaultValue::Value(""),
+        meaning: "CIDRs whose `X-Forwarded-For` is believed; none by default",
+    },
+    // Loopback: a reverse proxy on the same host not yet in
+    // `TRUSTED_PROXIES` must not make every client one throttled address.
+    Variable {
+        name: "RATE_LIMIT_EXEMPT",
+        default: DefaultValue::Value("127.0.0.0/8,::1"),
+        meaning: "CIDRs the per-IP limits skip; empty for none",
+    },
+    Variable {
+        name: "METRICS_ADDRESS",
+        default: DefaultValue::Value("127.0.0.1:9464"),
+        meaning: "where `GET /metrics` listens (`host:port`); empty disables it",
+    },
+    Variable {
+        name: "LOG_FORMAT",
+        default: DefaultValue::Value("text"),
+        meaning: "`text` or `json`",
+    },
+];
