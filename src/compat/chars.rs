@@ -185,3 +185,19 @@ pub(super) fn nfc_first_char(text: &[char]) -> Option<char> {
         .normalize_iter(text.iter().copied())
         .next()
 }
+
+/// `Err` when any of `chars` is `bad`: email-validator's "contains invalid
+/// characters" sentence, then each offending character named once, sorted,
+/// joined with ", ", and a final period.
+pub(super) fn refuse_chars(chars: &[char], bad: impl Fn(char) -> bool, sentence: &str) -> Res<()> {
+    let found: BTreeSet<String> = chars
+        .iter()
+        .filter(|&&c| bad(c))
+        .map(|&c| safe_character_display(c))
+        .collect();
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{sentence}: {}.", join(found)))
+    }
+}

@@ -12,11 +12,14 @@ use icu_properties::props::GeneralCategory;
 
 use super::chars::{
     Res, chars_to_string, general_category, is_ascii_hostname, is_atext, is_atext_intl,
-    is_atext_or_dot, is_dot_atom, is_hostname_intl_char, join, major_category, nfc, nfc_first_char,
-    rstrip_py_space, safe_character_display,
+    is_atext_or_dot, is_dot_atom, is_hostname_intl_char, major_category, nfc, nfc_first_char,
+    refuse_chars, rstrip_py_space, safe_character_display,
 };
 use super::idna::{idna_alabel, idna_decode, idna_encode, uts46_remap};
 use super::literals::validate_domain_literal;
+
+/// The sentence for a character the part after the `@` cannot hold.
+const INVALID_AFTER_AT: &str = "The part after the @-sign contains invalid characters";
 
 /// email-validator's `EMAIL_MAX_LENGTH`, counted in UTF-8 bytes.
 pub(super) const EMAIL_MAX_LENGTH: usize = 254;
@@ -171,17 +174,11 @@ pub(super) fn split_email(email: &[char]) -> Res<Split> {
         let (display_name, quoted) = unquote_quoted_string(left)?;
         if !quoted {
             // Note `.` is in ATEXT_RE but is rejected here explicitly.
-            let bad: BTreeSet<String> = display_name
-                .iter()
-                .filter(|&&c| (!is_atext_or_dot(c) && c != ' ') || c == '.')
-                .map(|&c| safe_character_display(c))
-                .collect();
-            if !bad.is_empty() {
-                return Err(format!(
-                    "The display name contains invalid characters when not quoted: {}.",
-                    join(bad)
-                ));
-            }
+            refuse_chars(
+                &display_name,
+                |c| (!is_atext_or_dot(c) && c != ' ') || c == '.',
+                "The display name contains invalid characters when not quoted",
+            )?;
         }
         check_unsafe_chars(&display_name, true)?;
 
@@ -331,17 +328,11 @@ pub(super) fn validate_local_part(local: &[char], quoted: bool) -> Res<LocalPart
         true
     } else if quoted {
         // QTEXT_INTL: U+0020-U+007E and U+0080 and up.
-        let bad: BTreeSet<String> = local
-            .iter()
-            .filter(|&&c| !(matches!(c, ' '..='~') || c >= '\u{80}'))
-            .map(|&c| safe_character_display(c))
-            .collect();
-        if !bad.is_empty() {
-            return Err(format!(
-                "The email address contains invalid characters in quotes before the @-sign: {}.",
-                join(bad)
-            ));
-        }
+        refuse_chars(
+            &local,
+            |c| !(matches!(c, ' '..='~') || c >= '\u{80}'),
+            "The email address contains invalid characters in quotes before the @-sign",
+        )?;
         if local.iter().any(|&c| !matches!(c, ' '..='~')) {
             requires_smtputf8 = true;
         }
@@ -376,17 +367,11 @@ pub(super) fn validate_local_part(local: &[char], quoted: bool) -> Res<LocalPart
     }
 
     // Not valid: find out why.
-    let bad: BTreeSet<String> = local
-        .iter()
-        .filter(|&&c| !(is_atext_intl(c) || c == '.'))
-        .map(|&c| safe_character_display(c))
-        .collect();
-    if !bad.is_empty() {
-        return Err(format!(
-            "The email address contains invalid characters before the @-sign: {}.",
-            join(bad)
-        ));
-    }
+    refuse_chars(
+        &local,
+        |c| !(is_atext_intl(c) || c == '.'),
+        "The email address contains invalid characters before the @-sign",
+    )?;
     check_dot_atom(
         local,
         "An email address cannot start with a {}.",
@@ -509,46 +494,20 @@ pub(super) fn uts46_valid_char(c: char) -> bool {
 /// `globally_deliverable=True, test_environment=False`.
 /// Returns `(domain, ascii_domain)`.
 pub(super) fn validate_domain_name(domain: &[char]) -> Res<(String, String)> {
-    let bad: BTreeSet<String> = domain
-        .iter()
-        .filter(|&&c| !is_hostname_intl_char(c))
-        .map(|&c| safe_character_display(c))
-        .collect();
-    if !bad.is_empty() {
-        return Err(format!(
-            "The part after the @-sign contains invalid characters: {}.",
-            join(bad)
-        ));
-    }
+    refuse_chars(&domain, |c| !is_hostname_intl_char(c), INVALID_AFTER_AT)?;
     check_unsafe_chars(domain, false)?;
-    let bad: BTreeSet<String> = domain
-        .iter()
-        .filter(|&&c| !uts46_valid_char(c))
-        .map(|&c| safe_character_display(c))
-        .collect();
-    if !bad.is_empty() {
-        return Err(format!(
-            "The part after the @-sign contains invalid characters: {}.",
-            join(bad)
-        ));
-    }
+    refuse_chars(&domain, |c| !uts46_valid_char(c), INVALID_AFTER_AT)?;
 
     let original_domain = chars_to_string(domain);
     let domain = uts46_remap(domain)
         .map_err(|e| format!("The part after the @-sign contains invalid characters ({e})."))?;
     let domain_chars: Vec<char> = domain.chars().collect();
 
-    let bad: BTreeSet<String> = domain_chars
-        .iter()
-        .filter(|&&c| !is_hostname_intl_char(c))
-        .map(|&c| safe_character_display(c))
-        .collect();
-    if !bad.is_empty() {
-        return Err(format!(
-            "The part after the @-sign contains invalid characters after Unicode normalization: {}.",
-            join(bad)
-        ));
-    }
+    refuse_chars(
+        &domain_chars,
+        |c| !is_hostname_intl_char(c),
+        "The part after the @-sign contains invalid characters after Unicode normalization",
+    )?;
 
     check_dot_atom(
         &domain_chars,
@@ -637,17 +596,7 @@ pub(super) fn validate_domain_name(domain: &[char]) -> Res<(String, String)> {
     let domain_i18n = idna_decode(&ascii_domain)
         .map_err(|e| format!("The part after the @-sign is not valid IDNA ({e})."))?;
     let i18n_chars: Vec<char> = domain_i18n.chars().collect();
-    let bad: BTreeSet<String> = i18n_chars
-        .iter()
-        .filter(|&&c| !is_hostname_intl_char(c))
-        .map(|&c| safe_character_display(c))
-        .collect();
-    if !bad.is_empty() {
-        return Err(format!(
-            "The part after the @-sign contains invalid characters: {}.",
-            join(bad)
-        ));
-    }
+    refuse_chars(&i18n_chars, |c| !is_hostname_intl_char(c), INVALID_AFTER_AT)?;
     check_unsafe_chars(&i18n_chars, false)?;
     idna_encode(&domain_i18n).map_err(|e| {
         format!("The part after the @-sign became invalid after normalizing to international characters ({e}).")

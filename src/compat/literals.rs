@@ -1,9 +1,7 @@
 //! email-validator's domain literals (`[192.0.2.1]`, `[IPv6:...]`) and the
 //! messages of Python's `ipaddress` that leak into them.
 
-use std::collections::BTreeSet;
-
-use super::chars::{Res, chars_to_string, join, py_repr, safe_character_display};
+use super::chars::{Res, chars_to_string, py_repr, refuse_chars};
 
 /// email-validator's `validate_email_domain_literal`. On success the caller
 /// still rejects the literal, since pydantic does not allow them.
@@ -27,17 +25,11 @@ pub(super) fn validate_domain_literal(literal: &[char]) -> Res<()> {
         return Err("The part after the @-sign in brackets is not an IPv4 address and has no address literal tag.".into());
     }
     // DOMAIN_LITERAL_CHARS is `[\u0021-\u00FA\u005E-\u007E]`, i.e. U+0021-U+00FA.
-    let bad: BTreeSet<String> = literal
-        .iter()
-        .filter(|&&c| !('\u{21}'..='\u{FA}').contains(&c))
-        .map(|&c| safe_character_display(c))
-        .collect();
-    if !bad.is_empty() {
-        return Err(format!(
-            "The part after the @-sign contains invalid characters in brackets: {}.",
-            join(bad)
-        ));
-    }
+    refuse_chars(
+        &literal,
+        |c| !('\u{21}'..='\u{FA}').contains(&c),
+        "The part after the @-sign contains invalid characters in brackets",
+    )?;
     Err("The part after the @-sign contains an invalid address literal tag in brackets.".into())
 }
 

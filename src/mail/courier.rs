@@ -196,26 +196,23 @@ impl Courier {
             status: failure.status(),
             reason: &reason,
         };
-        if matches!(failure, Failure::Permanent { .. }) || attempts >= self.max_attempts {
-            tracing::warn!(
-                email_id = message.id,
-                attempts,
-                error = reason,
-                "activation email is dead"
-            );
-            outbox::finish(conn, &[message.id], MessageState::Dead, now, Some(error)).await?;
-            return Ok(Outcome::Dead);
-        }
         let retry_at = now + retry_delay(attempts);
-        if retry_at >= message.expires_at {
-            tracing::warn!(
-                email_id = message.id,
-                attempts,
-                error = reason,
-                "activation email expired while retrying"
-            );
-            outbox::finish(conn, &[message.id], MessageState::Expired, now, Some(error)).await?;
-            return Ok(Outcome::Expired);
+        let end = if matches!(failure, Failure::Permanent { .. }) || attempts >= self.max_attempts {
+            Some((
+                MessageState::Dead,
+                Outcome::Dead,
+                "activation email is dead",
+            ))
+        } else if retry_at >= message.expires_at {
+            let what = "activation email expired while retrying";
+            Some((MessageState::Expired, Outcome::Expired, what))
+        } else {
+            None
+        };
+        if let Some((state, outcome, what)) = end {
+            tracing::warn!(email_id = message.id, attempts, error = reason, "{what}");
+            outbox::finish(conn, &[message.id], state, now, Some(error)).await?;
+            return Ok(outcome);
         }
         tracing::warn!(email_id = message.id, attempts, error = reason, %retry_at, "activation email failed; will retry");
         outbox::retry_at(conn, message.id, retry_at, error).await?;

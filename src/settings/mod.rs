@@ -234,29 +234,21 @@ impl fmt::Debug for RedisUrl {
 impl LimitSettings {
     pub fn from_source(source: &impl Source) -> Result<Self, SettingsError> {
         Ok(Self {
-            attempt_limit: integer(source, "ACTIVATION_ATTEMPT_LIMIT", 1..=1_000_000)?,
+            attempt_limit: count(source, "ACTIVATION_ATTEMPT_LIMIT")?,
             attempt_window: seconds(source, "ACTIVATION_ATTEMPT_WINDOW_SECONDS")?,
             lock: seconds(source, "ACTIVATION_LOCK_SECONDS")?,
-            resend_per_minute: integer(source, "RESEND_PER_MINUTE_LIMIT", 1..=1_000_000)?,
-            resend_daily: integer(source, "RESEND_DAILY_LIMIT", 1..=1_000_000)?,
-            activation_max_failures: integer(source, "ACTIVATION_MAX_FAILURES", 1..=1_000_000)?,
-            activation_failures_per_ip: integer(
-                source,
-                "ACTIVATION_FAILURE_PER_IP_LIMIT",
-                1..=1_000_000,
-            )?,
+            resend_per_minute: count(source, "RESEND_PER_MINUTE_LIMIT")?,
+            resend_daily: count(source, "RESEND_DAILY_LIMIT")?,
+            activation_max_failures: count(source, "ACTIVATION_MAX_FAILURES")?,
+            activation_failures_per_ip: count(source, "ACTIVATION_FAILURE_PER_IP_LIMIT")?,
             activation_failure_window: seconds(source, "ACTIVATION_FAILURE_PER_IP_WINDOW_SECONDS")?,
-            auth_failures_per_email: integer(source, "AUTH_FAILURE_LIMIT", 1..=1_000_000)?,
-            auth_failures_per_ip: integer(source, "AUTH_FAILURE_PER_IP_LIMIT", 1..=1_000_000)?,
+            auth_failures_per_email: count(source, "AUTH_FAILURE_LIMIT")?,
+            auth_failures_per_ip: count(source, "AUTH_FAILURE_PER_IP_LIMIT")?,
             auth_failure_window: seconds(source, "AUTH_FAILURE_WINDOW_SECONDS")?,
-            register_per_ip: integer(source, "REGISTER_PER_IP_LIMIT", 1..=1_000_000)?,
+            register_per_ip: count(source, "REGISTER_PER_IP_LIMIT")?,
             register_window: seconds(source, "REGISTER_PER_IP_WINDOW_SECONDS")?,
             hash_queue_per_ip: integer(source, "HASH_QUEUE_PER_IP", 1..=10_000)?,
-            emails_per_mailbox_daily: integer(
-                source,
-                "EMAIL_PER_MAILBOX_DAILY_LIMIT",
-                1..=1_000_000,
-            )?,
+            emails_per_mailbox_daily: count(source, "EMAIL_PER_MAILBOX_DAILY_LIMIT")?,
         })
     }
 }
@@ -401,6 +393,11 @@ where
 
 /// The longest duration a setting takes: a year.
 const MAX_SECONDS: u64 = 31_536_000;
+
+/// A limit's count: at least one.
+fn count(source: &impl Source, name: &'static str) -> Result<u32, SettingsError> {
+    integer(source, name, 1..=1_000_000)
+}
 
 fn seconds(source: &impl Source, name: &'static str) -> Result<Duration, SettingsError> {
     integer(source, name, 1..=MAX_SECONDS).map(Duration::from_secs)
