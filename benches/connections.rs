@@ -127,7 +127,7 @@ fn main() {
             .env_clear()
             .env("DATABASE_URL", &database_url)
             .env("REDIS_URL", &redis_url)
-            .env("SECRET_KEY", "benchmark-secret-key-0123456789")
+            .env("SECRET_KEY", "benchmark-secret-key-0123456789abcdef")
             .env("ROCKET_PORT", port.to_string())
             .env("ROCKET_PROFILE", "release")
             .env("RUST_LOG", "warn")

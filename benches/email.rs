@@ -36,7 +36,7 @@ use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_activator");
 const PASSWORD: &str = "Secr3t!pass";
-const SECRET_KEY: &str = "benchmark-secret-key-0123456789";
+const SECRET_KEY: &str = "benchmark-secret-key-0123456789abcdef";
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)

@@ -127,7 +127,7 @@ fn start_server(
         .env_clear()
         .env("DATABASE_URL", database_url)
         .env("REDIS_URL", redis_url)
-        .env("SECRET_KEY", "benchmark-secret-key-0123456789")
+        .env("SECRET_KEY", "benchmark-secret-key-0123456789abcdef")
         .env("BCRYPT_COST", cost.to_string())
         .env("EMAIL_API_URL", &sink.url)
         .env("ROCKET_PORT", port.to_string())

@@ -35,7 +35,7 @@ trap cleanup EXIT
 if [ -z "$base" ]; then
   services=$(scripts/services.sh ensure)
   eval "$services"
-  export SECRET_KEY=docs-check-secret-key BCRYPT_COST=4
+  export SECRET_KEY=docs-check-secret-key-0123456789abcd BCRYPT_COST=4
   cargo build --locked -q
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   ROCKET_PORT=$port target/debug/activator serve --migrate 2>.local/docs-serve.log &

@@ -248,7 +248,7 @@ mail=http://127.0.0.1:$mail_port
 run=(podman run --net host "${ulimits[@]}")
 env=(
   -e DATABASE_URL="$database_url" -e REDIS_URL="$REDIS_URL"
-  -e SECRET_KEY="container-check-$RANDOM$RANDOM$RANDOM"
+  -e SECRET_KEY="container-check-$(od -An -N24 -tx1 /dev/urandom | tr -d " \n")"
   -e EMAIL_API_URL="$mail/v1/send" -e BCRYPT_COST=4
   -e ROCKET_ADDRESS=127.0.0.1 -e ROCKET_PORT="$api_port"
   # No second listener on a fixed host port.

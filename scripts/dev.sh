@@ -13,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 services=$(scripts/services.sh ensure)
 eval "$services"
-export SECRET_KEY="${SECRET_KEY:-local-development-secret-key}"
+export SECRET_KEY="${SECRET_KEY:-local-development-secret-key-0123456789}"
 export MAILBOX_PORT="${MAILBOX_PORT:-8025}"
 export MAILBOX_SMTP_PORT="${MAILBOX_SMTP_PORT:-2525}"
 if [ -z "${SMTP_URL:-}" ]; then

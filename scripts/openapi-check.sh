@@ -30,7 +30,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 db=activator_openapi_$$
 admin=${DATABASE_URL%/*}/postgres
 psql -q "$admin" -c "CREATE DATABASE $db" >/dev/null
-export DATABASE_URL=${DATABASE_URL%/*}/$db SECRET_KEY=openapi-check-secret-key BCRYPT_COST=4
+export DATABASE_URL=${DATABASE_URL%/*}/$db SECRET_KEY=openapi-check-secret-key-0123456789 BCRYPT_COST=4
 log=$(mktemp)
 pids=()
 cleanup() {

@@ -205,35 +205,47 @@ impl Accounts {
     ) -> Result<(User, bool), AccountError> {
         let hash = self.hasher.hash(password, client).await?;
         let mut conn = self.pool.get().await?;
-        conn.transaction(async |conn| {
-            let new = NewUser {
-                email: email.as_str(),
-                password_hash: &hash.0,
-                locale,
-            };
-            if let Some(user) = users::insert(conn, &new).await? {
-                self.issue_code(conn, &user).await?;
-                return Ok((user, false));
+        for attempt in 1.. {
+            let created = conn
+                .transaction(async |conn| {
+                    let new = NewUser {
+                        email: email.as_str(),
+                        password_hash: &hash.0,
+                        locale,
+                    };
+                    if let Some(user) = users::insert(conn, &new).await? {
+                        self.issue_code(conn, &user).await?;
+                        return Ok((user, false));
+                    }
+                    let now = Utc::now();
+                    let existing = users::find_by_email(conn, email)
+                        .await?
+                        .ok_or_else(|| AccountError::UnknownUser(email.clone()))?;
+                    if let Some(refusal) = self.refusal_for_existing(&existing, now) {
+                        return Err(refusal);
+                    }
+                    let cutoff = self.expired_before(now).unwrap_or(now);
+                    match users::restart_registration(conn, existing.id, &hash, locale, cutoff)
+                        .await?
+                    {
+                        Some(user) => {
+                            tracing::info!(
+                                user_id = %user.id,
+                                "an expired pending registration starts afresh"
+                            );
+                            self.issue_code(conn, &user).await?;
+                            Ok((user, true))
+                        }
+                        // Renewed by a concurrent registration.
+                        None => Err(AccountError::CodeAlreadyIssued),
+                    }
+                })
+                .await;
+            if !run_again(&created, attempt) {
+                return created;
             }
-            let now = Utc::now();
-            let existing = users::find_by_email(conn, email)
-                .await?
-                .ok_or_else(|| AccountError::UnknownUser(email.clone()))?;
-            if let Some(refusal) = self.refusal_for_existing(&existing, now) {
-                return Err(refusal);
-            }
-            let cutoff = self.expired_before(now).unwrap_or(now);
-            match users::restart_registration(conn, existing.id, &hash, locale, cutoff).await? {
-                Some(user) => {
-                    tracing::info!(user_id = %user.id, "an expired pending registration starts afresh");
-                    self.issue_code(conn, &user).await?;
-                    Ok((user, true))
-                }
-                // Renewed by a concurrent registration.
-                None => Err(AccountError::CodeAlreadyIssued),
-            }
-        })
-        .await
+        }
+        unreachable!("run_again stops after the second attempt")
     }
 
     /// Checks HTTP Basic credentials. Failures are limited per email and per
@@ -336,23 +348,30 @@ impl Accounts {
     /// regardless of resend limits: the support action.
     pub async fn reissue(&self, user: &User) -> Result<(), AccountError> {
         let mut conn = self.pool.get().await?;
-        conn.transaction(async |conn| {
-            // Lock the user: issuers of one user's codes take turns, and an
-            // activation or a fresh registration that committed meanwhile is
-            // seen.
-            let current = users::lock(conn, user.id)
-                .await?
-                .ok_or_else(|| AccountError::UnknownUser(user.email.clone()))?;
-            if current.is_active {
-                return Err(AccountError::AlreadyActive);
+        for attempt in 1.. {
+            let reissued = conn
+                .transaction(async |conn| {
+                    // Lock the user: issuers of one user's codes take turns,
+                    // and an activation or a fresh registration that
+                    // committed meanwhile is seen.
+                    let current = users::lock(conn, user.id)
+                        .await?
+                        .ok_or_else(|| AccountError::UnknownUser(user.email.clone()))?;
+                    if current.is_active {
+                        return Err(AccountError::AlreadyActive);
+                    }
+                    if current.created_at != user.created_at {
+                        // Registered afresh since `user` signed in: not theirs now.
+                        return Err(AccountError::InvalidCredentials);
+                    }
+                    self.issue_code(conn, &current).await
+                })
+                .await;
+            if !run_again(&reissued, attempt) {
+                return reissued;
             }
-            if current.created_at != user.created_at {
-                // Registered afresh since `user` signed in: not theirs now.
-                return Err(AccountError::InvalidCredentials);
-            }
-            self.issue_code(conn, &current).await
-        })
-        .await
+        }
+        unreachable!("run_again stops after the second attempt")
     }
 
     /// Supersedes the live code (and the emails still queued with it),
@@ -414,6 +433,10 @@ impl Accounts {
         client: ClientIp,
     ) -> Result<(), AccountError> {
         if user.is_active {
+            // As the original: a failed attempt like any other, so that
+            // after the window's limit the account is locked out (429).
+            let attempt = self.reserve_attempt(&user.email).await?;
+            self.limiter.record_failure(&user.email, attempt).await?;
             return Err(AccountError::AlreadyActive);
         }
         allowed(self.limiter.reserve_activation_failure(client).await?)?;
@@ -428,15 +451,7 @@ impl Accounts {
 
     async fn try_activate(&self, user: &User, code: &Code) -> Result<(), AccountError> {
         let email = &user.email;
-        let attempt: Attempt = match self.limiter.reserve_attempt(email).await? {
-            Ok(attempt) => attempt,
-            Err(retry_after) => {
-                return Err(AccountError::RateLimited {
-                    limit: Limit::ActivationAttempts,
-                    retry_after,
-                });
-            }
-        };
+        let attempt = self.reserve_attempt(email).await?;
         let mut conn = self.pool.get().await?;
         let max = self.limiter.policy().activation_max_failures;
         if users::spend_activation(&mut conn, user.id, user.created_at, max)
@@ -447,31 +462,17 @@ impl Accounts {
         }
         // `Some(true)`: activated; `Some(false)`: not the code; `None`: the
         // account changed under us (the transaction is rolled back).
-        let activated = conn
-            .transaction(async |conn| {
-                let now = Utc::now();
-                let Some(stored) = activation_codes::find_live(conn, user.id).await? else {
-                    return Ok(Some(false));
-                };
-                if stored.expires_at <= now
-                    || !self.code_hasher.verify(user.id, code, &stored.code_hash)
-                {
-                    return Ok(Some(false));
-                }
-                if !activation_codes::mark_used(conn, stored.id, now).await? {
-                    return Ok(Some(false));
-                }
-                if !users::activate(conn, user.id, user.created_at, now).await? {
-                    return Err(Rollback::ChangedMeanwhile);
-                }
-                Ok(Some(true))
-            })
-            .await;
-        let activated = match activated {
-            Ok(activated) => activated,
-            Err(Rollback::ChangedMeanwhile) => None,
-            Err(Rollback::Failed(err)) => return Err(err.into()),
-        };
+        let mut activated = self
+            .try_code(&mut conn, user, code)
+            .await
+            .map_err(AccountError::from);
+        if run_again(&activated, 1) {
+            activated = self
+                .try_code(&mut conn, user, code)
+                .await
+                .map_err(AccountError::from);
+        }
+        let activated = activated?;
         let Some(activated) = activated else {
             return Err(self.why_not(&mut conn, user).await?);
         };
@@ -486,6 +487,63 @@ impl Accounts {
             self.limiter.record_failure(email, attempt).await?;
             Err(AccountError::InvalidCode)
         }
+    }
+
+    /// In one transaction: checks `code` against `user`'s live code, marks
+    /// it used and the user active. `Some(true)`: activated; `Some(false)`:
+    /// not the code; `None`: the account changed under us (activated, or
+    /// registered afresh), the transaction rolled back. The user's row is
+    /// locked first, then its code: the order of every workflow that
+    /// touches both (a resend, a fresh start), so none deadlocks another.
+    async fn try_code(
+        &self,
+        conn: &mut AsyncPgConnection,
+        user: &User,
+        code: &Code,
+    ) -> Result<Option<bool>, diesel::result::Error> {
+        let activated = conn
+            .transaction(async |conn| {
+                let now = Utc::now();
+                let current = users::lock(conn, user.id).await?;
+                if current.is_none_or(|current| {
+                    current.is_active || current.created_at != user.created_at
+                }) {
+                    return Err(Rollback::ChangedMeanwhile);
+                }
+                let Some(stored) = activation_codes::find_live(conn, user.id).await? else {
+                    return Ok(false);
+                };
+                if stored.expires_at <= now
+                    || !self.code_hasher.verify(user.id, code, &stored.code_hash)
+                {
+                    return Ok(false);
+                }
+                if !activation_codes::mark_used(conn, stored.id, now).await? {
+                    return Ok(false);
+                }
+                if !users::activate(conn, user.id, user.created_at, now).await? {
+                    return Err(Rollback::ChangedMeanwhile);
+                }
+                Ok(true)
+            })
+            .await;
+        match activated {
+            Ok(activated) => Ok(Some(activated)),
+            Err(Rollback::ChangedMeanwhile) => Ok(None),
+            Err(Rollback::Failed(err)) => Err(err),
+        }
+    }
+
+    /// Reserves an activation attempt in `email`'s window, or refuses it
+    /// while the account is locked out.
+    async fn reserve_attempt(&self, email: &Email) -> Result<Attempt, AccountError> {
+        self.limiter
+            .reserve_attempt(email)
+            .await?
+            .map_err(|retry_after| AccountError::RateLimited {
+                limit: Limit::ActivationAttempts,
+                retry_after,
+            })
     }
 
     /// Why `user`, as it signed in, cannot be activated any more: registered
@@ -551,6 +609,32 @@ impl Accounts {
     pub async fn redis_ready(&self) -> Result<(), AccountError> {
         Ok(self.limiter.connection().ping().await?)
     }
+}
+
+/// Whether PostgreSQL aborted a transaction that may simply run again: a
+/// serialization failure, or a deadlock (which one lock order everywhere
+/// should prevent; this is the safety net). PostgreSQL says "deadlock
+/// detected" in English unless `lc_messages` says otherwise.
+fn retryable(err: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match err {
+        Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        Error::DatabaseError(_, info) => info.message().contains("deadlock detected"),
+        _ => false,
+    }
+}
+
+/// Whether a transaction's `attempt` (from 1) should be run again: once,
+/// if PostgreSQL aborted it for a deadlock or a serialization failure (see
+/// [`retryable`]), which is no answer to give a client.
+fn run_again<T>(result: &Result<T, AccountError>, attempt: u32) -> bool {
+    let again = attempt < 2 && matches!(result, Err(AccountError::Database(err)) if retryable(err));
+    if again {
+        tracing::info!(
+            "a transaction was aborted (deadlock or serialization failure); running it again"
+        );
+    }
+    again
 }
 
 /// Why the activation's transaction rolled back.

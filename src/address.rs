@@ -29,11 +29,16 @@ pub struct InvalidEmail {
 const MAX_LOCAL_CHARS: usize = 64;
 
 impl Email {
-    /// The normal form of `raw` without validation: what a lookup by a
-    /// client-supplied address (HTTP Basic, the CLI) compares against. A
-    /// domain that IDNA cannot map is kept as typed (lower-cased); such an
-    /// address matches no account registered here.
+    /// The normal form of a client-supplied address (HTTP Basic, the CLI):
+    /// what registration stores, through the very same [`normalize`], so
+    /// every spelling that registered signs in as it registered. An address
+    /// that does not validate (now; it may have under older rules) is only
+    /// trimmed, lower-cased and its domain mapped by IDNA where it can be:
+    /// it matches an account stored under those rules, or none.
     pub fn canonical(raw: &str) -> Self {
+        if let Ok(email) = normalize(raw) {
+            return email;
+        }
         let lowered = raw.trim().to_lowercase();
         match lowered.rsplit_once('@') {
             Some((local, domain)) => match idna::domain_to_ascii(domain) {
@@ -42,6 +47,12 @@ impl Email {
             },
             None => Self(lowered),
         }
+    }
+
+    /// An address as the database stores it: already in the normal form
+    /// (the table's CHECK constraint refuses any other).
+    pub fn stored(normalized: String) -> Self {
+        Self(normalized)
     }
 
     pub fn as_str(&self) -> &str {
@@ -94,6 +105,28 @@ pub fn normalize(raw: &str) -> Result<Email, InvalidEmail> {
         address.local_part.to_lowercase(),
         address.ascii_domain.to_lowercase()
     )))
+}
+
+/// Why an address that held lone UTF-16 surrogates is refused, as the
+/// original refused it. `raw` is the address with each of `surrogates`
+/// stored as U+FFFD (a Rust string cannot hold one; Python's could):
+/// email-validator names them unsafe characters, unless one of its earlier
+/// checks refuses the address first.
+pub fn refuse_surrogates(raw: &str, surrogates: &[u16]) -> InvalidEmail {
+    if let Err(err) = normalize(raw)
+        && !err.reason.contains("U+FFFD")
+        && !err.reason.contains("REPLACEMENT CHARACTER")
+    {
+        return err;
+    }
+    let sorted: std::collections::BTreeSet<u16> = surrogates.iter().copied().collect();
+    let names: Vec<String> = sorted.iter().map(|s| format!("U+{s:04X}")).collect();
+    InvalidEmail {
+        reason: format!(
+            "The email address contains unsafe characters: {}.",
+            names.join(", ")
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -154,5 +187,61 @@ mod tests {
         assert_eq!(mailbox("Victim+1@Example.com"), "victim@example.com");
         assert_eq!(mailbox("victim+a+b@example.com"), "victim@example.com");
         assert_eq!(mailbox("victim@example.com"), "victim@example.com");
+    }
+
+    /// Generated spellings of addresses: every one that registers signs in
+    /// with the very same spelling (and with any other that registers as the
+    /// same account).
+    #[test]
+    fn every_spelling_that_registers_signs_in_as_it_registered() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        // Pieces whose case folding, width or IDNA mapping differ between
+        // naive lower-casing and the normal form.
+        const LOCALS: [&str; 10] = [
+            "K",
+            "ΣΣ",
+            "Ünal",
+            "ǅemal",
+            "İpek",
+            "ẞtraße",
+            "ﬁle",
+            "Ａｄａ",
+            "ΌΣΟΣ",
+            "e\u{301}lan",
+        ];
+        const DOMAINS: [&str; 10] = [
+            "ΣΣ。com",
+            "Bücher.DE",
+            "ｅｘａｍｐｌｅ.com",
+            "ΌΣΟΣ.gr",
+            "faß.de",
+            "İstanbul.tr",
+            "xn--bcher-kva.de",
+            "straße.de",
+            "例え．テスト.jp",
+            "EXAMPLE.com",
+        ];
+        let mut rng = StdRng::seed_from_u64(0x5eed);
+        let mut registered = 0;
+        for _ in 0..2_000 {
+            let local = LOCALS[rng.random_range(0..LOCALS.len())];
+            let domain = DOMAINS[rng.random_range(0..DOMAINS.len())];
+            let mut spelling = String::new();
+            for c in format!("{local}@{domain}").chars() {
+                match rng.random_range(0..3) {
+                    0 => spelling.extend(c.to_uppercase()),
+                    1 => spelling.extend(c.to_lowercase()),
+                    _ => spelling.push(c),
+                }
+            }
+            let Ok(stored) = normalize(&spelling) else {
+                continue;
+            };
+            registered += 1;
+            assert_eq!(Email::canonical(&spelling), stored, "{spelling}");
+            assert_eq!(normalize(stored.as_str()).unwrap(), stored, "{spelling}");
+        }
+        assert!(registered > 500, "only {registered} spellings registered");
     }
 }

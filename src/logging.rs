@@ -9,11 +9,15 @@
 //! every request with its `Authorization` header, ureq the email API's URL
 //! and hex dumps of what it posts (the code), tokio-postgres statement
 //! parameters, lettre the SMTP conversation. Those targets are capped at
-//! [`CAPPED_AT`] whatever `RUST_LOG` asks.
+//! [`CAPPED_AT`] whatever `RUST_LOG` asks; Rocket's request lines, which
+//! carry the query string, are off at every level.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::settings::LogFormat;
@@ -24,7 +28,6 @@ pub const CAPPED_AT: LevelFilter = LevelFilter::INFO;
 /// Dependencies whose debug and trace output can hold a password, an
 /// `Authorization` value, a code, a hash or a credential.
 const CAPPED: &[&str] = &[
-    "rocket::server",
     "ureq",
     "ureq_proto",
     "hyper",
@@ -40,6 +43,13 @@ const CAPPED: &[&str] = &[
     "handlebars",
 ];
 
+/// Dependencies silenced at every level: Rocket's request lines
+/// (`POST /auth/activate?email=…&password=…` at info, `No matching routes
+/// for …` at error) carry the request target with its query, which a
+/// client may fill with credentials. The access line (`api::access`) says
+/// what happened to each request, by route template, without its query.
+const SILENCED: &[&str] = &["rocket::server", ROCKET_HEADER_WARNING];
+
 /// Installs the global subscriber, writing to stderr. `default_filter`
 /// applies when `RUST_LOG` is unset.
 pub fn init(format: LogFormat, default_filter: &str) {
@@ -49,6 +59,9 @@ pub fn init(format: LogFormat, default_filter: &str) {
         Targets::new().with_default(LevelFilter::TRACE),
         |caps, target| caps.with_target(*target, CAPPED_AT),
     );
+    let caps = SILENCED.iter().fold(caps, |caps, target| {
+        caps.with_target(*target, LevelFilter::OFF)
+    });
     let filter = asked.and(caps);
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -59,5 +72,122 @@ pub fn init(format: LogFormat, default_filter: &str) {
         LogFormat::Json => layer.json().flatten_event(true).with_filter(filter).boxed(),
     };
     // A second initialisation (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::registry().with(layer).try_init();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    if tracing::subscriber::set_global_default(subscriber).is_ok() {
+        // Rocket and other dependencies log through `log`.
+        if log::set_boxed_logger(Box::new(Bridge(tracing_log::LogTracer::new()))).is_ok() {
+            log::set_max_level(filter_max_level());
+        }
+    }
+}
+
+/// The most verbose level the subscriber lets through, for `log`.
+fn filter_max_level() -> log::LevelFilter {
+    match LevelFilter::current().into_level() {
+        None => log::LevelFilter::Off,
+        Some(tracing::Level::ERROR) => log::LevelFilter::Error,
+        Some(tracing::Level::WARN) => log::LevelFilter::Warn,
+        Some(tracing::Level::INFO) => log::LevelFilter::Info,
+        Some(tracing::Level::DEBUG) => log::LevelFilter::Debug,
+        Some(tracing::Level::TRACE) => log::LevelFilter::Trace,
+    }
+}
+
+/// Where Rocket says it dropped a header that is not UTF-8 (its second line
+/// goes to this target's `::_`).
+const ROCKET_HEADER_WARNING: &str = "rocket::request::request";
+
+/// `log` records into tracing, counting on the way Rocket's warnings about
+/// headers that are not UTF-8: any client can send thousands of those, so
+/// the log says them once in a while (`api::access`), and the subscriber
+/// drops Rocket's own lines.
+struct Bridge(tracing_log::LogTracer);
+
+impl log::Log for Bridge {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if record.target() == ROCKET_HEADER_WARNING && record.level() == log::Level::Warn {
+            NOT_UTF8_HEADERS.add();
+        }
+        self.0.log(record);
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+/// Request headers Rocket dropped because they were not UTF-8.
+pub static NOT_UTF8_HEADERS: Quieted = Quieted::new(QUIET_FOR);
+
+/// How long a noisy event is quiet after it was said.
+pub const QUIET_FOR: Duration = Duration::from_secs(10);
+
+/// An event any client can repeat thousands of times a second (a full
+/// password-hash queue, a bad header): counted each time, said the first
+/// time and then at most once per interval, with how many happened since.
+pub struct Quieted {
+    count: AtomicU64,
+    said: Mutex<Option<Instant>>,
+    every: Duration,
+}
+
+impl Quieted {
+    pub const fn new(every: Duration) -> Self {
+        Self {
+            count: AtomicU64::new(0),
+            said: Mutex::new(None),
+            every,
+        }
+    }
+
+    /// Counts one occurrence; see [`Quieted::due`].
+    pub fn count(&self) -> Option<u64> {
+        self.add();
+        self.due()
+    }
+
+    /// Counts one occurrence, to be said by a later [`Quieted::due`].
+    pub fn add(&self) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many occurrences to say now, if it is time to say them: the
+    /// first, then what was counted since, once per interval.
+    pub fn due(&self) -> Option<u64> {
+        let mut said = self
+            .said
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if said.is_some_and(|at| at.elapsed() < self.every) {
+            return None;
+        }
+        let n = self.count.swap(0, Ordering::Relaxed);
+        if n == 0 {
+            return None;
+        }
+        *said = Some(Instant::now());
+        Some(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quieted_event_is_said_first_then_once_per_interval_with_its_count() {
+        let quieted = Quieted::new(Duration::from_millis(200));
+        assert_eq!(quieted.due(), None, "nothing happened");
+        assert_eq!(quieted.count(), Some(1), "the first is said");
+        for _ in 0..999 {
+            assert_eq!(quieted.count(), None);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(quieted.due(), Some(999), "then how many since");
+        assert_eq!(quieted.due(), None);
+    }
 }

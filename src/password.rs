@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 use crate::client_ip::ClientIp;
+use crate::settings::BCRYPT_COSTS;
 
 /// A password as received: never printed.
 #[derive(Clone)]
@@ -166,9 +167,6 @@ pub enum HashError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// The costs bcrypt accepts.
-pub const COSTS: std::ops::RangeInclusive<u32> = 4..=31;
-
 /// Hashes and verifies passwords with bounded concurrency. Cheap to clone.
 #[derive(Clone)]
 pub struct Hasher {
@@ -198,7 +196,7 @@ impl Hasher {
         max_waiting: usize,
         per_client: usize,
     ) -> Result<Self, bcrypt::BcryptError> {
-        if !COSTS.contains(&cost) {
+        if !BCRYPT_COSTS.contains(&cost) {
             return Err(bcrypt::BcryptError::CostNotAllowed(cost));
         }
         Ok(Self {

@@ -89,6 +89,12 @@ impl Fairing for Access {
         let status = response.status().code;
         response.set_header(Header::new(HEADER, arrival.id.clone()));
         crate::metrics::get().request(method, route, status, took);
+        if let Some(headers) = crate::logging::NOT_UTF8_HEADERS.due() {
+            tracing::warn!(
+                headers,
+                "request headers that were not UTF-8 were dropped (Rocket reads only UTF-8)"
+            );
+        }
         tracing::info!(
             target: "activator::access",
             method,

@@ -35,19 +35,29 @@ impl RegisterRequest {
     fn read(body: &Body) -> Result<Self, ApiError> {
         // A text body may be a form holding the password: not echoed.
         let mut fields = Fields::new(request::object(body, false)?, &["password"]);
-        let email = fields
-            .string("email")
-            .and_then(|raw| match crate::address::normalize(raw) {
+        let email = fields.string("email").and_then(|raw| {
+            let checked = match request::lone_surrogates(body, "email") {
+                Some(surrogates) => Err(crate::address::refuse_surrogates(raw, surrogates)),
+                None => crate::address::normalize(raw),
+            };
+            match checked {
                 Ok(email) => Some(email),
                 Err(err) => {
                     fields.invalid("email", raw, Check::Email(err.reason));
                     None
                 }
-            });
+            }
+        });
         let password =
             fields
                 .string("password")
                 .and_then(|raw| match password::check_policy(raw) {
+                    // Python holds the surrogate; pydantic-core cannot read
+                    // it as a string.
+                    _ if request::lone_surrogates(body, "password").is_some() => {
+                        fields.invalid("password", raw, Check::NotUnicode);
+                        None
+                    }
                     Ok(()) => Some(Password::new(raw)),
                     Err(refusal) => {
                         let check = match refusal {

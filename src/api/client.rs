@@ -78,17 +78,38 @@ impl Network {
         client
     }
 
+    /// The client of a request from `peer` with the `X-Forwarded-For`
+    /// values `forwarded`, as the per-IP limits count it. A client that a
+    /// trusted proxy's header names is never exempt, whatever its address
+    /// (a forwarded `127.0.0.5` is somebody's claim, not loopback); nor is
+    /// the proxy itself when the header it sent does not read as an address
+    /// (`unknown`, empty, a zone-scoped address): exempting it would exempt
+    /// every client behind it.
+    pub fn client_ip(&self, peer: IpAddr, forwarded: &[&str]) -> ClientIp {
+        let client = self.client(peer, forwarded);
+        if self.trusted(peer.to_canonical()) && !forwarded.is_empty() {
+            counted(client)
+        } else {
+            self.limited(client)
+        }
+    }
+
     /// The client as the per-IP limits count it: its address (an IPv6
     /// one's /64); `None` when exempt.
     pub fn limited(&self, client: IpAddr) -> ClientIp {
         if contains(&self.settings.rate_limit_exempt, client) {
             return ClientIp::EXEMPT;
         }
-        ClientIp(Some(match client {
-            IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
-            v4 => v4,
-        }))
+        counted(client)
     }
+}
+
+/// `client` as the limits count it: an IPv4 address, or an IPv6 one's /64.
+fn counted(client: IpAddr) -> ClientIp {
+    ClientIp(Some(match client {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        v4 => v4,
+    }))
 }
 
 fn contains(nets: &[IpNet], ip: IpAddr) -> bool {
@@ -118,7 +139,7 @@ impl<'r> FromRequest<'r> for ClientIp {
             .remote()
             .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |addr| addr.ip());
         let forwarded: Vec<&str> = request.headers().get("X-Forwarded-For").collect();
-        request::Outcome::Success(network.limited(network.client(peer, &forwarded)))
+        request::Outcome::Success(network.client_ip(peer, &forwarded))
     }
 }
 
@@ -204,6 +225,31 @@ mod tests {
         assert_eq!(
             network.limited(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
             ClientIp(Some(ip("2001:db8:1:2::")))
+        );
+    }
+
+    #[test]
+    fn a_client_named_by_a_trusted_proxy_is_never_exempt() {
+        let network = network("127.0.0.1/32", "127.0.0.0/8,::1/128");
+        let proxy = ip("127.0.0.1");
+        let proxy_counted = ClientIp(Some(proxy));
+        for junk in ["junk", "unknown", "", "fe80::1%eth0", "203.0.113.7, junk"] {
+            assert_eq!(network.client_ip(proxy, &[junk]), proxy_counted, "{junk:?}");
+        }
+        assert_eq!(network.client_ip(proxy, &["[::1]"]), proxy_counted);
+        assert_eq!(
+            network.client_ip(proxy, &["127.0.0.5"]),
+            ClientIp(Some(ip("127.0.0.5")))
+        );
+        assert_eq!(
+            network.client_ip(proxy, &["::ffff:127.0.0.1"]),
+            proxy_counted
+        );
+        // The proxy's own requests, with no header, stay exempt.
+        assert_eq!(network.client_ip(proxy, &[]), ClientIp::EXEMPT);
+        assert_eq!(
+            network.client_ip(proxy, &["203.0.113.7"]),
+            ClientIp(Some(ip("203.0.113.7")))
         );
     }
 }

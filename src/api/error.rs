@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 
 use crate::accounts::AccountError;
 use crate::limits::{Limit, retry_after_seconds};
+use crate::logging::Quieted;
 
 /// `{"detail": "..."}`: the body of every answer but a 422 and the health
 /// probes.
@@ -101,6 +102,9 @@ impl FieldError {
         self
     }
 }
+
+/// 503s for a full password-hash queue, said once in a while.
+static BUSY: Quieted = Quieted::new(crate::logging::QUIET_FOR);
 
 /// What the service depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,7 +208,11 @@ impl From<AccountError> for ApiError {
                 Self::RateLimited { limit, retry_after }
             }
             AccountError::Busy => {
-                tracing::warn!("password hashing queue is full; answering 503");
+                // A flood repeats this thousands of times a second (and
+                // `activator_password_hash_rejected_total` counts each).
+                if let Some(requests) = BUSY.count() {
+                    tracing::warn!(requests, "password hashing queue is full; answering 503");
+                }
                 Self::Busy
             }
             AccountError::Pool(err) => {

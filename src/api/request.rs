@@ -17,7 +17,7 @@ use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use crate::address::Email;
 use crate::api::error::{ApiError, FieldError, LocPart};
-use crate::compat::pyjson;
+use crate::compat::pyjson::{self, Quirk, QuirkKind};
 use crate::password::Password;
 
 /// HTTP Basic credentials: the email and password of `Authorization: Basic`.
@@ -83,8 +83,8 @@ pub enum Body {
     /// No body at all (zero bytes, whatever the Content-Type).
     Absent,
     /// A body read as JSON (see [`reads_as_json`]), as Python's `json.loads`
-    /// read it.
-    Json(Value),
+    /// read it, with what `serde_json` could hold only approximately.
+    Json(Value, Vec<Quirk>),
     /// A body of another Content-Type, as text.
     Text(String),
 }
@@ -123,7 +123,7 @@ async fn read_body(request: &Request<'_>, data: Data<'_>) -> Result<Body, ApiErr
             .map_err(|_| ApiError::BodyNotText);
     }
     match pyjson::loads(&bytes) {
-        Ok(parsed) => Ok(Body::Json(parsed.value)),
+        Ok(parsed) => Ok(Body::Json(parsed.value, parsed.quirks)),
         Err(pyjson::Error::Decode(error)) => Err(ApiError::Validation(vec![FieldError {
             kind: "json_invalid".into(),
             loc: vec![LocPart::Name("body".into()), LocPart::Offset(error.pos)],
@@ -172,15 +172,31 @@ pub fn object(body: &Body, echo_text: bool) -> Result<&Map<String, Value>, ApiEr
         )
     };
     let error = match body {
-        Body::Json(Value::Object(object)) => return Ok(object),
-        Body::Absent | Body::Json(Value::Null) => {
+        Body::Json(Value::Object(object), _) => return Ok(object),
+        Body::Absent | Body::Json(Value::Null, _) => {
             FieldError::new("missing", &["body"], "Field required").input(Value::Null)
         }
-        Body::Json(other) => not_an_object().input(other.clone()),
+        Body::Json(other, _) => not_an_object().input(other.clone()),
         Body::Text(text) if echo_text => not_an_object().input(Value::String(text.clone())),
         Body::Text(_) => not_an_object(),
     };
     Err(ApiError::Validation(vec![error]))
+}
+
+/// The lone UTF-16 surrogates that top-level string field `name` held
+/// (Python keeps them in a `str`; here each is U+FFFD), if any.
+pub fn lone_surrogates<'a>(body: &'a Body, name: &str) -> Option<&'a [u16]> {
+    let Body::Json(_, quirks) = body else {
+        return None;
+    };
+    quirks
+        .iter()
+        .find(|quirk| {
+            quirk.kind == QuirkKind::LoneSurrogate
+                && !quirk.surrogates.is_empty()
+                && quirk.pointer.strip_prefix('/') == Some(name)
+        })
+        .map(|quirk| quirk.surrogates.as_slice())
 }
 
 /// Reads a model's fields from a body object, collecting one error per
@@ -244,7 +260,8 @@ impl<'a> Fields<'a> {
     /// Records a failed check of field `name` whose value was `value`.
     pub fn invalid(&mut self, name: &str, value: &str, check: Check) {
         let (kind, msg, ctx) = check.describe();
-        let mut error = FieldError::new(kind, &["body", name], msg).ctx(ctx);
+        let mut error = FieldError::new(kind, &["body", name], msg);
+        error.ctx = ctx;
         error.input = self.echo(name, Value::String(value.to_owned()));
         self.errors.push(error);
     }
@@ -273,11 +290,14 @@ pub enum Check {
     Value(&'static str),
     /// An email address email-validator refused, its sentence.
     Email(String),
+    /// A string Python holds but cannot encode: it has a lone surrogate
+    /// (pydantic-core's `string_unicode`).
+    NotUnicode,
 }
 
 impl Check {
-    fn describe(&self) -> (&'static str, String, Value) {
-        match self {
+    fn describe(&self) -> (&'static str, String, Option<Value>) {
+        let (kind, msg, ctx) = match self {
             Self::TooShort(min) => (
                 "string_too_short",
                 format!("String should have at least {min} characters"),
@@ -309,7 +329,13 @@ impl Check {
                 format!("value is not a valid email address: {reason}"),
                 json!({ "reason": reason }),
             ),
-        }
+            Self::NotUnicode => {
+                let msg =
+                    "Input should be a valid string, unable to parse raw data as a unicode string";
+                return ("string_unicode", msg.to_owned(), None);
+            }
+        };
+        (kind, msg, Some(ctx))
     }
 }
 

@@ -329,7 +329,7 @@ pub(super) fn validate_local_part(local: &[char], quoted: bool) -> Res<LocalPart
     } else if quoted {
         // QTEXT_INTL: U+0020-U+007E and U+0080 and up.
         refuse_chars(
-            &local,
+            local,
             |c| !(matches!(c, ' '..='~') || c >= '\u{80}'),
             "The email address contains invalid characters in quotes before the @-sign",
         )?;
@@ -368,7 +368,7 @@ pub(super) fn validate_local_part(local: &[char], quoted: bool) -> Res<LocalPart
 
     // Not valid: find out why.
     refuse_chars(
-        &local,
+        local,
         |c| !(is_atext_intl(c) || c == '.'),
         "The email address contains invalid characters before the @-sign",
     )?;
@@ -494,9 +494,9 @@ pub(super) fn uts46_valid_char(c: char) -> bool {
 /// `globally_deliverable=True, test_environment=False`.
 /// Returns `(domain, ascii_domain)`.
 pub(super) fn validate_domain_name(domain: &[char]) -> Res<(String, String)> {
-    refuse_chars(&domain, |c| !is_hostname_intl_char(c), INVALID_AFTER_AT)?;
+    refuse_chars(domain, |c| !is_hostname_intl_char(c), INVALID_AFTER_AT)?;
     check_unsafe_chars(domain, false)?;
-    refuse_chars(&domain, |c| !uts46_valid_char(c), INVALID_AFTER_AT)?;
+    refuse_chars(domain, |c| !uts46_valid_char(c), INVALID_AFTER_AT)?;
 
     let original_domain = chars_to_string(domain);
     let domain = uts46_remap(domain)

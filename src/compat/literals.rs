@@ -26,7 +26,7 @@ pub(super) fn validate_domain_literal(literal: &[char]) -> Res<()> {
     }
     // DOMAIN_LITERAL_CHARS is `[\u0021-\u00FA\u005E-\u007E]`, i.e. U+0021-U+00FA.
     refuse_chars(
-        &literal,
+        literal,
         |c| !('\u{21}'..='\u{FA}').contains(&c),
         "The part after the @-sign contains invalid characters in brackets",
     )?;

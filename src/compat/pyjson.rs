@@ -124,6 +124,9 @@ pub struct Quirk {
     /// RFC 6901 JSON Pointer of the value (or, for a key, of its member).
     pub pointer: String,
     pub kind: QuirkKind,
+    /// For a string value's [`QuirkKind::LoneSurrogate`], the surrogates it
+    /// held, in order; otherwise empty.
+    pub surrogates: Vec<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,24 +257,28 @@ impl<'a> Scanner<'a> {
         lit.bytes().enumerate().all(|(k, b)| self.is(i + k, b))
     }
 
-    fn quirk(&mut self, kind: QuirkKind) {
+    fn quirk(&mut self, kind: QuirkKind, surrogates: Vec<u16>) {
         let p = pointer(&self.path);
-        self.quirks.push(Quirk { pointer: p, kind });
+        self.quirks.push(Quirk {
+            pointer: p,
+            kind,
+            surrogates,
+        });
     }
 
     /// `scanstring_unicode`: `end` is the index just after the opening quote.
-    /// Returns the string, the index after the closing quote, and whether a
-    /// lone surrogate was seen.
-    fn scanstring(&self, mut end: usize) -> Result<(String, usize, bool), Error> {
+    /// Returns the string, the index after the closing quote, and the lone
+    /// surrogates seen (each stored as U+FFFD).
+    fn scanstring(&self, mut end: usize) -> Result<(String, usize, Vec<u16>), Error> {
         let s = self.s;
         let len = s.len();
         let begin = end.saturating_sub(1);
         let mut out = String::new();
-        let mut lone = false;
+        let mut lone = Vec::new();
         let mut push = |c: u32, out: &mut String| match char::from_u32(c) {
             Some(ch) => out.push(ch),
             None => {
-                lone = true;
+                lone.push(u16::try_from(c).unwrap_or(u16::MAX));
                 out.push('\u{fffd}');
             }
         };
@@ -416,13 +423,14 @@ impl<'a> Scanner<'a> {
             match text.parse::<f64>() {
                 Ok(f) if f.is_finite() => Number::from_f64(f).map_or(Value::Null, Value::Number),
                 Ok(f) => {
-                    self.quirk(if f.is_nan() {
+                    let kind = if f.is_nan() {
                         QuirkKind::NaN
                     } else if f > 0.0 {
                         QuirkKind::Infinity
                     } else {
                         QuirkKind::NegInfinity
-                    });
+                    };
+                    self.quirk(kind, Vec::new());
                     Value::Null
                 }
                 Err(_) => return Ok(None),
@@ -437,7 +445,7 @@ impl<'a> Scanner<'a> {
             } else if let Ok(u) = text.parse::<u64>() {
                 Value::Number(Number::from(u))
             } else {
-                self.quirk(QuirkKind::BigInt);
+                self.quirk(QuirkKind::BigInt, Vec::new());
                 text.parse::<f64>()
                     .ok()
                     .and_then(Number::from_f64)
@@ -448,7 +456,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn constant(&mut self, kind: QuirkKind, next: usize) -> Result<Term, Error> {
-        self.quirk(kind);
+        self.quirk(kind, Vec::new());
         Ok(Term::Value(Value::Null, next))
     }
 
@@ -462,8 +470,8 @@ impl<'a> Scanner<'a> {
         match char::from_u32(c) {
             Some('"') => {
                 let (st, next, lone) = self.scanstring(idx + 1)?;
-                if lone {
-                    self.quirk(QuirkKind::LoneSurrogate);
+                if !lone.is_empty() {
+                    self.quirk(QuirkKind::LoneSurrogate, lone);
                 }
                 return Ok(Term::Value(Value::String(st), next));
             }
@@ -513,6 +521,7 @@ impl<'a> Scanner<'a> {
             ));
         }
         let (key, next, lone) = self.scanstring(idx + 1)?;
+        let lone = !lone.is_empty();
         let idx = self.skip_ws(next);
         if !self.is(idx, b':') {
             return Err(derr("Expecting ':' delimiter", idx));
@@ -607,6 +616,7 @@ impl<'a> Scanner<'a> {
                             self.quirks.push(Quirk {
                                 pointer: p,
                                 kind: QuirkKind::LoneSurrogate,
+                                surrogates: Vec::new(),
                             });
                         }
                         map.insert(key, value);

@@ -45,7 +45,7 @@ impl From<String> for PasswordHash {
 /// refuses any other.
 impl From<String> for Email {
     fn from(stored: String) -> Self {
-        Email::canonical(&stored)
+        Email::stored(stored)
     }
 }
 

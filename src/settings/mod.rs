@@ -391,6 +391,30 @@ where
     }
 }
 
+/// The shortest key accepted: 32 bytes, a SHA-256 block's worth of
+/// entropy at best, as HMAC-SHA256 and HKDF want.
+pub const MIN_SECRET_KEY_BYTES: usize = 32;
+
+/// The value `.env.example` ships: a key everyone can read.
+pub const PLACEHOLDER_SECRET_KEY: &str = "change-me-to-a-long-random-string";
+
+/// A key: long enough, and not the placeholder. Neither the value nor its
+/// length is echoed.
+fn secret_key(source: &impl Source, name: &'static str) -> Result<SecretKey, SettingsError> {
+    let key = required(source, name)?;
+    let problem = if key == PLACEHOLDER_SECRET_KEY {
+        "is the placeholder of .env.example; generate a key, e.g. openssl rand -base64 48"
+    } else if key.len() < MIN_SECRET_KEY_BYTES {
+        "must be at least 32 bytes long; generate a key, e.g. openssl rand -base64 48"
+    } else {
+        return Ok(SecretKey::new(key));
+    };
+    Err(SettingsError::Invalid {
+        name,
+        problem: problem.into(),
+    })
+}
+
 /// The longest duration a setting takes: a year.
 const MAX_SECONDS: u64 = 31_536_000;
 
@@ -444,13 +468,7 @@ impl Settings {
             .map(|part| url("REDIS_URL", part.trim().to_owned()))
             .collect::<Result<Vec<_>, _>>()?;
 
-        let secret_key = required(source, "SECRET_KEY")?;
-        if secret_key.len() < 16 {
-            return Err(SettingsError::Invalid {
-                name: "SECRET_KEY",
-                problem: "must be at least 16 characters long".into(),
-            });
-        }
+        let secret_key = secret_key(source, "SECRET_KEY")?;
 
         let system_email =
             value(source, "SYSTEM_EMAIL").ok_or(SettingsError::Missing("SYSTEM_EMAIL"))?;
@@ -475,7 +493,7 @@ impl Settings {
         Ok(Self {
             database,
             redis_url: RedisUrl(redis_urls),
-            secret_key: SecretKey::new(secret_key),
+            secret_key,
             system_email,
             email_api_url,
             smtp_url,

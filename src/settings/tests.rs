@@ -5,7 +5,7 @@ fn base() -> HashMap<&'static str, &'static str> {
     HashMap::from([
         ("DATABASE_URL", "postgres://app:hunter2@localhost/activator"),
         ("REDIS_URL", "redis://localhost:6379/"),
-        ("SECRET_KEY", "0123456789abcdef0123"),
+        ("SECRET_KEY", "0123456789abcdef0123456789abcdef"),
     ])
 }
 
@@ -201,7 +201,10 @@ fn debug_output_hides_secrets() {
     let settings = Settings::from_source(&base()).unwrap();
     let printed = format!("{settings:?}");
     assert!(!printed.contains("hunter2"), "{printed}");
-    assert!(!printed.contains("0123456789abcdef0123"), "{printed}");
+    assert!(
+        !printed.contains("0123456789abcdef0123456789abcdef"),
+        "{printed}"
+    );
 }
 
 #[test]
@@ -251,7 +254,7 @@ fn every_default_parses() {
     let mut source = base();
     source.retain(|name, _| *name == "DATABASE_URL");
     source.insert("REDIS_URL", "redis://localhost/");
-    source.insert("SECRET_KEY", "0123456789abcdef0123");
+    source.insert("SECRET_KEY", "0123456789abcdef0123456789abcdef");
     Settings::from_source(&source).unwrap();
     LogFormat::from_source(&NONE).unwrap();
 }
@@ -309,4 +312,22 @@ fn readme_tables_agree_with_the_variables() {
         rows += 1;
     }
     assert!(rows > 0, "the README has no table of variables");
+}
+
+#[test]
+fn a_short_or_placeholder_secret_key_stops_start_up_naming_it() {
+    let example = include_str!("../../.env.example");
+    assert!(
+        example.contains(&format!("SECRET_KEY={PLACEHOLDER_SECRET_KEY}\n")),
+        ".env.example's placeholder is the one refused"
+    );
+    for key in [PLACEHOLDER_SECRET_KEY, "0123456789abcdef0123456789abcde"] {
+        let mut source = base();
+        source.insert("SECRET_KEY", key);
+        let err = Settings::from_source(&source).unwrap_err().to_string();
+        assert!(err.contains("SECRET_KEY") && !err.contains(key), "{err}");
+    }
+    let mut source = base();
+    source.insert("SECRET_KEY", "0123456789abcdef0123456789abcdef");
+    Settings::from_source(&source).unwrap();
 }

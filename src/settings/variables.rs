@@ -41,7 +41,7 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "SECRET_KEY",
         default: DefaultValue::Required,
-        meaning: "key for the codes' HMAC and the outbox's seal, at least 16 characters",
+        meaning: "key for the codes' HMAC and the outbox's seal, at least 32 bytes (not the placeholder of `.env.example`)",
     },
     Variable {
         name: "SYSTEM_EMAIL",

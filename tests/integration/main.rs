@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod compat;
 mod docs;
+mod edges;
 mod email;
 mod foundation;
 mod hardening;

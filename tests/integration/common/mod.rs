@@ -30,7 +30,7 @@ pub use server::Server;
 
 /// A password that satisfies the policy.
 pub const PASSWORD: &str = "Secr3t!pass";
-pub const SECRET_KEY: &str = "integration-test-secret-key";
+pub const SECRET_KEY: &str = "integration-test-secret-key-0123456789";
 
 fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
