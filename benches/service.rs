@@ -10,14 +10,19 @@
 //! 3. register-to-email latency at light load,
 //! 4. the time of a 401 for an unknown email and for a wrong password,
 //! 5. fair hashing: 80 concurrent registrations from one client at cost 12,
-//!    and how long another client's registrations take meanwhile.
+//!    and how long another client's registrations take meanwhile,
+//! 6. whole signups (register, read the code from the email, activate) per
+//!    second, as a share of the bcrypt bound: one hash each, when the
+//!    activation is proven by the registration's credential proof.
 //!
 //! The dispatcher's own throughput is `benches/email.rs`'s.
 //!
 //! Knobs (environment): `BENCH_SECONDS` (load duration, default 20),
 //! `BENCH_CLIENTS` (concurrent register clients, default 16),
 //! `BENCH_COST` (bcrypt cost, default 10), `BENCH_BIN` (another build of
-//! `activator` to measure, e.g. the previous release, for a comparison).
+//! `activator` to measure, e.g. the previous release, for a comparison),
+//! `BENCH_ONLY=signup` (only 1, the register load of 2 and 6: e.g.
+//! `BENCH_ONLY=signup BENCH_COST=12 BENCH_CLIENTS=8 scripts/bench.sh service`).
 
 #[path = "../tests/integration/common/mail_sink.rs"]
 #[allow(
@@ -292,6 +297,77 @@ fn register_load(base: &str, clients: usize, seconds: u64, label: &str) -> LoadR
     }
 }
 
+/// `clients` threads sign up back to back for `seconds`: register, wait for
+/// the code's email, activate. Returns the signups completed, the time, and
+/// the statuses that were not 201 or 200.
+fn signup_load(
+    base: &str,
+    sink: &MailSink,
+    clients: usize,
+    seconds: u64,
+) -> (usize, Duration, HashMap<u16, usize>) {
+    let stop = AtomicBool::new(false);
+    let done = AtomicUsize::new(0);
+    let other = Mutex::new(HashMap::new());
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for client in 0..clients {
+            let (stop, done, other) = (&stop, &done, &other);
+            scope.spawn(move || {
+                let agent = agent();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let email = format!("signup-{client}-{i}@example.com");
+                    i += 1;
+                    let status = register(&agent, base, &email);
+                    if status != 201 {
+                        *other.lock().unwrap().entry(status).or_insert(0) += 1;
+                        continue;
+                    }
+                    let code = loop {
+                        let found = sink
+                            .delivered()
+                            .into_iter()
+                            .rev()
+                            .find(|message| message["to"] == email.as_str());
+                        if let Some(message) = found {
+                            break code_in(message["body"].as_str().unwrap_or_default());
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    };
+                    use base64::Engine;
+                    let token = base64::engine::general_purpose::STANDARD
+                        .encode(format!("{email}:{PASSWORD}"));
+                    let status = agent
+                        .post(format!("{base}/auth/activate"))
+                        .header("Authorization", format!("Basic {token}"))
+                        .send_json(json!({ "code": code }))
+                        .map(|r| r.status().as_u16())
+                        .unwrap_or(0);
+                    if status == 200 {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        *other.lock().unwrap().entry(status).or_insert(0) += 1;
+                    }
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_secs(seconds));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let elapsed = started.elapsed();
+    let other = other.into_inner().unwrap();
+    (done.load(Ordering::Relaxed), elapsed, other)
+}
+
+/// The digits of the code in an email's text.
+fn code_in(text: &str) -> String {
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|run| run.len() >= 4)
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is taken from argv.
     let admin_url = std::env::var("DATABASE_URL").expect("DATABASE_URL (run scripts/bench.sh)");
@@ -363,6 +439,13 @@ fn main() {
         ms(*load.health.last().unwrap_or(&Duration::ZERO)),
         load.health.len()
     );
+
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("signup") {
+        signups(&server.base, &sink, clients, seconds, bcrypt_rate);
+        drop(server);
+        sql(&maintenance, &format!("DROP DATABASE {name} WITH (FORCE)"));
+        return;
+    }
 
     // Every registration's email, delivered before latency is measured.
     let registered = warmup.created + load.created;
@@ -499,5 +582,22 @@ fn main() {
         ms(*waits.last().unwrap_or(&Duration::ZERO)),
     );
     drop(fair);
+
+    // 6. Whole signups.
+    let server = start_server(&database_url, &redis_url, &sink, cost, &[]);
+    signups(&server.base, &sink, clients, seconds, bcrypt_rate);
+    drop(server);
     sql(&maintenance, &format!("DROP DATABASE {name} WITH (FORCE)"));
+}
+
+/// Section 6: whole signups per second against `bound` (bcrypt hashes per
+/// second): a signup that costs one hash can reach the bound.
+fn signups(base: &str, sink: &MailSink, clients: usize, seconds: u64, bound: f64) {
+    let (done, elapsed, other) = signup_load(base, sink, clients, seconds);
+    let rate = done as f64 / elapsed.as_secs_f64();
+    println!(
+        "signups (register, email, activate): {done} in {:.1} s = {rate:.2}/s with {clients} clients ({:.2} of the bcrypt bound); other statuses: {other:?}",
+        elapsed.as_secs_f64(),
+        rate / bound
+    );
 }

@@ -90,6 +90,7 @@ METRICS = {
     "activator_outbox_oldest_pending_age_seconds": {},
     "activator_password_hash_waiting": {},
     "activator_password_hash_rejected_total": {},
+    "activator_password_hashes_total": {"work": {"hash", "verify"}},
 }
 TARGET_LABELS = {"job": None, "instance": None}
 HISTOGRAMS = {"activator_http_request_duration_seconds", "activator_email_send_duration_seconds"}

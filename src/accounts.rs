@@ -17,6 +17,7 @@ use diesel_async::AsyncPgConnection;
 use crate::address::Email;
 use crate::client_ip::ClientIp;
 use crate::code::{Code, CodeHasher};
+use crate::credential::Prover;
 use crate::db::users::{NewUser, User};
 use crate::db::{self, Pool, activation_codes, outbox, users};
 use crate::limits::{Attempt, Cleared, Decision, Limit, Limiter};
@@ -85,6 +86,9 @@ pub struct Accounts {
     code_hasher: CodeHasher,
     sealer: Sealer,
     limiter: Limiter,
+    /// Proofs of credentials just verified (`CREDENTIAL_PROOF`); `None`:
+    /// off.
+    prover: Option<Prover>,
     code_ttl: Duration,
     code_length: usize,
     /// How long a registration stays pending; `None`: for ever.
@@ -104,6 +108,9 @@ impl Accounts {
             code_hasher: CodeHasher::new(settings.secret_key.clone()),
             sealer: Sealer::new(&settings.secret_key),
             limiter: Limiter::connect(settings).await?,
+            prover: settings
+                .credential_proof
+                .then(|| Prover::new(&settings.secret_key)),
             code_ttl: settings.code_ttl,
             code_length: settings.code_length,
             pending_ttl: settings.pending_ttl,
@@ -191,6 +198,7 @@ impl Accounts {
                 tracing::warn!(error = %err, "could not clear the counters of a renewed registration");
             }
         }
+        self.keep_proof(&user, password).await;
         Ok(user)
     }
 
@@ -279,6 +287,11 @@ impl Accounts {
             let mut conn = self.pool.get().await?;
             users::find_by_email(&mut conn, email).await?
         };
+        if let Some(user) = &user
+            && self.proven(user, password).await
+        {
+            return Ok(user.clone());
+        }
         let matches = self
             .hasher
             .verify(
@@ -295,6 +308,43 @@ impl Accounts {
                 Ok(user)
             }
             _ => Err(AccountError::InvalidCredentials),
+        }
+    }
+
+    /// Keeps a proof that `password` is `user`'s for as long as its code
+    /// lives, so that signing in to activate costs no second bcrypt (see
+    /// `crate::credential`). Best effort: without it, bcrypt decides.
+    async fn keep_proof(&self, user: &User, password: &Password) {
+        let Some(prover) = &self.prover else {
+            return;
+        };
+        let proof = prover.proof(&user.email, password);
+        if let Err(err) = self
+            .limiter
+            .store_proof(&user.email, &proof, self.code_ttl)
+            .await
+        {
+            tracing::warn!(error = %err, "could not keep a credential proof");
+        }
+    }
+
+    /// Whether a kept proof shows `password` to be pending `user`'s, so no
+    /// bcrypt work is needed. Anything else (no proof, another password, an
+    /// active account, Redis failing) leaves it to bcrypt.
+    async fn proven(&self, user: &User, password: &Password) -> bool {
+        let Some(prover) = &self.prover else {
+            return false;
+        };
+        if user.is_active {
+            return false;
+        }
+        match self.limiter.proof(&user.email).await {
+            Ok(Some(stored)) => prover.verify(&user.email, password, &stored),
+            Ok(None) => false,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not read a credential proof");
+                false
+            }
         }
     }
 
@@ -368,6 +418,12 @@ impl Accounts {
                 })
                 .await;
             if !run_again(&reissued, attempt) {
+                if reissued.is_ok() {
+                    // A new code: the proof made for the old one ends.
+                    if let Err(err) = self.limiter.forget_proof(&user.email).await {
+                        tracing::warn!(error = %err, "could not end a credential proof");
+                    }
+                }
                 return reissued;
             }
         }

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod client_ip;
 pub mod code;
 pub mod compat;
+pub mod credential;
 pub mod db;
 pub mod devmail;
 pub mod duration;

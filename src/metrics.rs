@@ -127,6 +127,8 @@ fn labels<O: Outcome>() -> Vec<&'static str> {
 
 /// `activator_emails_total{result}` values (the dispatcher's outcomes).
 pub const EMAIL_RESULTS: [&str; 5] = ["delivered", "retried", "throttled", "dead", "expired"];
+/// `activator_password_hashes_total{work}` values.
+pub const HASH_WORK: [&str; 2] = ["hash", "verify"];
 /// `activator_rate_limited_total{limit}` values: every limit that answers
 /// 429 (`limits::Limit::as_str`).
 pub const LIMITS: [&str; 10] = [
@@ -159,6 +161,7 @@ pub struct Metrics {
     outbox_oldest_pending_age: Gauge,
     hash_waiting: IntGauge,
     hash_rejected: IntCounter,
+    hashes: IntCounterVec,
 }
 
 /// The process's metrics.
@@ -282,6 +285,16 @@ impl Metrics {
                     "Password hashes refused: the queue was full, or the client held its share of it.",
                 ),
             ),
+            hashes: add(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "activator_password_hashes_total",
+                        "bcrypt computations done: hash (a new password) or verify (a sign-in).",
+                    ),
+                    &["work"],
+                ),
+            ),
             registry,
         };
         for (counter, values) in [
@@ -289,6 +302,7 @@ impl Metrics {
             (&metrics.activations, labels::<Activation>()),
             (&metrics.resends, labels::<Resend>()),
             (&metrics.emails, EMAIL_RESULTS.to_vec()),
+            (&metrics.hashes, HASH_WORK.to_vec()),
         ] {
             for value in values {
                 counter.with_label_values(&[value]);
@@ -365,6 +379,12 @@ impl Metrics {
     }
 
     /// Counts a password hash refused.
+    /// Counts one bcrypt computation of `work` (one of [`HASH_WORK`]).
+    pub fn hashed(&self, work: &str) {
+        debug_assert!(HASH_WORK.contains(&work));
+        self.hashes.with_label_values(&[work]).inc();
+    }
+
     pub fn hash_rejected(&self) {
         self.hash_rejected.inc();
     }

@@ -225,6 +225,7 @@ impl Hasher {
         let hash = self
             .run(client, move || bcrypt::hash(password, cost))
             .await??;
+        crate::metrics::get().hashed("hash");
         Ok(PasswordHash(hash))
     }
 
@@ -247,6 +248,7 @@ impl Hasher {
                 bcrypt::verify(password, &hash).unwrap_or(false)
             })
             .await?;
+        crate::metrics::get().hashed("verify");
         Ok(known && matches)
     }
 

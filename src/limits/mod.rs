@@ -148,6 +148,7 @@ struct EmailKeys {
     resend_minute: String,
     resend_day: String,
     auth_failures: String,
+    proof: String,
 }
 
 impl EmailKeys {
@@ -159,6 +160,7 @@ impl EmailKeys {
             resend_minute: key(tag, "resend:minute"),
             resend_day: key(tag, "resend:day"),
             auth_failures: key(tag, "auth:failures"),
+            proof: key(tag, "credential:proof"),
         }
     }
 }
@@ -434,12 +436,43 @@ impl Limiter {
         if resend_limits {
             pipe.del(&keys.resend_minute).del(&keys.resend_day);
         }
+        // Whatever unlocks an account also ends its credential proof.
+        pipe.del(&keys.proof).ignore();
         let deleted: Vec<i64> = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(Cleared {
             lock: deleted.first() == Some(&1),
             failures: deleted.iter().skip(1).take(2).any(|&n| n == 1),
             resend_limits: deleted.iter().skip(3).any(|&n| n == 1),
         })
+    }
+
+    /// Keeps `proof` (`credential::Prover`) of `email`'s credentials for
+    /// `ttl`, replacing any other.
+    pub async fn store_proof(&self, email: &Email, proof: &[u8], ttl: Duration) -> RedisResult<()> {
+        redis::cmd("SET")
+            .arg(EmailKeys::of(email).proof)
+            .arg(proof)
+            .arg("PX")
+            .arg(millis(ttl).max(1))
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+
+    /// The proof kept for `email`'s credentials, if any.
+    pub async fn proof(&self, email: &Email) -> RedisResult<Option<Vec<u8>>> {
+        redis::cmd("GET")
+            .arg(EmailKeys::of(email).proof)
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+
+    /// Ends `email`'s proof (a new code, a new owner).
+    pub async fn forget_proof(&self, email: &Email) -> RedisResult<()> {
+        redis::cmd("DEL")
+            .arg(EmailKeys::of(email).proof)
+            .query_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(drop)
     }
 
     /// The lockout state, for support.

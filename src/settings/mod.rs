@@ -67,6 +67,8 @@ pub struct Settings {
     /// `None`: a pending registration never expires.
     pub pending_ttl: Option<Duration>,
     pub bcrypt_cost: u32,
+    /// Keep a proof of a registration's credentials (`CREDENTIAL_PROOF`).
+    pub credential_proof: bool,
     pub limits: LimitSettings,
     pub network: NetworkSettings,
     /// Where the metrics listener binds; `None`: no metrics listener.
@@ -418,6 +420,18 @@ fn secret_key(source: &impl Source, name: &'static str) -> Result<SecretKey, Set
 /// The longest duration a setting takes: a year.
 const MAX_SECONDS: u64 = 31_536_000;
 
+/// `on` or `off`.
+fn switch(source: &impl Source, name: &'static str) -> Result<bool, SettingsError> {
+    match value(source, name).as_deref() {
+        Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        other => Err(SettingsError::Invalid {
+            name,
+            problem: format!("expected on or off, got {:?}", other.unwrap_or_default()),
+        }),
+    }
+}
+
 /// A limit's count: at least one.
 fn count(source: &impl Source, name: &'static str) -> Result<u32, SettingsError> {
     integer(source, name, 1..=1_000_000)
@@ -508,6 +522,7 @@ impl Settings {
                 seconds => Some(Duration::from_secs(seconds)),
             },
             bcrypt_cost: integer(source, "BCRYPT_COST", BCRYPT_COSTS)?,
+            credential_proof: switch(source, "CREDENTIAL_PROOF")?,
             limits: LimitSettings::from_source(source)?,
             network: NetworkSettings::from_source(source)?,
             metrics_address: metrics_address(source)?,

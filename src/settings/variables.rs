@@ -99,6 +99,11 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "bcrypt cost, 4–31",
     },
     Variable {
+        name: "CREDENTIAL_PROOF",
+        default: DefaultValue::Value("on"),
+        meaning: "`on`: keep an HMAC proof of a registration's credentials in Redis for the code's lifetime, so its activation costs no second bcrypt; `off`: every sign-in runs bcrypt",
+    },
+    Variable {
         name: "ACTIVATION_ATTEMPT_LIMIT",
         default: DefaultValue::Value("5"),
         meaning: "failed activations before lockout",

@@ -16,4 +16,5 @@ mod foundation;
 mod hardening;
 mod healthcheck;
 mod metrics;
+mod signup;
 mod smtp;

@@ -1,0 +1,93 @@
+//! The proof of a verified credential: an HMAC-SHA256, under a key derived
+//! from `SECRET_KEY` with HKDF, of an address and a password that were just
+//! known to belong together (the password hashed at registration, or
+//! verified by bcrypt since). Kept in Redis for a code's lifetime
+//! (`limits::Limiter::store_proof`), it lets the activation or resend that
+//! follows skip a second bcrypt verification: a signup costs one hash.
+//!
+//! Neither the password nor anything a password can be recovered from rests
+//! anywhere without `SECRET_KEY`: whoever holds both a Redis dump and the key
+//! within a code's lifetime can test guesses at HMAC speed instead of
+//! bcrypt's, which is the trade-off `CREDENTIAL_PROOF=off` declines. A new
+//! key (rotation) matches no proof made under the old one: they die with it.
+
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::address::Email;
+use crate::password::Password;
+use crate::settings::SecretKey;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// What tells this key apart from any other derived from `SECRET_KEY`.
+const PURPOSE: &[u8] = b"activator credential proof v1";
+
+/// Makes and checks proofs. Cheap to clone; never printed.
+#[derive(Clone)]
+pub struct Prover {
+    mac: HmacSha256,
+}
+
+impl Prover {
+    pub fn new(secret: &SecretKey) -> Self {
+        let mut key = [0u8; 32];
+        Hkdf::<Sha256>::new(None, secret.as_bytes())
+            .expand(PURPOSE, &mut key)
+            .unwrap_or_else(|_| unreachable!("HKDF-SHA256 yields 32 bytes"));
+        let mac = <HmacSha256 as Mac>::new_from_slice(&key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        Self { mac }
+    }
+
+    /// The proof that `password` is `email`'s.
+    pub fn proof(&self, email: &Email, password: &Password) -> Vec<u8> {
+        let mut mac = self.mac.clone();
+        // The address cannot hold a NUL: it separates the two unambiguously.
+        mac.update(email.as_str().as_bytes());
+        mac.update(&[0]);
+        mac.update(password.as_str().as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// Whether `stored` proves that `password` is `email`'s (constant time).
+    pub fn verify(&self, email: &Email, password: &Password, stored: &[u8]) -> bool {
+        let mut mac = self.mac.clone();
+        mac.update(email.as_str().as_bytes());
+        mac.update(&[0]);
+        mac.update(password.as_str().as_bytes());
+        mac.verify_slice(stored).is_ok()
+    }
+}
+
+impl std::fmt::Debug for Prover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prover(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prover(key: &str) -> Prover {
+        Prover::new(&SecretKey::new(key))
+    }
+
+    #[test]
+    fn a_proof_holds_for_its_address_and_password_under_its_key_only() {
+        let ada = Email::stored("ada@example.com".into());
+        let password = Password::new("Secr3t!pass");
+        let proof = prover("one key of at least thirty-two bytes").proof(&ada, &password);
+        assert_eq!(proof.len(), 32);
+        assert!(!proof.windows(6).any(|w| w == b"Secr3t"));
+        let same = prover("one key of at least thirty-two bytes");
+        assert!(same.verify(&ada, &password, &proof));
+        assert!(!same.verify(&ada, &Password::new("Secr3t!pasS"), &proof));
+        let bob = Email::stored("bob@example.com".into());
+        assert!(!same.verify(&bob, &password, &proof));
+        let rotated = prover("another key of at least thirty-two bytes");
+        assert!(!rotated.verify(&ada, &password, &proof));
+    }
+}
