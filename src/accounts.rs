@@ -650,6 +650,23 @@ impl Accounts {
         })
     }
 
+    /// Erases the account of `email`: in one transaction the account, its
+    /// codes and its outbox messages; then its Redis counters and proof.
+    pub async fn delete(&self, email: &Email) -> Result<Deleted, AccountError> {
+        let user = self.find_user(email).await?;
+        let mut conn = self.pool.get().await?;
+        let deleted = conn
+            .transaction(async |conn| {
+                // The row first, as every workflow locks it (codes after).
+                users::lock(conn, user.id).await?;
+                users::delete(conn, user.id).await
+            })
+            .await?;
+        let (codes, emails) = deleted.ok_or_else(|| AccountError::UnknownUser(email.clone()))?;
+        self.limiter.forget(&user.email).await?;
+        Ok(Deleted { codes, emails })
+    }
+
     /// The account registered for `email`.
     pub async fn find_user(&self, email: &Email) -> Result<User, AccountError> {
         find_user(&self.pool, email).await
@@ -713,6 +730,13 @@ impl From<diesel::result::Error> for Rollback {
 pub struct Unlocked {
     pub cleared: Cleared,
     pub budget: u32,
+}
+
+/// What `delete` erased besides the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    pub codes: i64,
+    pub emails: i64,
 }
 
 /// The account registered for `email`: for commands that have a pool but

@@ -1,4 +1,5 @@
-//! `activator user resend|unlock|show EMAIL`: support actions on one account.
+//! `activator user resend|unlock|show|delete EMAIL`: support actions on one
+//! account.
 
 use std::time::Duration;
 
@@ -29,6 +30,12 @@ pub enum Command {
         #[arg(long)]
         resend_limits: bool,
     },
+    /// Erase the account, its codes, its queued and sent emails and its
+    /// counters (no prompt: for scripts, e.g. an erasure request).
+    Delete {
+        #[arg(value_parser = super::email_arg)]
+        email: Email,
+    },
     /// Show account, lockout, code and email-delivery state (never the code).
     Show {
         #[arg(value_parser = super::email_arg)]
@@ -50,6 +57,7 @@ pub fn run(command: Command, env: &Environment) -> anyhow::Result<()> {
                 email,
                 resend_limits,
             } => unlock(&workflows(&settings).await?, &email, resend_limits).await,
+            Command::Delete { email } => delete(&workflows(&settings).await?, &email).await,
             Command::Show { email, json } => {
                 let pool =
                     db::pool(&settings.database).context("cannot set up the database pool")?;
@@ -117,6 +125,18 @@ async fn unlock(accounts: &Accounts, email: &Email, resend_limits: bool) -> anyh
     } else {
         println!("cleared {} for {email}", what.join(", "));
     }
+    Ok(())
+}
+
+async fn delete(accounts: &Accounts, email: &Email) -> anyhow::Result<()> {
+    let deleted = accounts
+        .delete(email)
+        .await
+        .map_err(|err| explain(err, email))?;
+    println!(
+        "deleted the account {email}, {} code(s), {} email(s) and its counters",
+        deleted.codes, deleted.emails
+    );
     Ok(())
 }
 

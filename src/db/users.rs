@@ -231,3 +231,23 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Optio
         .await
         .optional()
 }
+
+/// Deletes the account `id` and, by the foreign keys' cascade, its codes
+/// and its outbox messages (a queued email is then never sent). Returns
+/// how many codes and messages went with it; `None` when there was no
+/// such account.
+pub async fn delete(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<(i64, i64)>> {
+    use crate::schema::{activation_codes, email_outbox};
+    let codes: i64 = activation_codes::table
+        .filter(activation_codes::user_id.eq(id))
+        .count()
+        .get_result(conn)
+        .await?;
+    let emails: i64 = email_outbox::table
+        .filter(email_outbox::user_id.eq(id))
+        .count()
+        .get_result(conn)
+        .await?;
+    let deleted = diesel::delete(users::table.find(id)).execute(conn).await?;
+    Ok((deleted == 1).then_some((codes, emails)))
+}

@@ -102,7 +102,7 @@ async fn an_activation_right_after_registration_runs_no_bcrypt() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_proof_ends_with_activation_a_new_code_unlock_expiry_and_a_new_key() {
+async fn the_proof_ends_with_activation_a_new_code_unlock_delete_expiry_and_a_new_key() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
     let (server, metrics) = serve(&db, &sink, &[("ACTIVATION_CODE_TTL_SECONDS", "2")]);
@@ -124,6 +124,14 @@ async fn the_proof_ends_with_activation_a_new_code_unlock_expiry_and_a_new_key()
         assert!(output.status.success(), "{output:?}");
         assert_eq!(proof(&email), None, "ended by user {command}");
     }
+
+    // Erasure.
+    let email = unique_email("ends-deleted");
+    assert_eq!(server.register(&email).0, 201);
+    assert!(proof(&email).is_some());
+    let output = run(&db.url, &[], &["user", "delete", &email]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(proof(&email), None, "ended by user delete");
 
     // Expiry, with the code's.
     let email = unique_email("ends-expired");
@@ -205,4 +213,69 @@ async fn neither_dump_holds_anything_a_password_can_be_recovered_from_without_th
         ))
         .await;
     assert_eq!(stored, 1, "a bcrypt hash, nothing else");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_delete_erases_the_account_its_codes_emails_and_counters() {
+    let db = TestDb::new().await;
+    // No email API reachable: the email stays queued, and must never go.
+    let (server, _metrics) = {
+        let sink = MailSink::start();
+        sink.stall(true);
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let env = [
+            ("EMAIL_API_URL", "http://127.0.0.1:9/unreachable"),
+            ("METRICS_ADDRESS", metrics.as_str()),
+        ];
+        (Server::start(&db.url, &env), metrics)
+    };
+    let email = unique_email("erase");
+    assert_eq!(server.register(&email).0, 201);
+    // A failed sign-in leaves a counter in Redis.
+    let (status, _) = server.post("/auth/resend", &json!({}), Some((&email, "Wr0ng!pass")));
+    assert_eq!(status, 401);
+    let count = |table: &str| {
+        format!(
+            "SELECT count(*) AS n FROM {table} t JOIN users u ON u.id = t.user_id WHERE u.email = '{email}'"
+        )
+    };
+    assert_eq!(db.count(&count("activation_codes")).await, 1);
+    assert_eq!(db.count(&count("email_outbox")).await, 1);
+
+    let output = run(&db.url, &[], &["user", "delete", &email]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("1 code(s), 1 email(s)"), "{stdout}");
+    let accounts = db
+        .count(&format!(
+            "SELECT count(*) AS n FROM users WHERE email = '{email}'"
+        ))
+        .await;
+    assert_eq!(accounts, 0);
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM activation_codes").await,
+        0
+    );
+    assert_eq!(db.count("SELECT count(*) AS n FROM email_outbox").await, 0);
+    let mut redis = redis::Client::open(crate::common::redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("activator:{{{email}}}:*"))
+        .query(&mut redis)
+        .unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+    // The address can be registered afresh.
+    assert_eq!(server.register(&email).0, 201);
+
+    // An unknown address: one line, exit 1.
+    let output = run(&db.url, &[], &["user", "delete", "nobody@example.com"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("no account for nobody@example.com"),
+        "{stderr}"
+    );
 }
