@@ -6,34 +6,13 @@ use futures_util::future::join_all;
 use serde_json::json;
 use std::time::Duration;
 
-use crate::common::{MailSink, PASSWORD, Reply, Server, TestApp, basic, unique_email, unique_ip};
-
-/// Asserts a 429 with `detail` and a `Retry-After` of whole seconds, at
-/// least 1; returns the seconds.
-#[track_caller]
-fn assert_limited(reply: &Reply, detail: &str) -> u64 {
-    reply.assert_detail(429, detail);
-    let seconds: u64 = reply
-        .header("retry-after")
-        .unwrap_or_else(|| panic!("no Retry-After: {reply:?}"))
-        .parse()
-        .unwrap();
-    assert!(seconds >= 1);
-    seconds
-}
+use crate::common::{
+    MailSink, PASSWORD, Reply, Server, TestApp, assert_limited, basic, failed_activations,
+    unique_email, unique_ip, wrong_code,
+};
 
 const ATTEMPTS: &str = "Too many activation attempts. Please try again later.";
 const AUTH: &str = "Too many failed authentication attempts. Please try again later.";
-
-fn wrong(code: &str) -> &'static str {
-    if code == "0000" { "1111" } else { "0000" }
-}
-
-async fn failed_activations(app: &TestApp) -> i64 {
-    app.db
-        .count("SELECT failed_activations::bigint AS n FROM users")
-        .await
-}
 
 // ---- guessing codes ----------------------------------------------------------
 
@@ -50,7 +29,7 @@ async fn the_failure_budget_outlives_lockouts_and_new_codes_until_unlock() {
     app.register(&email, PASSWORD).await;
     let code = app.latest_code(&email).await;
     for _ in 0..2 {
-        app.activate(&email, PASSWORD, wrong(&code))
+        app.activate(&email, PASSWORD, wrong_code(&code))
             .await
             .assert_detail(400, "Invalid or expired activation code");
     }
@@ -62,7 +41,7 @@ async fn the_failure_budget_outlives_lockouts_and_new_codes_until_unlock() {
         .await
         .assert_detail(202, "Activation email resent");
     let code = app.latest_code(&email).await;
-    app.activate(&email, PASSWORD, wrong(&code))
+    app.activate(&email, PASSWORD, wrong_code(&code))
         .await
         .assert_detail(400, "Invalid or expired activation code");
     assert_eq!(failed_activations(&app).await, 3);
@@ -99,7 +78,8 @@ async fn parallel_guesses_cannot_overspend_the_budget() {
     let email = unique_email("budget-race");
     app.register(&email, PASSWORD).await;
     let code = app.latest_code(&email).await;
-    let replies = join_all((0..20).map(|_| app.activate(&email, PASSWORD, wrong(&code)))).await;
+    let replies =
+        join_all((0..20).map(|_| app.activate(&email, PASSWORD, wrong_code(&code)))).await;
     let statuses: Vec<u16> = replies.iter().map(|reply| reply.status.code).collect();
     assert_eq!(
         statuses.iter().filter(|&&s| s == 400).count(),
@@ -133,14 +113,14 @@ async fn one_client_guessing_across_many_accounts_is_limited_by_its_ip() {
     // budget, but the client's share is spent.
     for (email, code) in &accounts[..2] {
         for _ in 0..2 {
-            app.activate_from(&guesser, email, PASSWORD, wrong(code))
+            app.activate_from(&guesser, email, PASSWORD, wrong_code(code))
                 .await
                 .assert_detail(400, "Invalid or expired activation code");
         }
     }
     let (email, code) = &accounts[2];
     assert_limited(
-        &app.activate_from(&guesser, email, PASSWORD, wrong(code))
+        &app.activate_from(&guesser, email, PASSWORD, wrong_code(code))
             .await,
         ATTEMPTS,
     );
@@ -171,7 +151,7 @@ async fn an_expired_pending_registration_starts_afresh_for_its_new_owner() {
         .await
         .assert_detail(201, "Activation email sent");
     let old_code = app.latest_code(&email).await;
-    app.activate(&email, squatter, wrong(&old_code)).await;
+    app.activate(&email, squatter, wrong_code(&old_code)).await;
     app.register(&email, PASSWORD)
         .await
         .assert_detail(409, "Activation code already issued");

@@ -9,50 +9,11 @@ use futures_util::future::join_all;
 use rocket::http::{ContentType, Header};
 use serde_json::json;
 
-use crate::common::{PASSWORD, Reply, TestApp, TestDb, settings_for, unique_email};
+use crate::common::{
+    PASSWORD, Reply, TestApp, TestDb, active_user, retry_after, settings_for, unique_email,
+    users_named, wrong_code,
+};
 use crate::foundation::PrivateRedis;
-
-#[derive(diesel::QueryableByName, Debug)]
-struct UserRow {
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    is_active: bool,
-}
-
-async fn users_named(app: &TestApp, email: &str) -> Vec<UserRow> {
-    let mut conn = app.db.connect().await;
-    diesel::sql_query("SELECT is_active FROM users WHERE email = $1")
-        .bind::<diesel::sql_types::Text, _>(email)
-        .load(&mut conn)
-        .await
-        .unwrap()
-}
-
-/// Registers `email` and activates it.
-async fn active_user(app: &TestApp, email: &str) {
-    app.register(email, PASSWORD)
-        .await
-        .assert_detail(201, "Activation email sent");
-    let code = app.latest_code(email).await;
-    app.activate(email, PASSWORD, &code)
-        .await
-        .assert_detail(200, "Account activated");
-}
-
-fn wrong_code(right: &str) -> String {
-    if right == "0000" {
-        "1111".into()
-    } else {
-        "0000".into()
-    }
-}
-
-fn retry_after(reply: &Reply) -> u64 {
-    reply
-        .header("retry-after")
-        .unwrap_or_else(|| panic!("no Retry-After: {reply:?}"))
-        .parse()
-        .unwrap()
-}
 
 // ---- register -------------------------------------------------------------
 
@@ -415,7 +376,7 @@ async fn a_wrong_code_is_400() {
     let email = unique_email("wrong");
     app.register(&email, PASSWORD).await;
     let code = app.latest_code(&email).await;
-    app.activate(&email, PASSWORD, &wrong_code(&code))
+    app.activate(&email, PASSWORD, wrong_code(&code))
         .await
         .assert_detail(400, "Invalid or expired activation code");
     assert!(!users_named(&app, &email).await[0].is_active);
@@ -459,7 +420,7 @@ async fn five_failures_lock_the_account_and_the_next_attempt_is_429() {
     app.register(&email, PASSWORD).await;
     let code = app.latest_code(&email).await;
     for _ in 0..5 {
-        app.activate(&email, PASSWORD, &wrong_code(&code))
+        app.activate(&email, PASSWORD, wrong_code(&code))
             .await
             .assert_detail(400, "Invalid or expired activation code");
     }
@@ -482,7 +443,7 @@ async fn the_lockout_expires_and_then_the_right_code_works() {
     app.register(&email, PASSWORD).await;
     let code = app.latest_code(&email).await;
     for _ in 0..2 {
-        app.activate(&email, PASSWORD, &wrong_code(&code))
+        app.activate(&email, PASSWORD, wrong_code(&code))
             .await
             .assert_detail(400, "Invalid or expired activation code");
     }
@@ -503,11 +464,11 @@ async fn failures_outside_the_window_do_not_count() {
     let email = unique_email("window");
     app.register(&email, PASSWORD).await;
     let code = app.latest_code(&email).await;
-    app.activate(&email, PASSWORD, &wrong_code(&code))
+    app.activate(&email, PASSWORD, wrong_code(&code))
         .await
         .assert_detail(400, "Invalid or expired activation code");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    app.activate(&email, PASSWORD, &wrong_code(&code))
+    app.activate(&email, PASSWORD, wrong_code(&code))
         .await
         .assert_detail(400, "Invalid or expired activation code");
     // Two failures in all, but only one in the current window: not locked.
@@ -523,7 +484,7 @@ async fn a_successful_activation_clears_the_counters() {
     app.register(&email, PASSWORD).await;
     let code = app.latest_code(&email).await;
     for _ in 0..3 {
-        app.activate(&email, PASSWORD, &wrong_code(&code)).await;
+        app.activate(&email, PASSWORD, wrong_code(&code)).await;
     }
     let limiter = activator::limits::Limiter::new(
         activator::redis::RedisConnection::connect(&app.settings.redis_url)
@@ -547,7 +508,7 @@ async fn parallel_guesses_cannot_exceed_the_attempt_limit() {
     app.register(&email, PASSWORD).await;
     let code = app.latest_code(&email).await;
     let wrong = wrong_code(&code);
-    let replies = join_all((0..12).map(|_| app.activate(&email, PASSWORD, &wrong))).await;
+    let replies = join_all((0..12).map(|_| app.activate(&email, PASSWORD, wrong))).await;
     let checked = replies.iter().filter(|r| r.status.code == 400).count();
     let refused = replies.iter().filter(|r| r.status.code == 429).count();
     assert_eq!((checked, refused), (5, 7), "{replies:?}");

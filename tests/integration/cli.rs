@@ -1,36 +1,14 @@
 //! docs/OPERATIONS.md: the operator commands, run as the real binary against real
 //! PostgreSQL and Redis.
 
-use std::process::Output;
 use std::time::Duration;
 
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 
+use crate::common::cli::{refused, succeeded};
 use crate::common::server::run;
-use crate::common::{MailSink, PASSWORD, Server, TestApp, code_in, unique_email};
-use crate::foundation::error_line;
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-#[track_caller]
-fn succeeded(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "exit {:?}: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout(output)
-}
-
-#[track_caller]
-fn refused(output: &Output) -> String {
-    assert_eq!(output.status.code(), Some(1), "stdout: {}", stdout(output));
-    error_line(output)
-}
+use crate::common::{MailSink, PASSWORD, Server, TestApp, code_in, unique_email, wrong_code};
 
 async fn sql(app: &TestApp, statement: &str) -> usize {
     let mut conn = app.db.connect().await;
@@ -48,10 +26,6 @@ async fn rows(app: &TestApp) -> (i64, i64, i64) {
         app.db.count(&count("email_outbox")).await,
         app.db.count(&count("users")).await,
     )
-}
-
-fn wrong_code(right: &str) -> &'static str {
-    if right == "0000" { "1111" } else { "0000" }
 }
 
 // ---- user resend ------------------------------------------------------------

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use crate::common::server::free_port;
-use crate::common::{PASSWORD, TestApp, TestDb, settings_for, unique_email};
+use crate::common::{PASSWORD, TestApp, TestDb, settings_for, unique_email, wrong_code};
 
 /// Three masters on loopback, each also using port + 10000 for its bus.
 struct LocalCluster {
@@ -152,7 +152,7 @@ async fn rate_limits_work_on_a_redis_cluster() {
     let email = unique_email("cluster-lock");
     app.register(&email, PASSWORD).await;
     let code = app.latest_code(&email).await;
-    let wrong = if code == "0000" { "1111" } else { "0000" };
+    let wrong = wrong_code(&code);
     for _ in 0..2 {
         app.activate(&email, PASSWORD, wrong)
             .await

@@ -7,22 +7,10 @@ use std::io::{Read, Write};
 use rocket::http::{ContentType, Header};
 use serde_json::json;
 
-use crate::common::{PASSWORD, Reply, Server, TestApp, TestDb, basic, unique_email};
-
-/// Asserts the status, the exact body, and a JSON content type.
-#[track_caller]
-fn exactly(reply: &Reply, status: u16, body: &str) {
-    assert_eq!((reply.status.code, reply.body.as_str()), (status, body));
-    assert_eq!(reply.content_type.as_deref(), Some("application/json"));
-}
-
-/// Asserts a 429 with the exact body and a `Retry-After` of whole seconds.
-#[track_caller]
-fn limited(reply: &Reply, detail: &str) {
-    exactly(reply, 429, &json!({ "detail": detail }).to_string());
-    let seconds: u64 = reply.header("retry-after").unwrap().parse().unwrap();
-    assert!(seconds >= 1);
-}
+use crate::common::{
+    PASSWORD, Reply, Server, TestApp, TestDb, basic, exactly, exactly_limited, pending,
+    unique_email, wrong_code,
+};
 
 async fn register_raw(app: &TestApp, body: &str) -> Reply {
     Reply::from(
@@ -36,28 +24,6 @@ async fn register_raw(app: &TestApp, body: &str) -> Reply {
     .await
 }
 
-async fn register(app: &TestApp, email: &str, password: &str) -> Reply {
-    register_raw(
-        app,
-        &json!({"email": email, "password": password}).to_string(),
-    )
-    .await
-}
-
-/// A pending account and its code.
-async fn pending(app: &TestApp) -> (String, String) {
-    let email = unique_email("compat");
-    app.register(&email, PASSWORD)
-        .await
-        .assert_detail(201, "Activation email sent");
-    let code = app.latest_code(&email).await;
-    (email, code)
-}
-
-fn wrong(code: &str) -> &'static str {
-    if code == "0000" { "1111" } else { "0000" }
-}
-
 // ---- 422 items -----------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
@@ -65,7 +31,7 @@ async fn a_password_of_0_to_7_characters_is_string_too_short() {
     let app = TestApp::new().await;
     for password in ["", "Ab1!", "Ab1!xyz"] {
         exactly(
-            &register(&app, &unique_email("short"), password).await,
+            &app.register(&unique_email("short"), password).await,
             422,
             r#"{"detail":[{"type":"string_too_short","loc":["body","password"],"msg":"String should have at least 8 characters","ctx":{"min_length":8}}]}"#,
         );
@@ -76,12 +42,8 @@ async fn a_password_of_0_to_7_characters_is_string_too_short() {
 async fn a_password_over_72_characters_is_string_too_long() {
     let app = TestApp::new().await;
     exactly(
-        &register(
-            &app,
-            &unique_email("long"),
-            &format!("Aa1!{}", "x".repeat(69)),
-        )
-        .await,
+        &app.register(&unique_email("long"), &format!("Aa1!{}", "x".repeat(69)))
+            .await,
         422,
         r#"{"detail":[{"type":"string_too_long","loc":["body","password"],"msg":"String should have at most 72 characters","ctx":{"max_length":72}}]}"#,
     );
@@ -97,7 +59,7 @@ async fn a_password_lacking_a_class_is_the_validators_value_error() {
         "NoSpecial123",
     ] {
         exactly(
-            &register(&app, &unique_email("classes"), password).await,
+            &app.register(&unique_email("classes"), password).await,
             422,
             r#"{"detail":[{"type":"value_error","loc":["body","password"],"msg":"Value error, Password must include at least one lowercase letter, one uppercase letter, one digit, and one special character","ctx":{"error":{}}}]}"#,
         );
@@ -109,7 +71,7 @@ async fn a_password_with_a_leading_or_trailing_space_says_so() {
     let app = TestApp::new().await;
     for password in [" Secr3t!pass", "Secr3t!pass ", "\tsecretpass"] {
         exactly(
-            &register(&app, &unique_email("ends"), password).await,
+            &app.register(&unique_email("ends"), password).await,
             422,
             r#"{"detail":[{"type":"value_error","loc":["body","password"],"msg":"Value error, Password cannot contain leading or trailing spaces","ctx":{"error":{}}}]}"#,
         );
@@ -126,7 +88,7 @@ async fn a_password_with_whitespace_inside_says_so() {
         "no digits here",
     ] {
         exactly(
-            &register(&app, &unique_email("inside"), password).await,
+            &app.register(&unique_email("inside"), password).await,
             422,
             r#"{"detail":[{"type":"value_error","loc":["body","password"],"msg":"Value error, Password cannot contain whitespace characters","ctx":{"error":{}}}]}"#,
         );
@@ -250,7 +212,7 @@ async fn invalid_addresses_carry_email_validators_sentence_as_reason() {
             "ctx": {"reason": reason},
         }]});
         exactly(
-            &register(&app, email, PASSWORD).await,
+            &app.register(email, PASSWORD).await,
             422,
             &expected.to_string(),
         );
@@ -341,7 +303,7 @@ async fn activating_an_active_account_is_400_with_any_code() {
         200,
         r#"{"detail":"Account activated"}"#,
     );
-    for code in [code.as_str(), wrong(&code)] {
+    for code in [code.as_str(), wrong_code(&code)] {
         exactly(
             &app.activate(&email, PASSWORD, code).await,
             400,
@@ -372,9 +334,9 @@ async fn activation_during_a_lockout_is_the_originals_429() {
     let app = TestApp::new().await;
     let (email, code) = pending(&app).await;
     for _ in 0..5 {
-        app.activate(&email, PASSWORD, wrong(&code)).await;
+        app.activate(&email, PASSWORD, wrong_code(&code)).await;
     }
-    limited(
+    exactly_limited(
         &app.activate(&email, PASSWORD, &code).await,
         "Too many activation attempts. Please try again later.",
     );
@@ -389,7 +351,7 @@ async fn resend_within_the_minute_is_the_originals_429() {
         202,
         r#"{"detail":"Activation email resent"}"#,
     );
-    limited(
+    exactly_limited(
         &app.resend(&email, PASSWORD).await,
         "Too many resend requests. Please wait before trying again.",
     );
@@ -408,7 +370,7 @@ async fn resend_past_the_daily_cap_is_the_originals_429() {
             .await
             .assert_detail(202, "Activation email resent");
     }
-    limited(
+    exactly_limited(
         &app.resend(&email, PASSWORD).await,
         "Daily resend limit reached. Please try again later.",
     );
@@ -506,7 +468,7 @@ async fn the_same_address_in_other_letter_case_is_the_same_account() {
     let email = unique_email("Case");
     app.register(&email, PASSWORD).await;
     exactly(
-        &register(&app, &email.to_uppercase(), PASSWORD).await,
+        &app.register(&email.to_uppercase(), PASSWORD).await,
         409,
         r#"{"detail":"Activation code already issued"}"#,
     );
@@ -518,7 +480,7 @@ async fn a_password_over_72_bytes_is_refused_not_truncated() {
     let password = format!("Aa1!{}", "é".repeat(68));
     assert_eq!((password.chars().count(), password.len()), (72, 140));
     exactly(
-        &register(&app, &unique_email("bytes"), &password).await,
+        &app.register(&unique_email("bytes"), &password).await,
         422,
         r#"{"detail":[{"type":"string_too_long","loc":["body","password"],"msg":"String should have at most 72 bytes","ctx":{"max_length":72}}]}"#,
     );
@@ -537,7 +499,7 @@ async fn a_local_part_over_64_characters_is_refused() {
         "ctx": {"reason": reason},
     }]});
     exactly(
-        &register(&app, &email, PASSWORD).await,
+        &app.register(&email, PASSWORD).await,
         422,
         &expected.to_string(),
     );
@@ -562,7 +524,7 @@ async fn a_code_typed_in_other_digits_activates() {
 async fn a_password_is_never_echoed() {
     let app = TestApp::new().await;
     let password = "Secr3t!pass".repeat(7);
-    let reply = register(&app, &unique_email("echo"), &password).await;
+    let reply = app.register(&unique_email("echo"), &password).await;
     assert_eq!(reply.status.code, 422);
     assert!(!reply.body.contains("Secr3t"), "{}", reply.body);
     // Not inside an echoed body either.

@@ -5,33 +5,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::common::cli::{error_line, stderr, stdout};
 use crate::common::server::{free_port, run};
 use crate::common::{TestApp, TestDb, settings_for};
-
-fn stdout(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// The one error line of a failed command (log lines, such as start-up
-/// warnings, may precede it); no panic, no backtrace.
-#[track_caller]
-pub fn error_line(output: &std::process::Output) -> String {
-    let err = stderr(output);
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace"),
-        "{err}"
-    );
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|line| line.starts_with("activator: "))
-        .collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    lines[0].to_owned()
-}
 
 /// How many migrations the binary embeds: one folder each.
 fn migration_count() -> usize {

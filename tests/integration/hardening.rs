@@ -5,15 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{MailSink, PASSWORD, Server, TestDb, unique_email};
-
-fn basic(raw: &[u8]) -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
-}
+use crate::common::{MailSink, PASSWORD, Server, TestDb, basic_value, unique_email};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_control_byte_in_basic_credentials_is_a_quiet_401() {
@@ -40,7 +32,7 @@ async fn every_control_byte_in_basic_credentials_is_a_quiet_401() {
         ] {
             let mut response = agent
                 .post(format!("{}{path}", server.base))
-                .header("Authorization", basic(raw))
+                .header("Authorization", basic_value(raw))
                 .send_json(json!({"code": "1234"}))
                 .unwrap();
             let body = response.body_mut().read_to_string().unwrap();

@@ -4,9 +4,9 @@
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use crate::common::cli::error_line;
 use crate::common::server::{free_port, run};
 use crate::common::{Server, TestDb};
-use crate::foundation::error_line;
 
 fn healthcheck(database_url: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut all = vec!["healthcheck"];

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::common::server::{Server, free_port};
-use crate::common::{MailSink, PASSWORD, TestDb, code_in, eventually, unique_email};
+use crate::common::{MailSink, PASSWORD, TestDb, code_in, eventually, unique_email, wrong_code};
 
 /// `serve` with its metrics listener on a port of its own, mailing `sink`.
-fn serve(db: &TestDb, sink: &MailSink, extra: &[(&str, &str)]) -> (Server, String) {
+fn serve_with_metrics(db: &TestDb, sink: &MailSink, extra: &[(&str, &str)]) -> (Server, String) {
     let metrics = format!("127.0.0.1:{}", free_port());
     let mut env = vec![
         ("EMAIL_API_URL", sink.url.as_str()),
@@ -55,7 +55,7 @@ fn assert_series(text: &str, series: &str, expected: f64) {
 async fn counters_move_by_exactly_what_happened() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let (server, metrics) = serve(&db, &sink, &[]);
+    let (server, metrics) = serve_with_metrics(&db, &sink, &[]);
     let (ada, bob) = (unique_email("ada"), unique_email("bob"));
 
     assert_eq!(server.register(&ada).0, 201);
@@ -69,7 +69,7 @@ async fn counters_move_by_exactly_what_happened() {
         .find(|message| message["to"] == ada.as_str())
         .map(|message| code_in(message["body"].as_str().unwrap()))
         .unwrap();
-    let wrong = if code == "0000" { "1111" } else { "0000" };
+    let wrong = wrong_code(&code);
     let activate = |code: &str, password: &str| {
         server
             .post(
@@ -194,7 +194,7 @@ async fn all_sent(db: &TestDb, n: i64) {
 async fn outbox_gauges_are_read_at_most_once_a_second() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let (server, metrics) = serve(&db, &sink, &[]);
+    let (server, metrics) = serve_with_metrics(&db, &sink, &[]);
     assert_eq!(server.register(&unique_email("gauge")).0, 201);
     all_sent(&db, 1).await;
     assert_series(
@@ -241,7 +241,7 @@ async fn outbox_gauges_are_read_at_most_once_a_second() {
 async fn promtool_accepts_the_exposition() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let (server, metrics) = serve(&db, &sink, &[]);
+    let (server, metrics) = serve_with_metrics(&db, &sink, &[]);
     server.register(&unique_email("promtool"));
     server.get("/health/live");
     let text = scrape(&metrics);
@@ -272,7 +272,7 @@ async fn promtool_accepts_the_exposition() {
 async fn the_metrics_are_not_on_the_api_port_and_can_be_turned_off() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let (server, _) = serve(&db, &sink, &[]);
+    let (server, _) = serve_with_metrics(&db, &sink, &[]);
     assert_eq!(server.get("/metrics").0, 404);
     drop(server);
     // Off: the default port is not taken (nothing listens there because of
@@ -377,7 +377,7 @@ impl Prometheus {
 async fn a_real_prometheus_scrapes_the_service() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let (server, metrics) = serve(&db, &sink, &[]);
+    let (server, metrics) = serve_with_metrics(&db, &sink, &[]);
     let target = metrics
         .trim_start_matches("http://")
         .trim_end_matches("/metrics")
@@ -400,7 +400,7 @@ async fn a_real_prometheus_scrapes_the_service() {
 async fn every_answer_has_a_request_id_and_one_access_line() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let (server, _) = serve(&db, &sink, &[("LOG_FORMAT", "json")]);
+    let (server, _) = serve_with_metrics(&db, &sink, &[("LOG_FORMAT", "json")]);
     let email = unique_email("access");
     let agent = Server::agent();
     let register = |id: Option<&str>| {

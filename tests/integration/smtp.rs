@@ -4,10 +4,11 @@
 use std::time::{Duration, Instant};
 
 use diesel_async::RunQueryDsl;
-use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mail_parser::MessageParser;
 use rocket::http::{ContentType, Header};
 use serde_json::{Value, json};
 
+use crate::common::email::{parts, serve_with_smtp, settled};
 use crate::common::server::{free_port, run};
 use crate::common::smtp_sink::{SmtpSink, cert_file};
 use crate::common::{
@@ -15,79 +16,11 @@ use crate::common::{
     unique_ip,
 };
 
-#[derive(diesel::QueryableByName, Debug, Clone)]
-struct Row {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    status: String,
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    attempts: i32,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
-    last_status: Option<i32>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    last_error: Option<String>,
-}
-
-/// Waits until every outbox message has left `queued`.
-async fn settled(db: &TestDb) -> Vec<Row> {
-    eventually(Duration::from_secs(20), async || {
-        let mut conn = db.connect().await;
-        let rows: Vec<Row> = diesel::sql_query(
-            "SELECT status, attempts, last_status, last_error FROM email_outbox ORDER BY id",
-        )
-        .load(&mut conn)
-        .await
-        .unwrap();
-        rows.iter()
-            .all(|row| row.status != "queued")
-            .then_some(rows)
-    })
-    .await
-    .expect("the outbox settled")
-}
-
-fn serve(db: &TestDb, smtp_url: &str, extra: &[(&str, &str)]) -> Server {
-    let mut env = vec![
-        ("SMTP_URL", smtp_url),
-        ("SYSTEM_EMAIL", "accounts@example.org"),
-    ];
-    env.extend_from_slice(extra);
-    Server::start(&db.url, &env)
-}
-
-/// The text and HTML parts of a raw message, checking its headers.
-fn parts(raw: &str, to: &str) -> (String, String) {
-    let message = MessageParser::default()
-        .parse(raw.as_bytes())
-        .expect("a MIME message");
-    let from = message.from().and_then(|from| from.first()).unwrap();
-    assert_eq!(from.address(), Some("accounts@example.org"));
-    let recipient = message.to().and_then(|to| to.first()).unwrap();
-    assert_eq!(recipient.address(), Some(to));
-    assert!(message.date().is_some(), "no Date: {raw}");
-    let id = message.message_id().expect("a Message-ID");
-    assert!(id.ends_with("@example.org"), "{id}");
-    let content_type = message.content_type().unwrap();
-    assert_eq!(
-        (content_type.ctype(), content_type.subtype()),
-        ("multipart", Some("alternative"))
-    );
-    assert_eq!(
-        (message.text_body_count(), message.html_body_count()),
-        (1, 1)
-    );
-    let html = message.html_part(0).unwrap();
-    assert!(matches!(html.body, PartType::Html(_)), "no real HTML part");
-    (
-        message.body_text(0).unwrap().into_owned(),
-        message.body_html(0).unwrap().into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_sends_a_multipart_email_over_smtp_whose_code_activates() {
     let sink = SmtpSink::start();
     let db = TestDb::new().await;
-    let server = serve(&db, &sink.url(), &[]);
+    let server = serve_with_smtp(&db, &sink.url(), &[]);
     let email = unique_email("smtp");
 
     assert_eq!(server.register(&email).0, 201);
@@ -109,7 +42,7 @@ async fn serve_sends_a_multipart_email_over_smtp_whose_code_activates() {
         Some((&email, PASSWORD)),
     );
     assert_eq!(status, 200);
-    let rows = settled(&db).await;
+    let rows = settled(&db, Duration::from_secs(20)).await;
     assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("sent", 1));
 }
 
@@ -117,11 +50,11 @@ async fn serve_sends_a_multipart_email_over_smtp_whose_code_activates() {
 async fn a_recipient_refused_with_550_is_dead_after_one_try_and_user_show_says_why() {
     let sink = SmtpSink::start();
     let db = TestDb::new().await;
-    let _server = serve(&db, &sink.url(), &[]);
+    let _server = serve_with_smtp(&db, &sink.url(), &[]);
     let email = unique_email("reject");
 
     assert_eq!(_server.register(&email).0, 201);
-    let rows = settled(&db).await;
+    let rows = settled(&db, Duration::from_secs(20)).await;
     assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("dead", 1));
     assert_eq!(rows[0].last_status, Some(550));
     let error = rows[0].last_error.as_deref().unwrap();
@@ -142,7 +75,7 @@ async fn a_recipient_refused_with_550_is_dead_after_one_try_and_user_show_says_w
 async fn a_450_is_retried_and_the_second_attempt_delivers() {
     let sink = SmtpSink::start();
     let db = TestDb::new().await;
-    let server = serve(&db, &sink.url(), &[]);
+    let server = serve_with_smtp(&db, &sink.url(), &[]);
     let email = unique_email("flaky");
 
     assert_eq!(server.register(&email).0, 201);
@@ -152,7 +85,7 @@ async fn a_450_is_retried_and_the_second_attempt_delivers() {
         sink.replies_to(&email),
         ["450 4.2.1 Mailbox busy, try again", "250 OK"]
     );
-    let rows = settled(&db).await;
+    let rows = settled(&db, Duration::from_secs(20)).await;
     assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("sent", 2));
 }
 
@@ -160,7 +93,7 @@ async fn a_450_is_retried_and_the_second_attempt_delivers() {
 async fn a_451_pauses_sending_and_is_retried_without_counting_an_attempt() {
     let sink = SmtpSink::start();
     let db = TestDb::new().await;
-    let server = serve(&db, &sink.url(), &[]);
+    let server = serve_with_smtp(&db, &sink.url(), &[]);
     let email = unique_email("later");
 
     assert_eq!(server.register(&email).0, 201);
@@ -170,7 +103,7 @@ async fn a_451_pauses_sending_and_is_retried_without_counting_an_attempt() {
         sink.replies_to(&email),
         ["451 4.3.0 Try again later", "250 OK"]
     );
-    let rows = settled(&db).await;
+    let rows = settled(&db, Duration::from_secs(20)).await;
     assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("sent", 1));
     let (_, log) = server.stop_with("TERM");
     assert!(log.contains("email provider throttles"), "{log}");
@@ -180,14 +113,14 @@ async fn a_451_pauses_sending_and_is_retried_without_counting_an_attempt() {
 async fn a_452_pauses_sending_like_a_429_and_is_not_an_attempt() {
     let sink = SmtpSink::start();
     let db = TestDb::new().await;
-    let server = serve(&db, &sink.url(), &[]);
+    let server = serve_with_smtp(&db, &sink.url(), &[]);
     let email = unique_email("busy");
 
     assert_eq!(server.register(&email).0, 201);
     let messages = sink.wait_for(1, Duration::from_secs(15));
     assert_eq!(messages.len(), 1);
     assert_eq!(sink.replies_to(&email).len(), 2);
-    let rows = settled(&db).await;
+    let rows = settled(&db, Duration::from_secs(20)).await;
     assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("sent", 1));
     let (_, log) = server.stop_with("TERM");
     assert!(log.contains("email provider throttles"), "{log}");
@@ -202,7 +135,7 @@ async fn starttls_to_a_server_whose_certificate_is_trusted_delivers_and_hides_th
         sink.tls_port
     );
     let cert = cert_file();
-    let server = serve(
+    let server = serve_with_smtp(
         &db,
         &url,
         &[("SSL_CERT_FILE", &cert), ("RUST_LOG", "debug")],
@@ -228,10 +161,10 @@ async fn an_untrusted_certificate_is_a_failed_attempt_not_a_delivery() {
     let sink = SmtpSink::start();
     let db = TestDb::new().await;
     let url = format!("smtp://localhost:{}?tls=required", sink.tls_port);
-    let _server = serve(&db, &url, &[("EMAIL_MAX_ATTEMPTS", "1")]);
+    let _server = serve_with_smtp(&db, &url, &[("EMAIL_MAX_ATTEMPTS", "1")]);
 
     assert_eq!(_server.register(&unique_email("untrusted")).0, 201);
-    let rows = settled(&db).await;
+    let rows = settled(&db, Duration::from_secs(20)).await;
     assert_eq!(
         (rows[0].status.as_str(), rows[0].last_status),
         ("dead", None)
@@ -396,7 +329,7 @@ async fn a_resend_and_a_support_resend_keep_the_accounts_language() {
 async fn serve_writes_the_smtp_email_in_the_accounts_language() {
     let sink = SmtpSink::start();
     let db = TestDb::new().await;
-    let server = serve(&db, &sink.url(), &[]);
+    let server = serve_with_smtp(&db, &sink.url(), &[]);
     let email = unique_email("fr");
     let mut response = Server::agent()
         .post(format!("{}/auth/register", server.base))
@@ -477,7 +410,7 @@ async fn serve_sends_over_smtp_to_the_mailbox_which_shows_text_html_and_an_eight
     let mailbox = Mailbox::start();
     let db = TestDb::new().await;
     let url = format!("smtp://127.0.0.1:{}", mailbox.smtp_port);
-    let server = serve(&db, &url, &[("CODE_LENGTH", "8")]);
+    let server = serve_with_smtp(&db, &url, &[("CODE_LENGTH", "8")]);
     let email = unique_email("mailbox-smtp");
     assert_eq!(server.register(&email).0, 201);
 

@@ -145,10 +145,10 @@ impl Server {
     ) -> (u16, String) {
         let mut request = Self::agent().post(format!("{}{path}", self.base));
         if let Some((user, password)) = auth {
-            use base64::Engine;
-            let token =
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-            request = request.header("Authorization", format!("Basic {token}"));
+            request = request.header(
+                "Authorization",
+                super::basic_value(format!("{user}:{password}").as_bytes()),
+            );
         }
         let mut response = request.send_json(body).unwrap();
         let status = response.status().as_u16();
