@@ -1,5 +1,11 @@
-//! docs/EMAIL.md: durable delivery through the outbox, against the real `serve`
-//! binary and a real HTTP endpoint.
+//! Delivering the activation email through the outbox (docs/EMAIL.md), against
+//! the real `serve` and a real HTTP endpoint standing in for the email API:
+//! one email per code, retries, dead and expired messages, several
+//! instances, a crash and a clean shutdown, LISTEN/NOTIFY, the provider's
+//! answers (refusals, 429s, rate limits), the dispatcher's window, no code
+//! at rest, a changed `SECRET_KEY`. SMTP is `email_smtp.rs`, the email's
+//! language `email_languages.rs`, the development mailbox
+//! `email_mailbox.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -13,8 +19,8 @@ use activator::seal::Payload;
 use crate::common::email::{outbox, serve_with_email_api, settled};
 use crate::common::mail_sink::Answer;
 use crate::common::{
-    MailSink, PASSWORD, Server, TestApp, TestDb, code_in, deliver, eventually, sealer,
-    settings_for, unique_email,
+    MailSink, PASSWORD, Server, TestApp, TestDb, code_in, deliver, sealer, settings_for,
+    unique_email,
 };
 
 /// Queues `n` activation emails (code 1234) for new pending users, as
@@ -56,6 +62,8 @@ async fn queue_messages(db: &TestDb, n: i64, label: &str) {
     .await
     .unwrap();
 }
+
+// ---- delivery through serve -------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_registration_delivers_exactly_one_email_whose_code_activates() {
@@ -282,66 +290,6 @@ async fn sigterm_lets_the_in_flight_post_finish_and_records_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn serve_posts_to_the_mailbox_which_shows_the_code() {
-    let port = crate::common::server::free_port();
-    let mut mailbox = crate::common::server::command("postgres://unused@127.0.0.1:1/x", &[])
-        .args(["mailbox", "--port", &port.to_string()])
-        .args([
-            "--smtp-port",
-            &crate::common::server::free_port().to_string(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let agent = Server::agent();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while agent.get(format!("{base}/v1/messages")).call().is_err() {
-        assert!(Instant::now() < deadline, "mailbox did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
-    let db = TestDb::new().await;
-    let send_url = format!("{base}/v1/send");
-    let server = Server::start(&db.url, &[("EMAIL_API_URL", &send_url)]);
-    let email = unique_email("mailbox");
-    server.register(&email);
-
-    let messages = eventually(Duration::from_secs(5), async || {
-        let mut response = agent
-            .get(format!("{base}/v1/messages?to={email}"))
-            .call()
-            .ok()?;
-        let list: Vec<serde_json::Value> =
-            serde_json::from_str(&response.body_mut().read_to_string().ok()?).ok()?;
-        (!list.is_empty()).then_some(list)
-    })
-    .await
-    .expect("the mailbox received the email");
-    assert_eq!(messages.len(), 1);
-    let code = messages[0]["code"].as_str().unwrap().to_owned();
-    assert_eq!(code, code_in(messages[0]["body"].as_str().unwrap()));
-
-    let mut inbox = agent.get(format!("{base}/")).call().unwrap();
-    let html = inbox.body_mut().read_to_string().unwrap();
-    assert!(
-        html.contains(&format!("<div class=\"code\">{code}</div>")),
-        "{html}"
-    );
-    assert!(html.contains(&email));
-    let (status, _) = server.post(
-        "/auth/activate",
-        &json!({"code": code}),
-        Some((&email, PASSWORD)),
-    );
-    assert_eq!(status, 200);
-
-    let _ = mailbox.kill();
-    let _ = mailbox.wait();
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn without_an_email_api_the_email_goes_to_the_log_with_a_warning() {
     let db = TestDb::new().await;
     let server = Server::start(&db.url, &[]);
@@ -362,7 +310,7 @@ async fn without_an_email_api_the_email_goes_to_the_log_with_a_warning() {
     );
 }
 
-// ---- the window, provider answers, the test seam ---------------------------
+// ---- the window, provider answers, the test seam ----------------------------
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_answer_does_not_hold_back_the_rest_of_the_window() {
@@ -551,7 +499,7 @@ async fn the_listener_reconnects_and_wakes_the_dispatcher_again() {
     );
 }
 
-// ---- no code at rest -----------------------------------------------------
+// ---- no code at rest --------------------------------------------------------
 
 /// A plain-SQL dump of the whole database, by PostgreSQL's own `pg_dump`.
 fn pg_dump(url: &str) -> String {

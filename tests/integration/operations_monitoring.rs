@@ -1,6 +1,8 @@
-//! Operability (docs/OPERATIONS.md): `/metrics` on its own listener, counters that move
-//! by exactly what happened, the exposition as promtool and a real
-//! Prometheus read it, request ids and access-log lines.
+//! Watching the service (docs/OPERATIONS.md "Metrics", "Outbox gauges",
+//! "Request ids", "Access log", "Logs"): `/metrics` on its own listener,
+//! counters that move by exactly what happened, the exposition as promtool
+//! and a real Prometheus read it, request ids and access-log lines, and no
+//! secret in the log even at trace.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,6 +52,8 @@ fn value(text: &str, series: &str) -> Option<f64> {
 fn assert_series(text: &str, series: &str, expected: f64) {
     assert_eq!(value(text, series), Some(expected), "{series}");
 }
+
+// ---- metrics ----------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
 async fn counters_move_by_exactly_what_happened() {
@@ -396,6 +400,8 @@ async fn a_real_prometheus_scrapes_the_service() {
     assert_eq!(prometheus.query("up{job=\"activator\"}"), Some(1.0));
 }
 
+// ---- request ids and the access log -----------------------------------------
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_answer_has_a_request_id_and_one_access_line() {
     let db = TestDb::new().await;
@@ -510,5 +516,114 @@ async fn the_text_log_has_the_same_access_line() {
         "duration_ms=",
     ] {
         assert!(line.contains(field), "{field} in {line}");
+    }
+}
+
+// ---- secrets stay out of the log --------------------------------------------
+
+/// Runs register, resend, a wrong and a right activation against `serve`
+/// with `RUST_LOG=trace` and every secret distinctive, then returns the log
+/// and the secrets it must not hold.
+async fn a_session_at_trace(log_format: &str) -> (String, Vec<String>) {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    // Trust authentication ignores the password, and the sink the
+    // credentials and key: they are there to be looked for in the log.
+    let database_url = db.url.replacen("postgres@", "postgres:db-pass-7c1f@", 1);
+    let email_api = sink
+        .url
+        .replacen("http://", "http://mailer:api-pass-93ad@", 1)
+        + "?key=query-key-5b2e";
+    let secret_key = "secret-key-5d0c9e2a41";
+    let server = Server::start(
+        &database_url,
+        &[
+            ("RUST_LOG", "trace"),
+            ("LOG_FORMAT", log_format),
+            ("EMAIL_API_URL", &email_api),
+            ("SECRET_KEY", secret_key),
+        ],
+    );
+    let email = unique_email("trace");
+    assert_eq!(server.register(&email).0, 201);
+    let first = sink.wait_for(1, Duration::from_secs(5));
+    let auth = Some((email.as_str(), PASSWORD));
+    let (status, _) = server.post("/auth/activate", &json!({"code": "0000"}), auth);
+    assert_eq!(status, 400);
+    assert_eq!(server.post("/auth/resend", &json!({}), auth).0, 202);
+    let second = sink.wait_for(2, Duration::from_secs(5));
+    let code = crate::common::code_in(second[1]["body"].as_str().unwrap());
+    assert_eq!(
+        server
+            .post("/auth/activate", &json!({"code": code}), auth)
+            .0,
+        200
+    );
+    let (_, log) = server.stop_with("TERM");
+    assert!(
+        log.contains("activation email sent"),
+        "the log was captured"
+    );
+    assert!(
+        log.lines().any(|line| line.contains("DEBUG")),
+        "RUST_LOG=trace took effect: {log}"
+    );
+
+    let mut hash = None;
+    let hashes = db
+        .count("SELECT count(*) AS n FROM users WHERE password_hash LIKE '$2b$%'")
+        .await;
+    assert_eq!(hashes, 1);
+    {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Hash {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            password_hash: String,
+        }
+        let mut conn = db.connect().await;
+        let row: Hash = diesel::sql_query("SELECT password_hash FROM users")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        hash.replace(row.password_hash);
+    }
+    use base64::Engine;
+    let authorization =
+        base64::engine::general_purpose::STANDARD.encode(format!("{email}:{PASSWORD}"));
+    let first_code = crate::common::code_in(first[0]["body"].as_str().unwrap());
+    let mut secrets = vec![
+        PASSWORD.to_owned(),
+        authorization,
+        secret_key.to_owned(),
+        "db-pass-7c1f".to_owned(),
+        "api-pass-93ad".to_owned(),
+        "query-key-5b2e".to_owned(),
+        hash.unwrap()[7..].to_owned(),
+    ];
+    for code in [first_code, code] {
+        secrets.extend([
+            format!("code is: {code}"),
+            format!("\"{code}\""),
+            format!(": {code}"),
+            format!(">{code}<"),
+        ]);
+    }
+    (log, secrets)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_reaches_the_log_even_at_trace() {
+    for format in ["text", "json"] {
+        let (log, secrets) = a_session_at_trace(format).await;
+        let leaks: Vec<String> = secrets
+            .iter()
+            .flat_map(|secret| {
+                log.lines()
+                    .filter(|line| line.contains(secret.as_str()))
+                    .map(move |line| format!("{secret:?} in: {}", &line[..line.len().min(300)]))
+            })
+            .collect();
+        assert!(leaks.is_empty(), "{format} log:\n{}", leaks.join("\n"));
     }
 }
