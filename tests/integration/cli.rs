@@ -1,36 +1,21 @@
-//! docs/OPERATIONS.md: the operator commands, run as the real binary against real
-//! PostgreSQL and Redis.
+//! The operator's commands, run as the real binary against real PostgreSQL
+//! and Redis (docs/OPERATIONS.md "Commands"): `migrate` (and `serve`'s
+//! refusal of, or `--migrate` for, pending migrations), `user resend`,
+//! `user unlock`, `user show`, `purge`, `healthcheck`; usage errors (exit
+//! 2), and broken settings or an unreachable database (one line, exit 1;
+//! docs/OPERATIONS.md "Configuration").
 
 use std::process::Output;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 
-use crate::common::server::run;
-use crate::common::{MailSink, PASSWORD, Server, TestApp, code_in, unique_email};
-use crate::foundation::error_line;
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-#[track_caller]
-fn succeeded(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "exit {:?}: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout(output)
-}
-
-#[track_caller]
-fn refused(output: &Output) -> String {
-    assert_eq!(output.status.code(), Some(1), "stdout: {}", stdout(output));
-    error_line(output)
-}
+use crate::common::cli::{error_line, refused, stderr, stdout, succeeded};
+use crate::common::server::{free_port, run};
+use crate::common::{
+    MailSink, PASSWORD, Server, TestApp, TestDb, code_in, unique_email, wrong_code,
+};
 
 async fn sql(app: &TestApp, statement: &str) -> usize {
     let mut conn = app.db.connect().await;
@@ -40,18 +25,121 @@ async fn sql(app: &TestApp, statement: &str) -> usize {
         .unwrap_or_else(|err| panic!("{statement}: {err}"))
 }
 
-/// Rows in (activation_codes, email_outbox, users).
-async fn rows(app: &TestApp) -> (i64, i64, i64) {
-    let count = |table: &str| format!("SELECT count(*) AS n FROM {table}");
-    (
-        app.db.count(&count("activation_codes")).await,
-        app.db.count(&count("email_outbox")).await,
-        app.db.count(&count("users")).await,
-    )
+// ---- migrate ----------------------------------------------------------------
+
+/// How many migrations the binary embeds: one folder each.
+fn migration_count() -> usize {
+    std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().path().is_dir())
+        .count()
 }
 
-fn wrong_code(right: &str) -> &'static str {
-    if right == "0000" { "1111" } else { "0000" }
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_applies_everything_once_and_then_is_a_no_op() {
+    let db = TestDb::empty().await;
+    let total = migration_count();
+    let status = run(&db.url, &[], &["migrate", "--status"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert_eq!(
+        stdout(&status)
+            .lines()
+            .filter(|l| l.starts_with("pending"))
+            .count(),
+        total
+    );
+
+    let first = run(&db.url, &[], &["migrate"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stdout(&first).starts_with(&format!("applied {total} migration(s)")),
+        "{}",
+        stdout(&first)
+    );
+
+    let second = run(&db.url, &[], &["migrate"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_eq!(stdout(&second).trim(), "database is up to date");
+
+    let status = run(&db.url, &[], &["migrate", "--status"]);
+    let lines: Vec<String> = stdout(&status).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), total);
+    assert!(
+        lines.iter().all(|line| line.starts_with("applied")),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_migration_reverts_and_reapplies() {
+    let db = TestDb::empty().await;
+    assert!(run(&db.url, &[], &["migrate"]).status.success());
+    let tables = async || {
+        #[derive(diesel::QueryableByName)]
+        struct Name {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            tablename: String,
+        }
+        let mut conn = db.connect().await;
+        let names: Vec<Name> = diesel_async::RunQueryDsl::load(
+            diesel::sql_query(
+                "SELECT tablename::text AS tablename FROM pg_tables WHERE schemaname = 'public' \
+                 AND tablename <> '__diesel_schema_migrations' ORDER BY 1",
+            ),
+            &mut conn,
+        )
+        .await
+        .unwrap();
+        names.into_iter().map(|n| n.tablename).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        tables().await,
+        ["activation_codes", "email_outbox", "users"]
+    );
+
+    for _ in 0..migration_count() {
+        let revert = run(&db.url, &[], &["migrate", "--revert"]);
+        assert!(revert.status.success(), "{}", stderr(&revert));
+        assert!(stdout(&revert).starts_with("reverted "));
+    }
+    assert!(tables().await.is_empty());
+
+    let again = run(&db.url, &[], &["migrate"]);
+    assert!(
+        stdout(&again).starts_with(&format!("applied {} migration(s)", migration_count())),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(
+        tables().await,
+        ["activation_codes", "email_outbox", "users"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_refuses_a_database_with_pending_migrations() {
+    let db = TestDb::empty().await;
+    let output = run(&db.url, &[], &["serve"]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = error_line(&output);
+    assert!(
+        err.contains("pending migration") && err.contains("activator migrate"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_with_migrate_applies_them_and_serves() {
+    let db = TestDb::empty().await;
+    let server = crate::common::Server::start_with_args(&db.url, &[], &["--migrate"]);
+    let (status, body) = server.get("/health/check");
+    assert_eq!(status, 200, "{body}");
+    let after = run(&db.url, &[], &["migrate", "--status"]);
+    assert!(
+        stdout(&after)
+            .lines()
+            .all(|line| line.starts_with("applied"))
+    );
 }
 
 // ---- user resend ------------------------------------------------------------
@@ -197,7 +285,7 @@ async fn user_unlock_refuses_an_unknown_account() {
     assert!(err.contains("no account for"), "{err}");
 }
 
-// ---- user show ----------------------------------------------------------------
+// ---- user show --------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
 async fn user_show_reports_account_lock_code_and_email_state() {
@@ -277,7 +365,39 @@ async fn user_commands_refuse_unknown_users_and_malformed_emails() {
     assert_eq!(output.status.code(), Some(2));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn user_commands_reach_accounts_stored_under_older_validation_rules() {
+    let app = TestApp::new().await;
+    sql(
+        &app,
+        "INSERT INTO users (email, password_hash) VALUES ('old-rules@localhost', 'x')",
+    )
+    .await;
+    let text = succeeded(&run(
+        &app.db.url,
+        &[],
+        &["user", "show", " Old-Rules@LOCALHOST "],
+    ));
+    assert!(text.contains("email       old-rules@localhost"), "{text}");
+    let out = succeeded(&run(
+        &app.db.url,
+        &[],
+        &["user", "resend", "old-rules@localhost"],
+    ));
+    assert!(out.starts_with("queued a new activation code"), "{out}");
+}
+
 // ---- purge ------------------------------------------------------------------
+
+/// Rows in (activation_codes, email_outbox, users).
+async fn rows(app: &TestApp) -> (i64, i64, i64) {
+    let count = |table: &str| format!("SELECT count(*) AS n FROM {table}");
+    (
+        app.db.count(&count("activation_codes")).await,
+        app.db.count(&count("email_outbox")).await,
+        app.db.count(&count("users")).await,
+    )
+}
 
 /// Seeds spent and live rows: 3 spent codes (used, superseded, expired) and
 /// 1 live; 3 old finished emails (sent, dead, expired), 1 recent sent and 1
@@ -377,6 +497,92 @@ async fn purges_running_at_once_delete_every_row_once() {
     );
 }
 
+// ---- healthcheck ------------------------------------------------------------
+
+fn healthcheck(database_url: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut all = vec!["healthcheck"];
+    all.extend_from_slice(args);
+    run(database_url, env, &all)
+}
+
+#[track_caller]
+fn healthy(output: &Output) {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.stdout.is_empty() && output.stderr.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthcheck_passes_against_a_running_serve() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db.url, &[]);
+    let url = format!("{}/health/live", server.base);
+    healthy(&healthcheck(&db.url, &[], &["--url", &url]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthcheck_finds_serve_where_rocket_settings_bind_it() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db.url, &[]);
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    // As in the container: serve binds every interface, the probe loopback.
+    healthy(&healthcheck(
+        &db.url,
+        &[("ROCKET_ADDRESS", "0.0.0.0"), ("ROCKET_PORT", &port)],
+        &[],
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthcheck_fails_with_one_line_when_nothing_listens() {
+    let db = TestDb::new().await;
+    let url = format!("http://127.0.0.1:{}/health/live", free_port());
+    let output = healthcheck(&db.url, &[], &["--url", &url]);
+    assert_eq!(output.status.code(), Some(1));
+    let line = error_line(&output);
+    assert!(line.contains(&url) && line.contains("no answer"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthcheck_fails_on_an_answer_other_than_2xx() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db.url, &[]);
+    let url = format!("{}/health/nothing-here", server.base);
+    let output = healthcheck(&db.url, &[], &["--url", &url]);
+    assert_eq!(output.status.code(), Some(1));
+    let line = error_line(&output);
+    assert!(line.contains("404"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthcheck_gives_up_on_a_server_that_never_answers() {
+    let db = TestDb::new().await;
+    // Accepts connections (the kernel does, from the backlog) and never
+    // answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/health/live", listener.local_addr().unwrap());
+    let started = Instant::now();
+    let output = healthcheck(&db.url, &[], &["--url", &url, "--timeout", "1"]);
+    let took = started.elapsed();
+    assert_eq!(output.status.code(), Some(1));
+    let line = error_line(&output);
+    assert!(line.contains(&url), "{line}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    drop(listener);
+}
+
+// ---- usage errors, settings, an unreachable database ------------------------
+
+#[test]
+fn a_usage_error_exits_2() {
+    let output = run("postgres://x@127.0.0.1:1/x", &[], &["frobnicate"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
 #[test]
 fn usage_errors_exit_2() {
     for args in [
@@ -390,26 +596,72 @@ fn usage_errors_exit_2() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn user_commands_reach_accounts_stored_under_older_validation_rules() {
-    let app = TestApp::new().await;
-    sql(
-        &app,
-        "INSERT INTO users (email, password_hash) VALUES ('old-rules@localhost', 'x')",
-    )
-    .await;
-    let text = succeeded(&run(
-        &app.db.url,
-        &[],
-        &["user", "show", " Old-Rules@LOCALHOST "],
-    ));
-    assert!(text.contains("email       old-rules@localhost"), "{text}");
-    let out = succeeded(&run(
-        &app.db.url,
-        &[],
-        &["user", "resend", "old-rules@localhost"],
-    ));
-    assert!(out.starts_with("queued a new activation code"), "{out}");
+#[test]
+fn an_unreachable_database_is_one_line_and_exit_1() {
+    let port = free_port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/nowhere");
+    for args in [
+        &["migrate"][..],
+        &["serve"],
+        &["purge"],
+        &["user", "show", "a@example.com"],
+    ] {
+        let output = run(&url, &[], args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let err = error_line(&output);
+        assert!(err.contains("database"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_malformed_or_missing_setting_is_named() {
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("BCRYPT_COST", "99")], "BCRYPT_COST"),
+        (
+            &[("ACTIVATION_CODE_TTL_SECONDS", "soon")],
+            "ACTIVATION_CODE_TTL_SECONDS",
+        ),
+        (&[("SECRET_KEY", "short")], "SECRET_KEY"),
+        (&[("LOG_FORMAT", "yaml")], "LOG_FORMAT"),
+    ];
+    for (env, name) in cases {
+        let output = run("postgres://postgres@127.0.0.1:1/x", env, &["serve"]);
+        assert_eq!(output.status.code(), Some(1));
+        let err = error_line(&output);
+        assert!(err.contains(name), "{err}");
+    }
+    let output = run("not a url", &[], &["migrate"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(error_line(&output).contains("DATABASE_URL"));
+
+    let output = crate::common::server::command("postgres://x@127.0.0.1:1/x", &[])
+        .env_remove("SECRET_KEY")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(error_line(&output).contains("missing setting SECRET_KEY"));
+}
+
+#[test]
+fn an_invalid_url_setting_is_named_but_not_echoed() {
+    for (name, value) in [
+        ("DATABASE_URL", "postgres://app:hunter2@db host/activator"),
+        ("REDIS_URL", "redis://:hunter2@[::1"),
+        ("EMAIL_API_URL", "http://user:hunter2@exa mple.com/send"),
+    ] {
+        let output = crate::common::server::run(
+            "postgres://postgres@127.0.0.1:1/activator",
+            &[(name, value)],
+            &["serve"],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(name) && !stderr.contains("hunter2"),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]
@@ -432,5 +684,88 @@ fn a_broken_env_file_is_named_by_line_without_its_text() {
     assert!(
         !String::from_utf8_lossy(&output.stderr).contains("hunter2"),
         "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_refuses_the_placeholder_key_and_short_keys_naming_the_setting() {
+    let db = TestDb::new().await;
+    for key in [
+        "change-me-to-a-long-random-string",
+        "thirty-one-bytes-is-not-enough!",
+    ] {
+        let output = run(&db.url, &[("SECRET_KEY", key)], &["serve"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{key}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("SECRET_KEY") && !stderr.contains(key),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_delete_erases_the_account_its_codes_emails_and_counters() {
+    let db = TestDb::new().await;
+    // No email API reachable: the email stays queued, and must never go.
+    let (server, _metrics) = {
+        let sink = MailSink::start();
+        sink.stall(true);
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let env = [
+            ("EMAIL_API_URL", "http://127.0.0.1:9/unreachable"),
+            ("METRICS_ADDRESS", metrics.as_str()),
+        ];
+        (Server::start(&db.url, &env), metrics)
+    };
+    let email = unique_email("erase");
+    assert_eq!(server.register(&email).0, 201);
+    // A failed sign-in leaves a counter in Redis.
+    let (status, _) = server.post("/auth/resend", &json!({}), Some((&email, "Wr0ng!pass")));
+    assert_eq!(status, 401);
+    let count = |table: &str| {
+        format!(
+            "SELECT count(*) AS n FROM {table} t JOIN users u ON u.id = t.user_id WHERE u.email = '{email}'"
+        )
+    };
+    assert_eq!(db.count(&count("activation_codes")).await, 1);
+    assert_eq!(db.count(&count("email_outbox")).await, 1);
+
+    let output = run(&db.url, &[], &["user", "delete", &email]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("1 code(s), 1 email(s)"), "{stdout}");
+    let accounts = db
+        .count(&format!(
+            "SELECT count(*) AS n FROM users WHERE email = '{email}'"
+        ))
+        .await;
+    assert_eq!(accounts, 0);
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM activation_codes").await,
+        0
+    );
+    assert_eq!(db.count("SELECT count(*) AS n FROM email_outbox").await, 0);
+    let mut redis = redis::Client::open(crate::common::redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("activator:{{{email}}}:*"))
+        .query(&mut redis)
+        .unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+    // The address can be registered afresh.
+    assert_eq!(server.register(&email).0, 201);
+
+    // An unknown address: one line, exit 1.
+    let output = run(&db.url, &[], &["user", "delete", "nobody@example.com"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("no account for nobody@example.com"),
+        "{stderr}"
     );
 }

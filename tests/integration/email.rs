@@ -1,5 +1,11 @@
-//! docs/EMAIL.md: durable delivery through the outbox, against the real `serve`
-//! binary and a real HTTP endpoint.
+//! Delivering the activation email through the outbox (docs/EMAIL.md), against
+//! the real `serve` and a real HTTP endpoint standing in for the email API:
+//! one email per code, retries, dead and expired messages, several
+//! instances, a crash and a clean shutdown, LISTEN/NOTIFY, the provider's
+//! answers (refusals, 429s, rate limits), the dispatcher's window, no code
+//! at rest, a changed `SECRET_KEY`. SMTP is `email_smtp.rs`, the email's
+//! language `email_languages.rs`, the development mailbox
+//! `email_mailbox.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -10,48 +16,12 @@ use activator::code::Code;
 use activator::ids::UserId;
 use activator::seal::Payload;
 
+use crate::common::email::{outbox, serve_with_email_api, settled};
 use crate::common::mail_sink::Answer;
 use crate::common::{
-    MailSink, PASSWORD, Server, TestApp, TestDb, code_in, deliver, eventually, sealer,
-    settings_for, unique_email,
+    MailSink, PASSWORD, Server, TestApp, TestDb, code_in, deliver, sealer, settings_for,
+    unique_email,
 };
-
-#[derive(diesel::QueryableByName, Debug, Clone)]
-struct Row {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    status: String,
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    attempts: i32,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Bytea>)]
-    payload: Option<Vec<u8>>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
-    last_status: Option<i32>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    last_error: Option<String>,
-}
-
-async fn outbox(db: &TestDb) -> Vec<Row> {
-    let mut conn = db.connect().await;
-    diesel::sql_query(
-        "SELECT status, attempts, payload, last_status, last_error \
-         FROM email_outbox ORDER BY id",
-    )
-    .load(&mut conn)
-    .await
-    .unwrap()
-}
-
-/// Waits until every outbox row has left `queued`.
-async fn settled(db: &TestDb, timeout: Duration) -> Vec<Row> {
-    eventually(timeout, async || {
-        let rows = outbox(db).await;
-        rows.iter()
-            .all(|row| row.status != "queued")
-            .then_some(rows)
-    })
-    .await
-    .unwrap_or_else(|| panic!("outbox still queued after {timeout:?}"))
-}
 
 /// Queues `n` activation emails (code 1234) for new pending users, as
 /// another process (another instance, the CLI) would: the messages in one
@@ -93,20 +63,13 @@ async fn queue_messages(db: &TestDb, n: i64, label: &str) {
     .unwrap();
 }
 
-fn serve(db: &TestDb, sink: &MailSink, extra: &[(&str, &str)]) -> Server {
-    let mut env = vec![
-        ("EMAIL_API_URL", sink.url.as_str()),
-        ("SYSTEM_EMAIL", "accounts@example.org"),
-    ];
-    env.extend_from_slice(extra);
-    Server::start(&db.url, &env)
-}
+// ---- delivery through serve -------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_registration_delivers_exactly_one_email_whose_code_activates() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let server = serve(&db, &sink, &[]);
+    let server = serve_with_email_api(&db, &sink, &[]);
     let email = unique_email("deliver");
 
     let (status, body) = server.register(&email);
@@ -146,7 +109,7 @@ async fn two_failed_posts_are_retried_and_the_third_delivers() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
     sink.fail_next(2);
-    let server = serve(&db, &sink, &[]);
+    let server = serve_with_email_api(&db, &sink, &[]);
     let email = unique_email("retry");
     let started = Instant::now();
     server.register(&email);
@@ -170,7 +133,7 @@ async fn a_message_is_dead_after_the_maximum_attempts_with_its_error_kept() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
     sink.fail_always(true);
-    let _server = serve(&db, &sink, &[("EMAIL_MAX_ATTEMPTS", "3")]);
+    let _server = serve_with_email_api(&db, &sink, &[("EMAIL_MAX_ATTEMPTS", "3")]);
     queue_messages(&db, 1, &unique_email("dead")).await;
 
     let rows = settled(&db, Duration::from_secs(15)).await;
@@ -190,8 +153,8 @@ async fn a_message_is_dead_after_the_maximum_attempts_with_its_error_kept() {
 async fn two_serve_processes_deliver_each_of_200_messages_once() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let _a = serve(&db, &sink, &[]);
-    let _b = serve(&db, &sink, &[]);
+    let _a = serve_with_email_api(&db, &sink, &[]);
+    let _b = serve_with_email_api(&db, &sink, &[]);
     let label = unique_email("bulk");
     // One transaction: both dispatchers are woken at once and race.
     queue_messages(&db, 200, &label).await;
@@ -225,7 +188,7 @@ async fn a_message_in_flight_when_serve_is_killed_is_delivered_after_restart() {
     let sink = MailSink::start();
     // The provider takes the post and never answers: serve dies mid-send.
     sink.stall(true);
-    let first = serve(&db, &sink, &[]);
+    let first = serve_with_email_api(&db, &sink, &[]);
     let email = unique_email("crash");
     let (status, _) = first.register(&email);
     assert_eq!(status, 201);
@@ -234,7 +197,7 @@ async fn a_message_in_flight_when_serve_is_killed_is_delivered_after_restart() {
     assert!(!status.success());
 
     sink.stall(false);
-    let second = serve(&db, &sink, &[]);
+    let second = serve_with_email_api(&db, &sink, &[]);
     // Due again when the dead instance's lease runs out (20 s).
     let delivered = sink.wait_for(1, Duration::from_secs(40));
     assert_eq!(delivered.len(), 1);
@@ -258,7 +221,7 @@ async fn a_message_committed_while_no_serve_runs_is_delivered_when_one_starts() 
         .await
         .assert_detail(201, "Activation email sent");
     let sink = MailSink::start();
-    let _server = serve(&app.db, &sink, &[]);
+    let _server = serve_with_email_api(&app.db, &sink, &[]);
     let delivered = sink.wait_for(1, Duration::from_secs(5));
     assert_eq!(delivered.len(), 1);
     assert_eq!(delivered[0]["to"], email.as_str());
@@ -273,7 +236,7 @@ async fn an_expired_message_is_never_sent_and_loses_its_bodies() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let sink = MailSink::start();
-    let _server = serve(&app.db, &sink, &[]);
+    let _server = serve_with_email_api(&app.db, &sink, &[]);
     let rows = settled(&app.db, Duration::from_secs(5)).await;
     assert_eq!(rows[0].status, "expired");
     assert_eq!(rows[0].payload, None);
@@ -288,7 +251,7 @@ async fn a_retry_that_would_come_after_expiry_expires_the_message() {
     // come after the 1 s code expired.
     sink.fail_next(1);
     sink.delay(Duration::from_millis(500));
-    let _server = serve(&app.db, &sink, &[]);
+    let _server = serve_with_email_api(&app.db, &sink, &[]);
     app.register(&unique_email("late"), PASSWORD).await;
     let rows = settled(&app.db, Duration::from_secs(5)).await;
     assert_eq!(rows[0].status, "expired");
@@ -301,7 +264,7 @@ async fn a_retry_that_would_come_after_expiry_expires_the_message() {
 async fn a_message_queued_elsewhere_wakes_the_dispatcher_at_once() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let _server = serve(&db, &sink, &[]);
+    let _server = serve_with_email_api(&db, &sink, &[]);
     // Let the dispatcher settle into its wait (the sweep is 5 s).
     std::thread::sleep(Duration::from_millis(300));
     queue_messages(&db, 1, &unique_email("notify")).await;
@@ -314,7 +277,7 @@ async fn sigterm_lets_the_in_flight_post_finish_and_records_it() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
     sink.delay(Duration::from_millis(1500));
-    let server = serve(&db, &sink, &[]);
+    let server = serve_with_email_api(&db, &sink, &[]);
     queue_messages(&db, 1, &unique_email("graceful")).await;
     assert_eq!(sink.wait_for_posts(1, Duration::from_secs(5)), 1);
 
@@ -324,66 +287,6 @@ async fn sigterm_lets_the_in_flight_post_finish_and_records_it() {
     let rows = outbox(&db).await;
     assert_eq!(rows[0].status, "sent", "{log}");
     assert!(log.contains("email dispatcher stopped"), "{log}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn serve_posts_to_the_mailbox_which_shows_the_code() {
-    let port = crate::common::server::free_port();
-    let mut mailbox = crate::common::server::command("postgres://unused@127.0.0.1:1/x", &[])
-        .args(["mailbox", "--port", &port.to_string()])
-        .args([
-            "--smtp-port",
-            &crate::common::server::free_port().to_string(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let agent = Server::agent();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while agent.get(format!("{base}/v1/messages")).call().is_err() {
-        assert!(Instant::now() < deadline, "mailbox did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
-    let db = TestDb::new().await;
-    let send_url = format!("{base}/v1/send");
-    let server = Server::start(&db.url, &[("EMAIL_API_URL", &send_url)]);
-    let email = unique_email("mailbox");
-    server.register(&email);
-
-    let messages = eventually(Duration::from_secs(5), async || {
-        let mut response = agent
-            .get(format!("{base}/v1/messages?to={email}"))
-            .call()
-            .ok()?;
-        let list: Vec<serde_json::Value> =
-            serde_json::from_str(&response.body_mut().read_to_string().ok()?).ok()?;
-        (!list.is_empty()).then_some(list)
-    })
-    .await
-    .expect("the mailbox received the email");
-    assert_eq!(messages.len(), 1);
-    let code = messages[0]["code"].as_str().unwrap().to_owned();
-    assert_eq!(code, code_in(messages[0]["body"].as_str().unwrap()));
-
-    let mut inbox = agent.get(format!("{base}/")).call().unwrap();
-    let html = inbox.body_mut().read_to_string().unwrap();
-    assert!(
-        html.contains(&format!("<div class=\"code\">{code}</div>")),
-        "{html}"
-    );
-    assert!(html.contains(&email));
-    let (status, _) = server.post(
-        "/auth/activate",
-        &json!({"code": code}),
-        Some((&email, PASSWORD)),
-    );
-    assert_eq!(status, 200);
-
-    let _ = mailbox.kill();
-    let _ = mailbox.wait();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -407,7 +310,7 @@ async fn without_an_email_api_the_email_goes_to_the_log_with_a_warning() {
     );
 }
 
-// ---- the window, provider answers, the test seam ---------------------------
+// ---- the window, provider answers, the test seam ----------------------------
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_answer_does_not_hold_back_the_rest_of_the_window() {
@@ -498,7 +401,7 @@ async fn a_429_pauses_all_sending_for_retry_after_and_is_not_an_attempt() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
     sink.answer_next(1, &Answer::throttle(Some("1")));
-    let _server = serve(&db, &sink, &[("EMAIL_CONCURRENCY", "1")]);
+    let _server = serve_with_email_api(&db, &sink, &[("EMAIL_CONCURRENCY", "1")]);
     let started = Instant::now();
     queue_messages(&db, 5, &unique_email("throttled")).await;
 
@@ -525,7 +428,7 @@ async fn a_rate_limited_provider_gets_every_email_with_few_429s() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
     sink.rate_limit(50);
-    let _server = serve(&db, &sink, &[]);
+    let _server = serve_with_email_api(&db, &sink, &[]);
     queue_messages(&db, 150, &unique_email("limited")).await;
 
     assert_eq!(sink.wait_for(150, Duration::from_secs(20)).len(), 150);
@@ -574,7 +477,7 @@ async fn an_outcome_that_cannot_be_recorded_loses_no_other() {
 async fn the_listener_reconnects_and_wakes_the_dispatcher_again() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let _server = serve(&db, &sink, &[]);
+    let _server = serve_with_email_api(&db, &sink, &[]);
     std::thread::sleep(Duration::from_millis(300));
     let killed = db
         .count(
@@ -596,7 +499,7 @@ async fn the_listener_reconnects_and_wakes_the_dispatcher_again() {
     );
 }
 
-// ---- no code at rest -----------------------------------------------------
+// ---- no code at rest --------------------------------------------------------
 
 /// A plain-SQL dump of the whole database, by PostgreSQL's own `pg_dump`.
 fn pg_dump(url: &str) -> String {
@@ -643,7 +546,7 @@ async fn no_code_rests_in_a_database_dump_in_flight_or_after_sending() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
     sink.delay(Duration::from_millis(1500));
-    let server = serve(&db, &sink, &[]);
+    let server = serve_with_email_api(&db, &sink, &[]);
     let email = unique_email("dump");
     server.register(&email);
     let code = crate::common::latest_code(&db, &email).await;
@@ -668,7 +571,10 @@ async fn no_code_rests_in_a_database_dump_in_flight_or_after_sending() {
 async fn a_message_sealed_under_another_secret_key_is_dead_not_sent() {
     let db = TestDb::new().await;
     queue_messages(&db, 1, &unique_email("rekeyed")).await;
-    let settings = settings_for(&db, &[("SECRET_KEY", "a-new-secret-key-after-rotation")]);
+    let settings = settings_for(
+        &db,
+        &[("SECRET_KEY", "a-new-secret-key-after-rotation-0123456789")],
+    );
     let sink = MailSink::start();
 
     let tally = deliver(&db, &settings, &sink).await;

@@ -1,20 +1,20 @@
 //! Integration tests against real PostgreSQL and Redis (see `common`).
-//! One test binary, so the suite links once.
+//! One test binary, so the suite links once. The modules follow what a
+//! user or an operator does: register, sign in, resend, activate, receive
+//! the email; run the commands; run and watch the service.
 
 mod common;
 
-mod abuse;
-mod address;
-mod api;
+mod activate;
 mod cli;
-mod cluster;
 mod compat;
-mod docs;
-mod edges;
 mod email;
-mod foundation;
-mod hardening;
-mod healthcheck;
-mod metrics;
+mod email_languages;
+mod email_mailbox;
+mod email_smtp;
+mod operations;
+mod operations_monitoring;
+mod register;
+mod resend;
+mod sign_in;
 mod signup;
-mod smtp;

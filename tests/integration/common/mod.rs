@@ -4,6 +4,8 @@
 //! exactly as `serve` builds it, the real binary, and a real HTTP endpoint
 //! standing in for the email API.
 
+pub mod cli;
+pub mod email;
 pub mod mail_sink;
 pub mod server;
 pub mod smtp_sink;
@@ -457,10 +459,23 @@ pub fn peer(ip: &str) -> std::net::SocketAddr {
     std::net::SocketAddr::new(ip.parse().unwrap(), 40_000)
 }
 
-pub fn basic(user: &str, password: &str) -> Header<'static> {
+/// The `Authorization` value for Basic credentials of any bytes (control
+/// bytes and broken UTF-8 included), for a client other than Rocket's.
+pub fn basic_value(raw: &[u8]) -> String {
     use base64::Engine;
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    Header::new("Authorization", format!("Basic {token}"))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+/// The `Authorization` header of `user` and `password`, for Rocket's
+/// client.
+pub fn basic(user: &str, password: &str) -> Header<'static> {
+    Header::new(
+        "Authorization",
+        basic_value(format!("{user}:{password}").as_bytes()),
+    )
 }
 
 /// A response, read whole.
@@ -525,6 +540,100 @@ impl Reply {
             self.body
         );
     }
+}
+
+// ---- accounts in a known state ---------------------------------------------
+
+/// A code other than `right`: a guess that is wrong for sure.
+pub fn wrong_code(right: &str) -> &'static str {
+    if right == "0000" { "1111" } else { "0000" }
+}
+
+/// A pending account and its code.
+pub async fn pending(app: &TestApp) -> (String, String) {
+    let email = unique_email("pending");
+    app.register(&email, PASSWORD)
+        .await
+        .assert_detail(201, "Activation email sent");
+    let code = app.latest_code(&email).await;
+    (email, code)
+}
+
+/// Registers `email` and activates it.
+pub async fn active_user(app: &TestApp, email: &str) {
+    app.register(email, PASSWORD)
+        .await
+        .assert_detail(201, "Activation email sent");
+    let code = app.latest_code(email).await;
+    app.activate(email, PASSWORD, &code)
+        .await
+        .assert_detail(200, "Account activated");
+}
+
+#[derive(diesel::QueryableByName, Debug)]
+pub struct UserRow {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub is_active: bool,
+}
+
+/// The accounts stored under exactly `email`.
+pub async fn users_named(app: &TestApp, email: &str) -> Vec<UserRow> {
+    let mut conn = app.db.connect().await;
+    diesel::sql_query("SELECT is_active FROM users WHERE email = $1")
+        .bind::<diesel::sql_types::Text, _>(email)
+        .load(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// The failed activations the (one) account has spent of its budget.
+pub async fn failed_activations(app: &TestApp) -> i64 {
+    app.db
+        .count("SELECT failed_activations::bigint AS n FROM users")
+        .await
+}
+
+// ---- answers -------------------------------------------------------------------
+
+/// Asserts the status, the exact body, and a JSON content type: the
+/// original's answer byte for byte.
+#[track_caller]
+pub fn exactly(reply: &Reply, status: u16, body: &str) {
+    assert_eq!((reply.status.code, reply.body.as_str()), (status, body));
+    assert_eq!(reply.content_type.as_deref(), Some("application/json"));
+}
+
+/// Asserts the original's 429 byte for byte (see [`exactly`]) and a
+/// `Retry-After` of whole seconds, at least 1.
+#[track_caller]
+pub fn exactly_limited(reply: &Reply, detail: &str) {
+    exactly(
+        reply,
+        429,
+        &serde_json::json!({ "detail": detail }).to_string(),
+    );
+    assert!(retry_after(reply) >= 1);
+}
+
+/// Asserts a 429 with `detail` (compared as JSON, see
+/// [`Reply::assert_detail`]) and a `Retry-After` of whole seconds, at least
+/// 1; returns the seconds.
+#[track_caller]
+pub fn assert_limited(reply: &Reply, detail: &str) -> u64 {
+    reply.assert_detail(429, detail);
+    let seconds = retry_after(reply);
+    assert!(seconds >= 1);
+    seconds
+}
+
+/// The whole seconds of the reply's `Retry-After`.
+#[track_caller]
+pub fn retry_after(reply: &Reply) -> u64 {
+    reply
+        .header("retry-after")
+        .unwrap_or_else(|| panic!("no Retry-After: {reply:?}"))
+        .parse()
+        .unwrap()
 }
 
 /// Polls `check` until it returns `Some` or `timeout` passes.

@@ -1,7 +1,12 @@
 //! The real `activator` binary, run as a child process.
 
+use std::io::Read;
+use std::io::Write;
+use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_activator");
 
@@ -145,10 +150,10 @@ impl Server {
     ) -> (u16, String) {
         let mut request = Self::agent().post(format!("{}{path}", self.base));
         if let Some((user, password)) = auth {
-            use base64::Engine;
-            let token =
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-            request = request.header("Authorization", format!("Basic {token}"));
+            request = request.header(
+                "Authorization",
+                super::basic_value(format!("{user}:{password}").as_bytes()),
+            );
         }
         let mut response = request.send_json(body).unwrap();
         let status = response.status().as_u16();
@@ -198,6 +203,71 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         };
         (status, self.stderr())
+    }
+
+    /// POSTs `body` with `headers` (and Basic credentials); returns status,
+    /// body and `Retry-After`. Waits up to a minute (a loaded hash queue).
+    pub fn post_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+        auth: Option<(&str, &str)>,
+    ) -> (u16, String, Option<String>) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut request = agent.post(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some((user, password)) = auth {
+            use base64::Engine;
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            request = request.header("Authorization", format!("Basic {token}"));
+        }
+        let mut response = request.send_json(body).unwrap();
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (status, text, retry_after)
+    }
+
+    /// Sends `request` (raw bytes) and returns the answer's status line.
+    pub fn raw(&self, request: &[u8]) -> String {
+        let address = self.base.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Activates `email` with `code`; returns the status.
+    pub fn activate(&self, email: &str, password: &str, code: &str) -> u16 {
+        let body = serde_json::json!({ "code": code });
+        self.post("/auth/activate", &body, Some((email, password)))
+            .0
+    }
+
+    /// Asks for a new code for `email`; returns the status.
+    pub fn resend(&self, email: &str, password: &str) -> u16 {
+        let body = serde_json::json!({});
+        self.post("/auth/resend", &body, Some((email, password))).0
     }
 
     /// What the server has logged so far.

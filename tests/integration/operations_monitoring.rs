@@ -1,26 +1,18 @@
-//! Operability (docs/OPERATIONS.md): `/metrics` on its own listener, counters that move
-//! by exactly what happened, the exposition as promtool and a real
-//! Prometheus read it, request ids and access-log lines.
+//! Watching the service (docs/OPERATIONS.md "Metrics", "Outbox gauges",
+//! "Request ids", "Access log", "Logs"): `/metrics` on its own listener,
+//! counters that move by exactly what happened, the exposition as promtool
+//! and a real Prometheus read it, request ids and access-log lines, no
+//! secret and no query string in the log even at trace, and floods said
+//! once in a while.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::common::email::serve_with_metrics;
 use crate::common::server::{Server, free_port};
-use crate::common::{MailSink, PASSWORD, TestDb, code_in, eventually, unique_email};
-
-/// `serve` with its metrics listener on a port of its own, mailing `sink`.
-fn serve(db: &TestDb, sink: &MailSink, extra: &[(&str, &str)]) -> (Server, String) {
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut env = vec![
-        ("EMAIL_API_URL", sink.url.as_str()),
-        ("METRICS_ADDRESS", metrics.as_str()),
-    ];
-    env.extend_from_slice(extra);
-    let server = Server::start(&db.url, &env);
-    (server, format!("http://{metrics}/metrics"))
-}
+use crate::common::{MailSink, PASSWORD, TestDb, code_in, eventually, unique_email, wrong_code};
 
 fn scrape(url: &str) -> String {
     let mut response = Server::agent().get(url).call().unwrap();
@@ -51,11 +43,13 @@ fn assert_series(text: &str, series: &str, expected: f64) {
     assert_eq!(value(text, series), Some(expected), "{series}");
 }
 
+// ---- metrics ----------------------------------------------------------------
+
 #[tokio::test(flavor = "multi_thread")]
 async fn counters_move_by_exactly_what_happened() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let (server, metrics) = serve(&db, &sink, &[]);
+    let (server, metrics) = serve_with_metrics(&db, &sink, &[]);
     let (ada, bob) = (unique_email("ada"), unique_email("bob"));
 
     assert_eq!(server.register(&ada).0, 201);
@@ -69,7 +63,7 @@ async fn counters_move_by_exactly_what_happened() {
         .find(|message| message["to"] == ada.as_str())
         .map(|message| code_in(message["body"].as_str().unwrap()))
         .unwrap();
-    let wrong = if code == "0000" { "1111" } else { "0000" };
+    let wrong = wrong_code(&code);
     let activate = |code: &str, password: &str| {
         server
             .post(
@@ -194,7 +188,7 @@ async fn all_sent(db: &TestDb, n: i64) {
 async fn outbox_gauges_are_read_at_most_once_a_second() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let (server, metrics) = serve(&db, &sink, &[]);
+    let (server, metrics) = serve_with_metrics(&db, &sink, &[]);
     assert_eq!(server.register(&unique_email("gauge")).0, 201);
     all_sent(&db, 1).await;
     assert_series(
@@ -241,7 +235,7 @@ async fn outbox_gauges_are_read_at_most_once_a_second() {
 async fn promtool_accepts_the_exposition() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let (server, metrics) = serve(&db, &sink, &[]);
+    let (server, metrics) = serve_with_metrics(&db, &sink, &[]);
     server.register(&unique_email("promtool"));
     server.get("/health/live");
     let text = scrape(&metrics);
@@ -272,7 +266,7 @@ async fn promtool_accepts_the_exposition() {
 async fn the_metrics_are_not_on_the_api_port_and_can_be_turned_off() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let (server, _) = serve(&db, &sink, &[]);
+    let (server, _) = serve_with_metrics(&db, &sink, &[]);
     assert_eq!(server.get("/metrics").0, 404);
     drop(server);
     // Off: the default port is not taken (nothing listens there because of
@@ -377,7 +371,7 @@ impl Prometheus {
 async fn a_real_prometheus_scrapes_the_service() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let (server, metrics) = serve(&db, &sink, &[]);
+    let (server, metrics) = serve_with_metrics(&db, &sink, &[]);
     let target = metrics
         .trim_start_matches("http://")
         .trim_end_matches("/metrics")
@@ -396,11 +390,13 @@ async fn a_real_prometheus_scrapes_the_service() {
     assert_eq!(prometheus.query("up{job=\"activator\"}"), Some(1.0));
 }
 
+// ---- request ids and the access log -----------------------------------------
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_answer_has_a_request_id_and_one_access_line() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let (server, _) = serve(&db, &sink, &[("LOG_FORMAT", "json")]);
+    let (server, _) = serve_with_metrics(&db, &sink, &[("LOG_FORMAT", "json")]);
     let email = unique_email("access");
     let agent = Server::agent();
     let register = |id: Option<&str>| {
@@ -511,4 +507,198 @@ async fn the_text_log_has_the_same_access_line() {
     ] {
         assert!(line.contains(field), "{field} in {line}");
     }
+}
+
+// ---- secrets stay out of the log --------------------------------------------
+
+/// Runs register, resend, a wrong and a right activation against `serve`
+/// with `RUST_LOG=trace` and every secret distinctive, then returns the log
+/// and the secrets it must not hold.
+async fn a_session_at_trace(log_format: &str) -> (String, Vec<String>) {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    // Trust authentication ignores the password, and the sink the
+    // credentials and key: they are there to be looked for in the log.
+    let database_url = db.url.replacen("postgres@", "postgres:db-pass-7c1f@", 1);
+    let email_api = sink
+        .url
+        .replacen("http://", "http://mailer:api-pass-93ad@", 1)
+        + "?key=query-key-5b2e";
+    let secret_key = "secret-key-5d0c9e2a41-0123456789abcdef";
+    let server = Server::start(
+        &database_url,
+        &[
+            ("RUST_LOG", "trace"),
+            ("LOG_FORMAT", log_format),
+            ("EMAIL_API_URL", &email_api),
+            ("SECRET_KEY", secret_key),
+        ],
+    );
+    let email = unique_email("trace");
+    assert_eq!(server.register(&email).0, 201);
+    let first = sink.wait_for(1, Duration::from_secs(5));
+    let auth = Some((email.as_str(), PASSWORD));
+    let (status, _) = server.post("/auth/activate", &json!({"code": "0000"}), auth);
+    assert_eq!(status, 400);
+    assert_eq!(server.post("/auth/resend", &json!({}), auth).0, 202);
+    let second = sink.wait_for(2, Duration::from_secs(5));
+    let code = crate::common::code_in(second[1]["body"].as_str().unwrap());
+    assert_eq!(
+        server
+            .post("/auth/activate", &json!({"code": code}), auth)
+            .0,
+        200
+    );
+    let (_, log) = server.stop_with("TERM");
+    assert!(
+        log.contains("activation email sent"),
+        "the log was captured"
+    );
+    assert!(
+        log.lines().any(|line| line.contains("DEBUG")),
+        "RUST_LOG=trace took effect: {log}"
+    );
+
+    let mut hash = None;
+    let hashes = db
+        .count("SELECT count(*) AS n FROM users WHERE password_hash LIKE '$2b$%'")
+        .await;
+    assert_eq!(hashes, 1);
+    {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Hash {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            password_hash: String,
+        }
+        let mut conn = db.connect().await;
+        let row: Hash = diesel::sql_query("SELECT password_hash FROM users")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        hash.replace(row.password_hash);
+    }
+    use base64::Engine;
+    let authorization =
+        base64::engine::general_purpose::STANDARD.encode(format!("{email}:{PASSWORD}"));
+    let first_code = crate::common::code_in(first[0]["body"].as_str().unwrap());
+    let mut secrets = vec![
+        PASSWORD.to_owned(),
+        authorization,
+        secret_key.to_owned(),
+        "db-pass-7c1f".to_owned(),
+        "api-pass-93ad".to_owned(),
+        "query-key-5b2e".to_owned(),
+        hash.unwrap()[7..].to_owned(),
+    ];
+    for code in [first_code, code] {
+        secrets.extend([
+            format!("code is: {code}"),
+            format!("\"{code}\""),
+            format!(": {code}"),
+            format!(">{code}<"),
+        ]);
+    }
+    (log, secrets)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_reaches_the_log_even_at_trace() {
+    for format in ["text", "json"] {
+        let (log, secrets) = a_session_at_trace(format).await;
+        let leaks: Vec<String> = secrets
+            .iter()
+            .flat_map(|secret| {
+                log.lines()
+                    .filter(|line| line.contains(secret.as_str()))
+                    .map(move |line| format!("{secret:?} in: {}", &line[..line.len().min(300)]))
+            })
+            .collect();
+        assert!(leaks.is_empty(), "{format} log:\n{}", leaks.join("\n"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_query_string_reaches_the_log_at_any_level() {
+    let db = TestDb::new().await;
+    for (level, format) in [("info", "text"), ("debug", "json"), ("trace", "text")] {
+        let server = Server::start(&db.url, &[("RUST_LOG", level), ("LOG_FORMAT", format)]);
+        let query = "?email=query-owner%40example.com&password=Qu3ry!secret&code=4321";
+        let (status, _, _) = server.post_with(
+            &format!("/auth/activate{query}"),
+            &[],
+            &json!({"code": "1234"}),
+            None,
+        );
+        assert_eq!(status, 401);
+        assert_eq!(server.get(&format!("/no/such/path{query}")).0, 404);
+        let log = server.stderr();
+        assert!(log.contains("activator::access"), "{level}: no access line");
+        for secret in ["Qu3ry!secret", "password=", "code=4321", "query-owner"] {
+            assert!(
+                !log.contains(secret),
+                "{level}/{format}: {secret} in the log"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_bad_headers_or_busy_answers_is_said_once_in_a_while() {
+    let db = TestDb::new().await;
+    let server = Server::start(
+        &db.url,
+        &[
+            ("TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("BCRYPT_COST", "10"),
+            ("REGISTER_PER_IP_LIMIT", "1000"),
+        ],
+    );
+    let base = server.base.trim_start_matches("http://").to_owned();
+    for _ in 0..200 {
+        let request = format!(
+            "GET /health/live HTTP/1.1\r\nHost: {base}\r\nX-Note: caf\u{e9}\r\nConnection: close\r\n\r\n"
+        );
+        let mut bytes = request.into_bytes();
+        // The header value as Latin-1: 0xE9, not UTF-8.
+        let at = bytes.windows(2).position(|w| w == [0xc3, 0xa9]).unwrap();
+        bytes.splice(at..at + 2, [0xe9]);
+        assert!(server.raw(&bytes).contains(" 200 "));
+    }
+    // More registrations at once than the hash queue holds (32 per core),
+    // from many clients (each holds at most 4 places).
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..240)
+            .map(|i| {
+                let server = &server;
+                scope.spawn(move || {
+                    let email = unique_email(&format!("flood{i}"));
+                    let client = format!("198.51.100.{}", i % 200 + 1);
+                    server
+                        .post_with(
+                            "/auth/register",
+                            &[("X-Forwarded-For", &client)],
+                            &json!({"email": email, "password": PASSWORD}),
+                            None,
+                        )
+                        .0
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let busy = statuses.iter().filter(|&&s| s == 503).count();
+    assert!(busy >= 10, "only {busy} busy answers: {statuses:?}");
+    let log = server.stderr();
+    let said = |needle: &str| log.lines().filter(|line| line.contains(needle)).count();
+    let header_lines = said("not UTF-8") + said("invalid UTF-8");
+    assert!(
+        (1..=2).contains(&header_lines),
+        "{header_lines} lines for 200 bad headers"
+    );
+    let busy_lines = said("password hashing queue is full");
+    assert!(
+        (1..=2).contains(&busy_lines),
+        "{busy_lines} lines for {busy} busy answers"
+    );
 }

@@ -1,0 +1,703 @@
+//! Running the service (docs/OPERATIONS.md): the health endpoints ("Health
+//! endpoints"), Redis down answered with 503s (docs/LIMITS.md "When Redis is
+//! down"), a Redis Cluster (docs/LIMITS.md "Redis keys and Redis Cluster"),
+//! `serve`'s start-up ("serve": open files, templates, the body limit),
+//! routing answers (docs/API.md "Routing answers": 404, 405, 307), the API
+//! documentation (docs/API.md "API documentation"), and the client's
+//! address behind a proxy (docs/LIMITS.md "Client networks"). Metrics and
+//! logs are `operations_monitoring.rs`.
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use rocket::http::Header;
+use serde_json::json;
+
+use crate::common::cli::error_line;
+use crate::common::server::{free_port, run};
+use crate::common::{
+    PASSWORD, Reply, Server, TestApp, TestDb, exactly, settings_for, unique_email, unique_ip,
+    users_named, wrong_code,
+};
+
+// ---- health -----------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_is_ok_when_postgres_and_redis_answer() {
+    let app = TestApp::new().await;
+    let reply = app.get("/health/check").await;
+    assert_eq!(reply.status.code, 200);
+    // Exactly the original's body.
+    assert_eq!(reply.body, r#"{"status":"ok"}"#);
+    let live = app.get("/health/live").await;
+    assert_eq!(live.status.code, 200);
+    assert_eq!(live.json(), json!({"status": "ok"}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_check_is_exactly_status_ok() {
+    let app = TestApp::new().await;
+    exactly(&app.get("/health/check").await, 200, r#"{"status":"ok"}"#);
+}
+
+/// A Redis of one test's own, to stop mid-test.
+struct PrivateRedis {
+    child: Child,
+    url: String,
+}
+
+impl PrivateRedis {
+    fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/services.sh installs it)");
+        let redis = Self {
+            child,
+            url: format!("redis://127.0.0.1:{port}/"),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_is_503_naming_redis_when_redis_stops() {
+    let mut redis = PrivateRedis::start();
+    let db = TestDb::new().await;
+    let settings = settings_for(&db, &[("REDIS_URL", &redis.url)]);
+    let app = TestApp::on(db, settings).await;
+    assert_eq!(app.get("/health/check").await.status.code, 200);
+
+    redis.stop();
+    let reply = app.get("/health/check").await;
+    assert_eq!(reply.status.code, 503, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["redis"], "unavailable");
+    assert_eq!(body["postgres"], "ok");
+    assert_eq!(body["detail"], "redis is unavailable");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_is_503_naming_postgres_when_the_database_is_gone() {
+    let app = TestApp::new().await;
+    assert_eq!(app.get("/health/check").await.status.code, 200);
+    {
+        use diesel_async::{AsyncConnection, RunQueryDsl};
+        let mut admin = diesel_async::AsyncPgConnection::establish(&crate::common::admin_url())
+            .await
+            .unwrap();
+        diesel::sql_query(format!("DROP DATABASE {} WITH (FORCE)", app.db.name))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let reply = app.get("/health/check").await;
+    assert_eq!(reply.status.code, 503, "{}", reply.body);
+    assert_eq!(reply.json()["postgres"], "unavailable");
+    assert_eq!(reply.json()["redis"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_down_limited_endpoints_answer_503_json() {
+    let mut redis = PrivateRedis::start();
+    let db = TestDb::new().await;
+    let settings = settings_for(&db, &[("REDIS_URL", &redis.url)]);
+    let app = TestApp::on(db, settings).await;
+    let email = unique_email("noredis");
+    app.register(&email, PASSWORD)
+        .await
+        .assert_detail(201, "Activation email sent");
+    let code = app.latest_code(&email).await;
+    redis.stop();
+
+    let resend = app.resend(&email, PASSWORD).await;
+    assert_eq!(resend.status.code, 503, "{}", resend.body);
+    assert!(resend.json()["detail"].is_string());
+    let activate = app.activate(&email, PASSWORD, &code).await;
+    assert_eq!(activate.status.code, 503, "{}", activate.body);
+    assert!(activate.json()["detail"].is_string());
+    // Fail closed: nothing was activated or issued.
+    assert!(!users_named(&app, &email.to_lowercase()).await[0].is_active);
+    assert_eq!(
+        app.db.count("SELECT count(*) AS n FROM email_outbox").await,
+        1
+    );
+}
+
+// ---- Redis Cluster ----------------------------------------------------------
+
+/// Three masters on loopback, each also using port + 10000 for its bus.
+struct LocalCluster {
+    nodes: Vec<Child>,
+    dir: std::path::PathBuf,
+    pub url: String,
+}
+
+impl LocalCluster {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "activator-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Ports whose bus port (+10000) is free as well.
+        let mut ports = Vec::new();
+        while ports.len() < 3 {
+            let port = free_port();
+            if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+                ports.push(port);
+            }
+        }
+        let nodes = ports
+            .iter()
+            .map(|port| {
+                let node_dir = dir.join(port.to_string());
+                std::fs::create_dir_all(&node_dir).unwrap();
+                Command::new("redis-server")
+                    .args([
+                        "--port",
+                        &port.to_string(),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-enabled",
+                        "yes",
+                    ])
+                    .args([
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ])
+                    .current_dir(&node_dir)
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for port in &ports {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                assert!(Instant::now() < deadline, "redis node did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .unwrap();
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        // Wait until every node agrees the cluster is up.
+        for port in &ports {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "cluster", "info"])
+                    .output()
+                    .unwrap();
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "cluster did not converge");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let url = ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}/"))
+            .collect::<Vec<_>>()
+            .join(",");
+        Self { nodes, dir, url }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.kill();
+            let _ = node.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_work_on_a_redis_cluster() {
+    let cluster = LocalCluster::start();
+    let db = TestDb::new().await;
+    let settings = settings_for(
+        &db,
+        &[
+            ("REDIS_URL", &cluster.url),
+            ("ACTIVATION_ATTEMPT_LIMIT", "2"),
+        ],
+    );
+    assert_eq!(settings.redis_url.0.len(), 3);
+    let app = TestApp::on(db, settings).await;
+    assert_eq!(app.get("/health/check").await.status.code, 200);
+
+    // Resend: atomic across the cluster, many emails spread over the slots.
+    for n in 0..5 {
+        let email = unique_email(&format!("cluster{n}"));
+        app.register(&email, PASSWORD)
+            .await
+            .assert_detail(201, "Activation email sent");
+        let replies = join_all((0..5).map(|_| app.resend(&email, PASSWORD))).await;
+        let statuses: Vec<u16> = replies.iter().map(|r| r.status.code).collect();
+        assert_eq!(
+            statuses.iter().filter(|&&s| s == 202).count(),
+            1,
+            "{statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|&&s| s == 429).count(),
+            4,
+            "{statuses:?}"
+        );
+    }
+
+    // Activation lockout and its reset.
+    let email = unique_email("cluster-lock");
+    app.register(&email, PASSWORD).await;
+    let code = app.latest_code(&email).await;
+    let wrong = wrong_code(&code);
+    for _ in 0..2 {
+        app.activate(&email, PASSWORD, wrong)
+            .await
+            .assert_detail(400, "Invalid or expired activation code");
+    }
+    assert_eq!(app.activate(&email, PASSWORD, &code).await.status.code, 429);
+}
+
+// ---- serve's start-up -------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_raises_its_open_files_limit_to_the_hard_limit() {
+    let db = TestDb::new().await;
+    let server = Server::start_wrapped(&["prlimit", "--nofile=256:4096"], &db.url, &[], &[]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers, ["4096", "4096"], "{open_files}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_email_template_stops_start_up_naming_it() {
+    let db = TestDb::new().await;
+    let dir = std::env::temp_dir().join(format!("activator-bad-templates-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("fr")).unwrap();
+    std::fs::write(
+        dir.join("fr").join("body.txt.hbs"),
+        "Code : {{#if code}}never closed",
+    )
+    .unwrap();
+    let output = run(
+        &db.url,
+        &[("TEMPLATES_DIR", dir.to_str().unwrap())],
+        &["serve"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = error_line(&output);
+    assert!(err.contains("fr/body.txt.hbs"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_rocket_toml_the_body_limit_is_still_16_kib() {
+    // The binary runs in a temporary directory, away from Rocket.toml.
+    let db = TestDb::new().await;
+    let server = crate::common::Server::start(&db.url, &[]);
+    let body = json!({"email": "big@example.com", "password": "x".repeat(17 * 1024)});
+    let (status, reply) = server.post("/auth/register", &body, None);
+    assert_eq!(
+        (status, reply.as_str()),
+        (413, r#"{"detail":"Request body too large"}"#)
+    );
+}
+
+// ---- routing ----------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_paths_and_methods_answer_json() {
+    let app = TestApp::new().await;
+    let reply = app.get("/nope").await;
+    reply.assert_detail(404, "Not Found");
+    assert_eq!(reply.content_type.as_deref(), Some("application/json"));
+    let reply = app.get("/auth/register").await;
+    reply.assert_detail(405, "Method Not Allowed");
+    assert_eq!(reply.header("allow"), Some("POST"));
+}
+
+/// One raw HTTP/1.1 request to the real binary (Rocket's local client knows
+/// only the methods it knows); the status line and the whole answer.
+fn raw(server: &Server, request: &str) -> String {
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_method_a_path_does_not_have_is_405_with_allow_known_or_not() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db.url, &[]);
+    for method in ["GET", "PUT", "DELETE", "OPTIONS", "QUERY", "FOO"] {
+        for (path, allow) in [("/auth/register", "POST"), ("/health/check", "GET")] {
+            if method == "GET" && allow == "GET" {
+                continue;
+            }
+            let answer = raw(
+                &server,
+                &format!(
+                    "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                ),
+            );
+            assert!(
+                answer.starts_with("HTTP/1.1 405"),
+                "{method} {path}: {answer}"
+            );
+            assert!(
+                answer.contains(&format!("\r\nallow: {allow}\r\n")),
+                "{answer}"
+            );
+            assert!(
+                answer.ends_with(r#"{"detail":"Method Not Allowed"}"#),
+                "{answer}"
+            );
+        }
+        let answer = raw(
+            &server,
+            &format!(
+                "{method} /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        assert!(answer.starts_with("HTTP/1.1 404"), "{method}: {answer}");
+        assert!(answer.ends_with(r#"{"detail":"Not Found"}"#), "{answer}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_known_path_with_a_trailing_slash_redirects_307_to_it() {
+    let app = TestApp::new().await;
+    for (path, location) in [
+        ("/auth/register/", "http://api.example.com/auth/register"),
+        (
+            "/health/check//?x=1",
+            "http://api.example.com/health/check?x=1",
+        ),
+    ] {
+        let reply = Reply::from(
+            app.client
+                .post(path)
+                .header(Header::new("Host", "api.example.com"))
+                .dispatch()
+                .await,
+        )
+        .await;
+        assert_eq!(
+            (reply.status.code, reply.body.as_str()),
+            (307, ""),
+            "{path}"
+        );
+        assert_eq!(reply.header("location"), Some(location));
+    }
+    exactly(
+        &app.get("/nowhere/").await,
+        404,
+        r#"{"detail":"Not Found"}"#,
+    );
+}
+
+// ---- API documentation ------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_describes_every_route_status_and_basic_auth() {
+    let app = TestApp::new().await;
+    let reply = app.get("/openapi.json").await;
+    assert_eq!(reply.status.code, 200);
+    let doc = reply.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["basic"],
+        json!({"type": "http", "scheme": "basic"})
+    );
+
+    let expected = [
+        (
+            "/auth/register",
+            "post",
+            &["201", "400", "409", "413", "422", "429", "503"][..],
+        ),
+        ("/auth/resend", "post", &["202", "401", "409", "429", "503"]),
+        (
+            "/auth/activate",
+            "post",
+            &["200", "400", "401", "413", "422", "429", "503"],
+        ),
+        ("/health/check", "get", &["200", "503"]),
+        ("/health/live", "get", &["200"]),
+    ];
+    for (path, method, statuses) in expected {
+        let responses = doc["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} missing"));
+        let mut documented: Vec<&str> = responses.keys().map(String::as_str).collect();
+        documented.sort_unstable();
+        assert_eq!(documented, statuses, "{method} {path}");
+        if let Some(limited) = responses.get("429") {
+            assert!(limited["headers"]["Retry-After"].is_object(), "{path}");
+        }
+        if let Some(refused) = responses.get("401") {
+            assert!(refused["headers"]["WWW-Authenticate"].is_object(), "{path}");
+        }
+    }
+    for path in ["/auth/resend", "/auth/activate"] {
+        assert_eq!(
+            doc["paths"][path]["post"]["security"],
+            json!([{"basic": []}])
+        );
+    }
+    let register = &doc["components"]["schemas"]["RegisterRequest"];
+    assert_eq!(register["required"], json!(["email", "password"]));
+    assert_eq!(
+        doc["components"]["schemas"]["ActivateRequest"]["properties"]["code"]["pattern"],
+        r"^\d{4}$"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_docs_page_loads_only_this_servers_scripts_under_a_strict_policy() {
+    let app = TestApp::new().await;
+    let page = app.get("/docs").await;
+    assert_eq!(page.status.code, 200);
+    assert!(
+        page.content_type
+            .as_deref()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(
+        page.header("content-security-policy"),
+        Some(
+            "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        )
+    );
+    assert!(
+        !page.body.contains("https://"),
+        "the page must not need the internet"
+    );
+    let init = page
+        .body
+        .find(r#"<script src="/docs/init.js">"#)
+        .expect("init.js");
+    let bundle_at = page
+        .body
+        .find(r#"<script src="/docs/scalar-"#)
+        .expect("the bundle");
+    assert!(init < bundle_at, "init.js runs first");
+    let bundle = &page.body[bundle_at + 13..];
+    let bundle = &bundle[..bundle.find('"').unwrap()];
+    assert!(
+        bundle.starts_with("/docs/scalar-") && bundle.ends_with(".js"),
+        "{bundle}"
+    );
+
+    let init = app.get("/docs/init.js").await;
+    assert_eq!(init.content_type.as_deref(), Some("text/javascript"));
+    for setting in [
+        "url: '/openapi.json'",
+        "agent: { disabled: true }",
+        "showDeveloperTools: 'never'",
+        "hideClientButton: true",
+        "withDefaultFonts: false",
+    ] {
+        assert!(init.body.contains(setting), "{setting}");
+    }
+    assert!(!page.body.contains("<script>") && !init.body.contains("<script"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bundle_is_served_gzipped_and_cached_for_good() {
+    use rocket::http::Header;
+    let app = TestApp::new().await;
+    let page = app.get("/docs").await;
+    let at = page.body.find("/docs/scalar-").unwrap();
+    let path = &page.body[at..at + page.body[at..].find('"').unwrap()];
+
+    let response = app
+        .client
+        .get(path.to_owned())
+        .header(Header::new("Accept-Encoding", "gzip, deflate, br"))
+        .dispatch()
+        .await;
+    assert_eq!(response.status().code, 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers.get_one("Content-Encoding"), Some("gzip"));
+    assert_eq!(
+        headers.get_one("Cache-Control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_eq!(headers.get_one("Vary"), Some("Accept-Encoding"));
+    let gzipped = response.into_bytes().await.unwrap();
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&gzipped[..]),
+        &mut unzipped,
+    )
+    .unwrap();
+    assert!(gzipped.len() < 1_100_000, "{} bytes", gzipped.len());
+    assert!(unzipped.len() > 3_000_000);
+
+    // A client that takes no gzip gets the same script, plain.
+    let plain = app.get(path).await;
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.body.as_bytes(), &unzipped[..]);
+    assert!(plain.body.contains("createApiReference"));
+    // Any other name is not served.
+    assert_eq!(app.get("/docs/scalar.js").await.status.code, 404);
+}
+
+// ---- behind a proxy ---------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_for_is_believed_from_trusted_proxies_only_right_most_first() {
+    let db = crate::common::TestDb::new().await;
+    let server = Server::start(
+        &db.url,
+        &[
+            ("TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("RATE_LIMIT_EXEMPT", ""),
+            ("REGISTER_PER_IP_LIMIT", "2"),
+        ],
+    );
+    let agent = Server::agent();
+    let register = |forwarded: &[&str], extra: Option<(&str, &str)>| {
+        let mut request = agent.post(format!("{}/auth/register", server.base));
+        for value in forwarded {
+            request = request.header("X-Forwarded-For", *value);
+        }
+        if let Some((name, value)) = extra {
+            request = request.header(name, value);
+        }
+        request
+            .send_json(json!({"email": unique_email("xff"), "password": PASSWORD}))
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let (client, other) = (unique_ip(), unique_ip());
+    // The client forged the left part; the proxy appended what it saw.
+    assert_eq!(register(&[&format!("198.51.100.1, {client}")], None), 201);
+    assert_eq!(register(&[&client], None), 201);
+    assert_eq!(register(&[&format!("9.9.9.9, {client}")], None), 429);
+    assert_eq!(register(&[&other], None), 201);
+    // X-Real-IP changes nothing (Rocket's reading of it is off).
+    let third = unique_ip();
+    assert_eq!(register(&[&third], Some(("X-Real-IP", "192.0.2.1"))), 201);
+    assert_eq!(register(&[&third], Some(("X-Real-IP", "192.0.2.2"))), 201);
+    assert_eq!(register(&[&third], Some(("X-Real-IP", "192.0.2.3"))), 429);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exempt_peer_sending_forwarded_for_is_warned_about_once() {
+    let db = crate::common::TestDb::new().await;
+    let server = Server::start(&db.url, &[("REGISTER_PER_IP_LIMIT", "1")]);
+    let agent = Server::agent();
+    for _ in 0..3 {
+        let status = agent
+            .post(format!("{}/auth/register", server.base))
+            .header("X-Forwarded-For", "203.0.113.5")
+            .send_json(json!({"email": unique_email("warned"), "password": PASSWORD}))
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(status, 201, "loopback is exempt by default");
+    }
+    let (_, log) = server.stop_with("TERM");
+    let warnings = log
+        .lines()
+        .filter(|line| line.contains("TRUSTED_PROXIES"))
+        .count();
+    assert_eq!(warnings, 1, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forwarded_address_that_does_not_read_or_is_loopback_is_never_exempt() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db.url, &[("TRUSTED_PROXIES", "127.0.0.1/32")]);
+    // Counted against the proxy (that no other test trusts), or against the
+    // forwarded loopback address: never exempt, so at most 30 of 40.
+    let unreadable = ["junk", "unknown", "", "[::1]", "fe80::1%eth0"];
+    let cases: [Vec<&str>; 2] = [
+        unreadable.iter().cycle().take(40).copied().collect(),
+        vec!["127.0.0.5"; 40],
+    ];
+    for (case, forwarded) in cases.iter().enumerate() {
+        let mut created = 0;
+        let mut limited = 0;
+        for (i, hop) in forwarded.iter().enumerate() {
+            let email = unique_email(&format!("fwd{case}-{i}"));
+            let (status, body, _) = server.post_with(
+                "/auth/register",
+                &[("X-Forwarded-For", hop)],
+                &json!({"email": email, "password": PASSWORD}),
+                None,
+            );
+            match status {
+                201 => created += 1,
+                429 => limited += 1,
+                other => panic!("{hop:?}: {other} {body}"),
+            }
+        }
+        assert!(created <= 30, "case {case}: {created} of 40 created");
+        assert!(limited >= 10, "case {case}: {limited} limited");
+    }
+}
