@@ -11,7 +11,6 @@
 //! bcrypt's, which is the trade-off `CREDENTIAL_PROOF=off` declines. A new
 //! key (rotation) matches no proof made under the old one: they die with it.
 
-use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -32,32 +31,28 @@ pub struct Prover {
 
 impl Prover {
     pub fn new(secret: &SecretKey) -> Self {
-        let mut key = [0u8; 32];
-        Hkdf::<Sha256>::new(None, secret.as_bytes())
-            .expand(PURPOSE, &mut key)
-            .unwrap_or_else(|_| unreachable!("HKDF-SHA256 yields 32 bytes"));
-        let mac = <HmacSha256 as Mac>::new_from_slice(&key)
+        let mac = <HmacSha256 as Mac>::new_from_slice(&secret.derive(PURPOSE))
             .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
         Self { mac }
     }
 
     /// The proof that `password` is `email`'s.
     pub fn proof(&self, email: &Email, password: &Password) -> Vec<u8> {
+        self.mac(email, password).finalize().into_bytes().to_vec()
+    }
+
+    /// Whether `stored` proves that `password` is `email`'s (constant time).
+    pub fn verify(&self, email: &Email, password: &Password, stored: &[u8]) -> bool {
+        self.mac(email, password).verify_slice(stored).is_ok()
+    }
+
+    fn mac(&self, email: &Email, password: &Password) -> HmacSha256 {
         let mut mac = self.mac.clone();
         // The address cannot hold a NUL: it separates the two unambiguously.
         mac.update(email.as_str().as_bytes());
         mac.update(&[0]);
         mac.update(password.as_str().as_bytes());
-        mac.finalize().into_bytes().to_vec()
-    }
-
-    /// Whether `stored` proves that `password` is `email`'s (constant time).
-    pub fn verify(&self, email: &Email, password: &Password, stored: &[u8]) -> bool {
-        let mut mac = self.mac.clone();
-        mac.update(email.as_str().as_bytes());
-        mac.update(&[0]);
-        mac.update(password.as_str().as_bytes());
-        mac.verify_slice(stored).is_ok()
+        mac
     }
 }
 
@@ -71,12 +66,9 @@ impl std::fmt::Debug for Prover {
 mod tests {
     use super::*;
 
-    fn prover(key: &str) -> Prover {
-        Prover::new(&SecretKey::new(key))
-    }
-
     #[test]
     fn a_proof_holds_for_its_address_and_password_under_its_key_only() {
+        let prover = |key: &str| Prover::new(&SecretKey::new(key));
         let ada = Email::stored("ada@example.com".into());
         let password = Password::new("Secr3t!pass");
         let proof = prover("one key of at least thirty-two bytes").proof(&ada, &password);

@@ -17,8 +17,6 @@ use std::fmt;
 
 use chacha20poly1305::aead::{self, Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use hkdf::Hkdf;
-use sha2::Sha256;
 
 use crate::code::Code;
 use crate::ids::UserId;
@@ -45,13 +43,8 @@ pub struct Unreadable;
 
 impl Sealer {
     pub fn new(secret: &SecretKey) -> Self {
-        let mut key = [0u8; 32];
-        // 32 bytes is far below HKDF-SHA256's limit of 255 × 32.
-        Hkdf::<Sha256>::new(None, secret.as_bytes())
-            .expand(PURPOSE, &mut key)
-            .unwrap_or_else(|_| unreachable!("HKDF-SHA256 yields 32 bytes"));
         Self {
-            cipher: XChaCha20Poly1305::new(&key.into()),
+            cipher: XChaCha20Poly1305::new(&secret.derive(PURPOSE).into()),
         }
     }
 

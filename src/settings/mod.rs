@@ -208,6 +208,17 @@ impl SecretKey {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// A 32-byte key for `purpose`, derived from this one with HKDF-SHA256:
+    /// keys of different purposes are independent of each other.
+    pub fn derive(&self, purpose: &[u8]) -> [u8; 32] {
+        let mut key = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's limit of 255 × 32.
+        hkdf::Hkdf::<sha2::Sha256>::new(None, &self.0)
+            .expand(purpose, &mut key)
+            .unwrap_or_else(|_| unreachable!("HKDF-SHA256 yields 32 bytes"));
+        key
+    }
 }
 
 impl fmt::Debug for SecretKey {
