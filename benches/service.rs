@@ -21,7 +21,9 @@
 //! `BENCH_CLIENTS` (concurrent register clients, default 16),
 //! `BENCH_COST` (bcrypt cost, default 10), `BENCH_BIN` (another build of
 //! `activator` to measure, e.g. the previous release, for a comparison),
-//! `BENCH_ONLY=signup` (only 1, the register load of 2 and 6: e.g.
+//! `CREDENTIAL_PROOF` (passed to the server: `off` measures signups that
+//! verify the password again), `BENCH_ONLY=signup` (only 1, the register
+//! load of 2 and 6: e.g.
 //! `BENCH_ONLY=signup BENCH_COST=12 BENCH_CLIENTS=8 scripts/bench.sh service`).
 
 #[path = "../tests/integration/common/mail_sink.rs"]
@@ -140,6 +142,8 @@ fn start_server(
         // Room for the load without a resend or lockout getting in the way.
         .env("RESEND_PER_MINUTE_LIMIT", "1000000")
         .envs(extra.iter().copied())
+        // To measure signups without the credential proof (`off`).
+        .envs(std::env::var("CREDENTIAL_PROOF").map(|v| ("CREDENTIAL_PROOF", v)))
         .current_dir(std::env::temp_dir())
         .stdout(Stdio::null())
         .stderr(log)
