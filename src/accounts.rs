@@ -105,7 +105,8 @@ impl Accounts {
             pool: db::pool(&settings.database).context("cannot set up the database pool")?,
             hasher: Hasher::new(settings.bcrypt_cost, settings.limits.hash_queue_per_ip)
                 .context("invalid BCRYPT_COST")?,
-            code_hasher: CodeHasher::new(settings.secret_key.clone()),
+            code_hasher: CodeHasher::new(settings.secret_key.clone())
+                .with_fallbacks(settings.secret_key_fallbacks.clone()),
             sealer: Sealer::new(&settings.secret_key),
             limiter: Limiter::connect(settings).await?,
             prover: settings

@@ -107,16 +107,31 @@ impl fmt::Debug for Code {
 #[derive(Clone)]
 pub struct CodeHasher {
     key: SecretKey,
+    /// Older keys (`SECRET_KEY_FALLBACKS`): codes hashed under them still
+    /// verify; none is hashed under them any more.
+    fallbacks: Vec<SecretKey>,
 }
 
 impl CodeHasher {
     pub fn new(key: SecretKey) -> Self {
-        Self { key }
+        Self {
+            key,
+            fallbacks: Vec::new(),
+        }
+    }
+
+    /// The same hasher, also verifying codes hashed under `fallbacks`.
+    pub fn with_fallbacks(self, fallbacks: Vec<SecretKey>) -> Self {
+        Self { fallbacks, ..self }
     }
 
     fn mac(&self, user: UserId, code: &Code) -> HmacSha256 {
+        Self::mac_under(&self.key, user, code)
+    }
+
+    fn mac_under(key: &SecretKey, user: UserId, code: &Code) -> HmacSha256 {
         // HMAC takes keys of any length, so this cannot fail.
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(self.key.as_bytes())
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(key.as_bytes())
             .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"));
         mac.update(&user.0.to_be_bytes());
         mac.update(b":");
@@ -128,9 +143,15 @@ impl CodeHasher {
         self.mac(user, code).finalize().into_bytes().to_vec()
     }
 
-    /// Compares in constant time.
+    /// Compares in constant time, under the key and then each fallback.
     pub fn verify(&self, user: UserId, code: &Code, stored: &[u8]) -> bool {
-        self.mac(user, code).verify_slice(stored).is_ok()
+        std::iter::once(&self.key)
+            .chain(&self.fallbacks)
+            .any(|key| {
+                Self::mac_under(key, user, code)
+                    .verify_slice(stored)
+                    .is_ok()
+            })
     }
 }
 
@@ -203,6 +224,23 @@ mod tests {
         assert_eq!(
             format!("{:?}", Code::parse("4821", 4).unwrap()),
             "Code(****)"
+        );
+    }
+
+    #[test]
+    fn a_code_hashed_under_a_fallback_key_still_verifies() {
+        let old = SecretKey::new("the old key of at least thirty-two bytes");
+        let new = SecretKey::new("the new key of at least thirty-two bytes");
+        let code = Code::from_digits("1234").unwrap();
+        let stored = CodeHasher::new(old.clone()).hash(UserId(7), &code);
+        assert!(!CodeHasher::new(new.clone()).verify(UserId(7), &code, &stored));
+        let rotated = CodeHasher::new(new.clone()).with_fallbacks(vec![old]);
+        assert!(rotated.verify(UserId(7), &code, &stored));
+        assert!(!rotated.verify(UserId(8), &code, &stored));
+        assert_eq!(
+            rotated.hash(UserId(7), &code),
+            CodeHasher::new(new).hash(UserId(7), &code),
+            "new codes use the new key"
         );
     }
 }

@@ -9,9 +9,10 @@
 //! the caller's associated data (the row's owner) is authenticated too, so a
 //! sealed value moved to another row does not open.
 //!
-//! After a `SECRET_KEY` change, values sealed under the old key no longer
-//! open: the dispatcher marks such messages dead (their codes, keyed with the
-//! old key too, could not activate anyway) and users ask for a new code.
+//! After a `SECRET_KEY` change, values sealed under the old key open only
+//! while it is listed in `SECRET_KEY_FALLBACKS`; otherwise the dispatcher
+//! marks such messages dead (their codes, keyed with the old key too, could
+//! not activate anyway) and users ask for a new code.
 
 use std::fmt;
 
@@ -33,6 +34,9 @@ const PURPOSE: &[u8] = b"activator outbox payload v1";
 #[derive(Clone)]
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
+    /// Ciphers of older keys (`SECRET_KEY_FALLBACKS`): what they sealed
+    /// still opens; nothing is sealed with them any more.
+    fallbacks: Vec<XChaCha20Poly1305>,
 }
 
 /// A sealed value that does not open: sealed under another key, altered, or
@@ -44,8 +48,21 @@ pub struct Unreadable;
 impl Sealer {
     pub fn new(secret: &SecretKey) -> Self {
         Self {
-            cipher: XChaCha20Poly1305::new(&secret.derive(PURPOSE).into()),
+            cipher: Self::cipher(secret),
+            fallbacks: Vec::new(),
         }
+    }
+
+    /// The same sealer, also opening what `fallbacks` sealed.
+    pub fn with_fallbacks(self, fallbacks: &[SecretKey]) -> Self {
+        Self {
+            fallbacks: fallbacks.iter().map(Self::cipher).collect(),
+            ..self
+        }
+    }
+
+    fn cipher(secret: &SecretKey) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(&secret.derive(PURPOSE).into())
     }
 
     /// Seals `plaintext`, bound to `associated` (which is not stored).
@@ -69,7 +86,8 @@ impl Sealer {
         out
     }
 
-    /// Opens what [`Sealer::seal`] sealed with the same key and `associated`.
+    /// Opens what [`Sealer::seal`] sealed with the same key (or a fallback)
+    /// and `associated`.
     pub fn open(&self, sealed: &[u8], associated: &[u8]) -> Result<Vec<u8>, Unreadable> {
         let Some((&VERSION, rest)) = sealed.split_first() else {
             return Err(Unreadable);
@@ -78,15 +96,16 @@ impl Sealer {
             return Err(Unreadable);
         }
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
-        self.cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                aead::Payload {
+        std::iter::once(&self.cipher)
+            .chain(&self.fallbacks)
+            .find_map(|cipher| {
+                let payload = aead::Payload {
                     msg: ciphertext,
                     aad: associated,
-                },
-            )
-            .map_err(|_| Unreadable)
+                };
+                cipher.decrypt(XNonce::from_slice(nonce), payload).ok()
+            })
+            .ok_or(Unreadable)
     }
 }
 

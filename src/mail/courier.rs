@@ -308,7 +308,8 @@ impl Courier {
         Ok(Self {
             transport: transport(settings)?,
             templates: Arc::new(templates),
-            sealer: Sealer::new(&settings.secret_key),
+            sealer: Sealer::new(&settings.secret_key)
+                .with_fallbacks(&settings.secret_key_fallbacks),
             from: settings.system_email.as_str().into(),
             max_attempts: settings.email_max_attempts,
         })

@@ -54,6 +54,9 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub redis_url: RedisUrl,
     pub secret_key: SecretKey,
+    /// Older keys that still verify codes and open queued emails
+    /// (`SECRET_KEY_FALLBACKS`).
+    pub secret_key_fallbacks: Vec<SecretKey>,
     pub system_email: String,
     pub email_api_url: Option<String>,
     pub smtp_url: Option<SmtpUrl>,
@@ -414,7 +417,11 @@ pub const PLACEHOLDER_SECRET_KEY: &str = "change-me-to-a-long-random-string";
 /// A key: long enough, and not the placeholder. Neither the value nor its
 /// length is echoed.
 fn secret_key(source: &impl Source, name: &'static str) -> Result<SecretKey, SettingsError> {
-    let key = required(source, name)?;
+    checked_key(name, required(source, name)?)
+}
+
+/// `key` as a key of setting `name`, if long enough and not the placeholder.
+fn checked_key(name: &'static str, key: String) -> Result<SecretKey, SettingsError> {
     let problem = if key == PLACEHOLDER_SECRET_KEY {
         "is the placeholder of .env.example; generate a key, e.g. openssl rand -base64 48"
     } else if key.len() < MIN_SECRET_KEY_BYTES {
@@ -494,6 +501,14 @@ impl Settings {
             .collect::<Result<Vec<_>, _>>()?;
 
         let secret_key = secret_key(source, "SECRET_KEY")?;
+        let secret_key_fallbacks = optional(source, "SECRET_KEY_FALLBACKS")
+            .map(|keys| {
+                keys.split(',')
+                    .map(|key| checked_key("SECRET_KEY_FALLBACKS", key.trim().to_owned()))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
 
         let system_email =
             value(source, "SYSTEM_EMAIL").ok_or(SettingsError::Missing("SYSTEM_EMAIL"))?;
@@ -519,6 +534,7 @@ impl Settings {
             database,
             redis_url: RedisUrl(redis_urls),
             secret_key,
+            secret_key_fallbacks,
             system_email,
             email_api_url,
             smtp_url,

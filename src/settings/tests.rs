@@ -331,3 +331,36 @@ fn a_short_or_placeholder_secret_key_stops_start_up_naming_it() {
     source.insert("SECRET_KEY", "0123456789abcdef0123456789abcdef");
     Settings::from_source(&source).unwrap();
 }
+
+#[test]
+fn secret_key_fallbacks_are_keys_like_secret_key() {
+    let mut source = base();
+    assert!(
+        Settings::from_source(&source)
+            .unwrap()
+            .secret_key_fallbacks
+            .is_empty()
+    );
+    source.insert(
+        "SECRET_KEY_FALLBACKS",
+        "the old key of at least thirty-two bytes, another old key of at least 32 bytes",
+    );
+    assert_eq!(
+        Settings::from_source(&source)
+            .unwrap()
+            .secret_key_fallbacks
+            .len(),
+        2
+    );
+    for bad in [
+        PLACEHOLDER_SECRET_KEY,
+        "the old key of at least thirty-two bytes,short",
+    ] {
+        source.insert("SECRET_KEY_FALLBACKS", bad);
+        let err = Settings::from_source(&source).unwrap_err().to_string();
+        assert!(
+            err.contains("SECRET_KEY_FALLBACKS") && !err.contains("short"),
+            "{err}"
+        );
+    }
+}

@@ -44,6 +44,11 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "key for the codes' HMAC and the outbox's seal, at least 32 bytes (not the placeholder of `.env.example`)",
     },
     Variable {
+        name: "SECRET_KEY_FALLBACKS",
+        default: DefaultValue::Unset,
+        meaning: "older keys, comma-separated, that still verify codes and open queued emails while a rotation completes; each as long as `SECRET_KEY` must be",
+    },
+    Variable {
         name: "SYSTEM_EMAIL",
         default: DefaultValue::Value("no-reply@example.com"),
         meaning: "the `from` of every email",

@@ -5,7 +5,8 @@
 //! routing answers (docs/API.md "Routing answers": 404, 405, 307), the API
 //! documentation (docs/API.md "API documentation"), and the client's
 //! address behind a proxy (docs/LIMITS.md "Client networks"). Metrics and
-//! logs are `operations_monitoring.rs`.
+//! logs are `operations_monitoring.rs`. Rotating `SECRET_KEY` with the old
+//! key as a fallback.
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -16,10 +17,11 @@ use rocket::http::Header;
 use serde_json::json;
 
 use crate::common::cli::error_line;
+use crate::common::email::code_for;
 use crate::common::server::{free_port, run};
 use crate::common::{
-    PASSWORD, Reply, Server, TestApp, TestDb, exactly, settings_for, unique_email, unique_ip,
-    users_named, wrong_code,
+    MailSink, PASSWORD, Reply, Server, TestApp, TestDb, exactly, settings_for, unique_email,
+    unique_ip, users_named, wrong_code,
 };
 
 // ---- health -----------------------------------------------------------------
@@ -700,4 +702,55 @@ async fn a_forwarded_address_that_does_not_read_or_is_loopback_is_never_exempt()
         assert!(created <= 30, "case {case}: {created} of 40 created");
         assert!(limited >= 10, "case {case}: {limited} limited");
     }
+}
+
+// ---- key rotation -----------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_key_with_the_old_one_as_fallback_keeps_codes_and_queued_emails() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let email = unique_email("rotation");
+    {
+        let old = Server::start(&db.url, &[("EMAIL_API_URL", sink.url.as_str())]);
+        assert_eq!(old.register(&email).0, 201);
+        code_for(&sink, &email);
+    }
+    // A new code queued under the old key while no server runs.
+    let resent = run(&db.url, &[], &["user", "resend", &email]);
+    assert!(resent.status.success(), "{resent:?}");
+    let posts = sink.posts();
+
+    let new_key = "the-rotated-integration-test-secret-key-0123456789";
+    let fallbacks = crate::common::SECRET_KEY;
+    let rotated = Server::start(
+        &db.url,
+        &[
+            ("EMAIL_API_URL", sink.url.as_str()),
+            ("SECRET_KEY", new_key),
+            ("SECRET_KEY_FALLBACKS", fallbacks),
+        ],
+    );
+    // The queued email opens under the fallback and is sent.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sink.posts() == posts {
+        assert!(Instant::now() < deadline, "the queued email was not sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let code = code_for(&sink, &email);
+    // Its code, hashed under the old key, still activates.
+    assert_eq!(rotated.activate(&email, PASSWORD, &code), 200);
+    // New registrations work under the new key alone.
+    let newcomer = unique_email("rotation-new");
+    assert_eq!(rotated.register(&newcomer).0, 201);
+    let code = code_for(&sink, &newcomer);
+    drop(rotated);
+    let only_new = Server::start(
+        &db.url,
+        &[
+            ("EMAIL_API_URL", sink.url.as_str()),
+            ("SECRET_KEY", new_key),
+        ],
+    );
+    assert_eq!(only_new.activate(&newcomer, PASSWORD, &code), 200);
 }
