@@ -2,6 +2,7 @@
 //! `run`. Errors come back as `anyhow::Error`; `main` prints them as one line
 //! and exits 1. Usage errors exit 2 (clap).
 
+pub mod config;
 pub mod healthcheck;
 pub mod mailbox;
 pub mod migrate;
@@ -30,6 +31,9 @@ pub enum Command {
     /// Support actions on one account.
     #[command(subcommand)]
     User(user::Command),
+    /// Check the configuration before a deploy.
+    #[command(subcommand)]
+    Config(config::Command),
     /// Delete spent codes and old delivered emails (for cron).
     Purge(purge::Opts),
     /// Run a local email API that shows received mail (development).
@@ -63,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mailbox(opts) => mailbox::run(opts),
         Command::Migrate(opts) => migrate::run(opts, &env),
         Command::User(command) => user::run(command, &env),
+        Command::Config(command) => config::run(command, &env),
         Command::Purge(opts) => purge::run(opts, &env),
         Command::Healthcheck(opts) => healthcheck::run(opts),
     }

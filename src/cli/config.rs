@@ -1,0 +1,96 @@
+//! `activator config check`: the configuration, checked before a deploy
+//! without starting the server. It reads the settings as `serve` would,
+//! builds the email courier (templates that render, `SYSTEM_EMAIL`, the
+//! transport's settings), reaches PostgreSQL and checks that its migrations
+//! are current, reaches Redis, and prints the effective settings with every
+//! secret redacted. Exit 0, or 1 with one line per problem.
+
+use crate::db::migrations;
+use crate::limits::Limiter;
+use crate::mail::courier::Courier;
+use crate::settings::{DefaultValue, Environment, Settings, Source, VARIABLES, redact_url};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Check the settings, PostgreSQL, Redis, the migrations and the
+    /// templates as `serve` would use them; print the effective settings
+    /// (secrets redacted).
+    Check,
+}
+
+/// Settings that hold a key: never printed.
+const SECRETS: [&str; 2] = ["SECRET_KEY", "SECRET_KEY_FALLBACKS"];
+/// Settings that are URLs, or lists of them, which may carry credentials.
+const URLS: [&str; 4] = ["DATABASE_URL", "REDIS_URL", "EMAIL_API_URL", "SMTP_URL"];
+
+pub fn run(command: Command, env: &Environment) -> anyhow::Result<()> {
+    match command {
+        Command::Check => check(env),
+    }
+}
+
+fn check(env: &Environment) -> anyhow::Result<()> {
+    // Nothing else can be checked without readable settings.
+    let settings = Settings::from_source(env)?;
+    for variable in VARIABLES {
+        println!(
+            "{}={}",
+            variable.name,
+            effective(env, variable.name, variable.default)
+        );
+    }
+    let mut problems = Vec::new();
+    if let Err(err) = Courier::from_settings(&settings) {
+        problems.push(format!("{err:#}"));
+    }
+    match migrations::connect(&settings.database.url) {
+        Ok(mut conn) => match migrations::pending(&mut conn) {
+            Ok(pending) if pending.is_empty() => {}
+            Ok(pending) => problems.push(format!(
+                "the database has {} pending migration(s) ({}); run `activator migrate`",
+                pending.len(),
+                pending.join(", ")
+            )),
+            Err(err) => problems.push(format!("cannot read the migrations: {err}")),
+        },
+        Err(err) => problems.push(format!(
+            "cannot connect to the database (DATABASE_URL): {err}"
+        )),
+    }
+    let redis = super::block_on(async {
+        let limiter = Limiter::connect(&settings).await?;
+        limiter.connection().ping().await?;
+        anyhow::Ok(())
+    })?;
+    if let Err(err) = redis {
+        problems.push(format!("cannot reach Redis (REDIS_URL): {err:#}"));
+    }
+    let Some(last) = problems.pop() else {
+        println!("configuration ok");
+        return Ok(());
+    };
+    for problem in &problems {
+        eprintln!("activator: {}", one_line(problem));
+    }
+    Err(anyhow::anyhow!(last))
+}
+
+/// The value `serve` uses for `name`, fit to print.
+fn effective(env: &Environment, name: &str, default: DefaultValue) -> String {
+    let set = env.get(name).filter(|value| !value.trim().is_empty());
+    match (set, default) {
+        (Some(_), _) if SECRETS.contains(&name) => "(set, redacted)".to_owned(),
+        (Some(value), _) if URLS.contains(&name) => value
+            .split(',')
+            .map(|url| redact_url(url.trim()))
+            .collect::<Vec<_>>()
+            .join(","),
+        (Some(value), _) => value,
+        (None, DefaultValue::Value(value)) => format!("{value} (default)"),
+        (None, DefaultValue::Unset | DefaultValue::Required) => "(unset)".to_owned(),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
