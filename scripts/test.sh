@@ -3,7 +3,8 @@
 # installing and starting them if needed: the unit and integration tests
 # (the email ones against a real SMTP server, aiosmtpd, in the git-ignored
 # virtualenv .local/venv, made once; the metrics ones with Debian's
-# prometheus package), then the property-based OpenAPI tester against the
+# prometheus package; the PgBouncer one with Debian's pgbouncer), then the
+# property-based OpenAPI tester against the
 # real binary.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh activate) and
 # skip the OpenAPI tester.
@@ -17,7 +18,7 @@ eval "$services"
 [ "$services_started" = 1 ] && trap 'scripts/services.sh stop' EXIT
 
 # Prometheus' promtool and server, for the metrics tests.
-scripts/packages.sh promtool:prometheus prometheus:prometheus
+scripts/packages.sh promtool:prometheus prometheus:prometheus pgbouncer:pgbouncer
 
 # Python's venv (python3-venv on Debian) and aiosmtpd from PyPI; the tests
 # start it from .local/venv/bin/python.

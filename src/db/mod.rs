@@ -134,8 +134,22 @@ pub fn is_connection_error(err: &diesel::result::Error) -> bool {
             _,
         )
         | Error::BrokenTransactionManager => true,
-        // statement_timeout and lock timeouts land here too: a sick database.
-        Error::DatabaseError(_, info) => info.message().contains("statement timeout"),
+        // A server that went read-only under us: a primary demoted in a
+        // failover, reached before the connection is replaced.
+        Error::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => true,
+        // statement_timeout and lock timeouts land here too: a sick
+        // database; and a server stopping, starting or in recovery.
+        Error::DatabaseError(_, info) => {
+            let message = info.message();
+            [
+                "statement timeout",
+                "terminating connection",
+                "the database system is",
+                "recovery is in progress",
+            ]
+            .iter()
+            .any(|sign| message.contains(sign))
+        }
         _ => false,
     }
 }

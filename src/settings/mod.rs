@@ -435,6 +435,34 @@ fn checked_key(name: &'static str, key: String) -> Result<SecretKey, SettingsErr
     })
 }
 
+/// `scheme://[user@]hosts` and the rest of `url` (from its path on).
+fn authority(url: &str) -> Option<(&str, Option<&str>, &str, &str)> {
+    let (scheme, after) = url.split_once("://")?;
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (authority, rest) = after.split_at(end);
+    let (user, hosts) = match authority.rsplit_once('@') {
+        Some((user, hosts)) => (Some(user), hosts),
+        None => (None, authority),
+    };
+    Some((scheme, user, hosts, rest))
+}
+
+/// For a URL naming several hosts (`h1:5432,h2:5432`), the same URL for
+/// each host alone; `None` for a URL of one host.
+fn multi_host(url: &str) -> Option<Vec<String>> {
+    let (scheme, user, hosts, rest) = authority(url)?;
+    if !hosts.contains(',') {
+        return None;
+    }
+    let user = user.map(|user| format!("{user}@")).unwrap_or_default();
+    Some(
+        hosts
+            .split(',')
+            .map(|host| format!("{scheme}://{user}{host}{rest}"))
+            .collect(),
+    )
+}
+
 /// The longest duration a setting takes: a year.
 const MAX_SECONDS: u64 = 31_536_000;
 
@@ -476,8 +504,23 @@ fn url(name: &'static str, value: String) -> Result<String, SettingsError> {
 }
 
 impl DatabaseSettings {
+    /// `DATABASE_URL`: one host, or several, libpq style
+    /// (`postgresql://user@h1:5432,h2:5432/db?target_session_attrs=read-write`):
+    /// each connection goes to the first host that takes it (with that
+    /// parameter, the first that accepts writes), so after a failover the
+    /// pool, the dispatcher and its listener reconnect to the new primary.
     pub fn from_source(source: &impl Source) -> Result<Self, SettingsError> {
-        let url = url("DATABASE_URL", required(source, "DATABASE_URL")?)?;
+        let raw = required(source, "DATABASE_URL")?;
+        // Each host must make a URL of its own; the value is not echoed.
+        let url = match multi_host(&raw) {
+            Some(singles) => {
+                for single in singles {
+                    url("DATABASE_URL", single)?;
+                }
+                raw
+            }
+            None => url("DATABASE_URL", raw)?,
+        };
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(SettingsError::Invalid {
                 name: "DATABASE_URL",
@@ -591,6 +634,15 @@ impl LogFormat {
 /// `scheme://***@host/path?***`. Something that is not a URL becomes
 /// `(not a URL)`: it could be a secret pasted into the wrong variable.
 pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, user, hosts, rest)) = authority(url)
+        && hosts.contains(',')
+    {
+        // Several hosts (libpq style), which `url` cannot parse.
+        let path = rest.split(['?', '#']).next().unwrap_or_default();
+        let query = if rest.contains('?') { "?***" } else { "" };
+        let user = if user.is_some() { "***@" } else { "" };
+        return format!("{scheme}://{user}{hosts}{path}{query}");
+    }
     let Ok(mut parsed) = url::Url::parse(url) else {
         return "(not a URL)".to_owned();
     };

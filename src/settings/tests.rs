@@ -364,3 +364,27 @@ fn secret_key_fallbacks_are_keys_like_secret_key() {
         );
     }
 }
+
+#[test]
+fn a_database_url_may_name_several_hosts_libpq_style() {
+    let mut source = base();
+    let url =
+        "postgresql://app:hunter2@db1:5432,db2:5433/activator?target_session_attrs=read-write";
+    source.insert("DATABASE_URL", url);
+    let settings = Settings::from_source(&source).unwrap();
+    assert_eq!(settings.database.url, url);
+    let printed = format!("{settings:?}");
+    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(printed.contains("db1:5432,db2:5433/activator"), "{printed}");
+    for bad in [
+        "postgresql://app:hunter2@db1:5432,db 2:5433/activator",
+        "postgresql://app:hunter2@db1:5432,:99999/activator",
+    ] {
+        source.insert("DATABASE_URL", bad);
+        let err = Settings::from_source(&source).unwrap_err().to_string();
+        assert!(
+            err.contains("DATABASE_URL") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
+}

@@ -13,6 +13,7 @@ mod email_languages;
 mod email_mailbox;
 mod email_smtp;
 mod operations;
+mod operations_failover;
 mod operations_monitoring;
 mod register;
 mod resend;
