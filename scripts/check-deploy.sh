@@ -91,6 +91,7 @@ METRICS = {
     "activator_password_hash_waiting": {},
     "activator_password_hash_rejected_total": {},
     "activator_password_hashes_total": {"work": {"hash", "verify"}},
+    "activator_events_total": {"type": {"user.activated", "user.registered"}, "result": {"queued", "delivered", "retried", "dead", "expired"}},
 }
 TARGET_LABELS = {"job": None, "instance": None}
 HISTOGRAMS = {"activator_http_request_duration_seconds", "activator_email_send_duration_seconds"}

@@ -19,6 +19,10 @@ export MAILBOX_SMTP_PORT="${MAILBOX_SMTP_PORT:-2525}"
 if [ -z "${SMTP_URL:-}" ]; then
   export EMAIL_API_URL="${EMAIL_API_URL:-http://127.0.0.1:$MAILBOX_PORT/v1/send}"
 fi
+# Activation events go to the mailbox too, which shows them beside the mail.
+export WEBHOOK_URL="${WEBHOOK_URL:-http://127.0.0.1:$MAILBOX_PORT/v1/events}"
+export WEBHOOK_SECRET="${WEBHOOK_SECRET:-whsec_bG9jYWwtZGV2ZWxvcG1lbnQtc2VjcmV0}"
+export WEBHOOK_EVENTS="${WEBHOOK_EVENTS:-user.activated,user.registered}"
 
 cargo build --locked
 bin=target/debug/activator

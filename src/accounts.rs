@@ -89,6 +89,9 @@ pub struct Accounts {
     /// Proofs of credentials just verified (`CREDENTIAL_PROOF`); `None`:
     /// off.
     prover: Option<Prover>,
+    /// Which events are queued for the webhook (`WEBHOOK_EVENTS`, when
+    /// `WEBHOOK_URL` is set).
+    events: Events,
     code_ttl: Duration,
     code_length: usize,
     /// How long a registration stays pending; `None`: for ever.
@@ -112,6 +115,10 @@ impl Accounts {
             prover: settings
                 .credential_proof
                 .then(|| Prover::new(&settings.secret_key)),
+            events: Events {
+                activated: settings.webhook.as_ref().is_some_and(|w| w.activated),
+                registered: settings.webhook.as_ref().is_some_and(|w| w.registered),
+            },
             code_ttl: settings.code_ttl,
             code_length: settings.code_length,
             pending_ttl: settings.pending_ttl,
@@ -199,6 +206,9 @@ impl Accounts {
                 tracing::warn!(error = %err, "could not clear the counters of a renewed registration");
             }
         }
+        if self.events.registered {
+            crate::metrics::get().event(REGISTERED, "queued");
+        }
         self.keep_proof(&user, password).await;
         Ok(user)
     }
@@ -224,6 +234,9 @@ impl Accounts {
                     };
                     if let Some(user) = users::insert(conn, &new).await? {
                         self.issue_code(conn, &user).await?;
+                        if self.events.registered {
+                            queue_event(conn, REGISTERED, &user, None).await?;
+                        }
                         return Ok((user, false));
                     }
                     let now = Utc::now();
@@ -243,6 +256,9 @@ impl Accounts {
                                 "an expired pending registration starts afresh"
                             );
                             self.issue_code(conn, &user).await?;
+                            if self.events.registered {
+                                queue_event(conn, REGISTERED, &user, None).await?;
+                            }
                             Ok((user, true))
                         }
                         // Renewed by a concurrent registration.
@@ -467,6 +483,8 @@ impl Accounts {
                 recipient: user.email.as_str(),
                 payload: &payload.seal(&self.sealer, user.id),
                 expires_at,
+                kind: outbox::EMAIL,
+                event_type: None,
             },
         )
         .await?;
@@ -534,6 +552,9 @@ impl Accounts {
             return Err(self.why_not(&mut conn, user).await?);
         };
         if activated {
+            if self.events.activated {
+                crate::metrics::get().event(ACTIVATED, "queued");
+            }
             // The account is active whatever Redis says now; stale counters
             // only matter to an account that can no longer activate.
             if let Err(err) = self.limiter.clear_attempts(email).await {
@@ -580,6 +601,9 @@ impl Accounts {
                 }
                 if !users::activate(conn, user.id, user.created_at, now).await? {
                     return Err(Rollback::ChangedMeanwhile);
+                }
+                if self.events.activated {
+                    queue_event(conn, ACTIVATED, user, Some(now)).await?;
                 }
                 Ok(true)
             })
@@ -709,6 +733,59 @@ fn run_again<T>(result: &Result<T, AccountError>, attempt: u32) -> bool {
         );
     }
     again
+}
+
+/// The events queued for the webhook.
+#[derive(Debug, Clone, Copy, Default)]
+struct Events {
+    activated: bool,
+    registered: bool,
+}
+
+const ACTIVATED: &str = "user.activated";
+const REGISTERED: &str = "user.registered";
+
+/// How long an event waits for the webhook before it expires.
+const EVENT_LIFE: Duration = Duration::from_secs(7 * 86_400);
+
+/// Queues event `kind` about `user` (activated at `activated_at`, for
+/// `user.activated`) in the caller's transaction. Its body holds no secret:
+/// no password, hash or code.
+async fn queue_event(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    user: &User,
+    activated_at: Option<DateTime<Utc>>,
+) -> diesel::QueryResult<()> {
+    use chrono::SecondsFormat::Millis;
+    let now = Utc::now();
+    let mut data = serde_json::json!({
+        "id": user.id.0,
+        "email": user.email.as_str(),
+        "locale": user.locale,
+        "registered_at": user.created_at.to_rfc3339_opts(Millis, true),
+    });
+    if let Some(at) = activated_at {
+        data["activated_at"] = at.to_rfc3339_opts(Millis, true).into();
+    }
+    let body = serde_json::json!({
+        "type": kind,
+        "timestamp": now.to_rfc3339_opts(Millis, true),
+        "data": data,
+    });
+    outbox::insert(
+        conn,
+        &outbox::NewMessage {
+            user_id: user.id,
+            recipient: user.email.as_str(),
+            payload: body.to_string().as_bytes(),
+            expires_at: now + crate::duration::to_delta(EVENT_LIFE),
+            kind: outbox::EVENT,
+            event_type: Some(kind),
+        },
+    )
+    .await
+    .map(drop)
 }
 
 /// Why the activation's transaction rolled back.

@@ -127,6 +127,10 @@ fn labels<O: Outcome>() -> Vec<&'static str> {
 
 /// `activator_emails_total{result}` values (the dispatcher's outcomes).
 pub const EMAIL_RESULTS: [&str; 5] = ["delivered", "retried", "throttled", "dead", "expired"];
+/// `activator_events_total{type}` values.
+pub const EVENT_TYPES: [&str; 2] = ["user.activated", "user.registered"];
+/// `activator_events_total{result}` values.
+pub const EVENT_RESULTS: [&str; 5] = ["queued", "delivered", "retried", "dead", "expired"];
 /// `activator_password_hashes_total{work}` values.
 pub const HASH_WORK: [&str; 2] = ["hash", "verify"];
 /// `activator_rate_limited_total{limit}` values: every limit that answers
@@ -162,6 +166,7 @@ pub struct Metrics {
     hash_waiting: IntGauge,
     hash_rejected: IntCounter,
     hashes: IntCounterVec,
+    events: IntCounterVec,
 }
 
 /// The process's metrics.
@@ -285,6 +290,16 @@ impl Metrics {
                     "Password hashes refused: the queue was full, or the client held its share of it.",
                 ),
             ),
+            events: add(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "activator_events_total",
+                        "Webhook events, by type and what became of them: queued, delivered, retried, dead, expired.",
+                    ),
+                    &["type", "result"],
+                ),
+            ),
             hashes: add(
                 &registry,
                 IntCounterVec::new(
@@ -310,6 +325,11 @@ impl Metrics {
         }
         for limit in LIMITS {
             metrics.rate_limited.with_label_values(&[limit]);
+        }
+        for kind in EVENT_TYPES {
+            for result in EVENT_RESULTS {
+                metrics.events.with_label_values(&[kind, result]);
+            }
         }
         for state in OUTBOX_STATES {
             metrics.outbox_messages.with_label_values(&[state]);
@@ -379,6 +399,13 @@ impl Metrics {
     }
 
     /// Counts a password hash refused.
+    /// Counts an event of type `kind` (one of [`EVENT_TYPES`]) that came to
+    /// `result` (one of [`EVENT_RESULTS`]).
+    pub fn event(&self, kind: &str, result: &str) {
+        debug_assert!(EVENT_TYPES.contains(&kind) && EVENT_RESULTS.contains(&result));
+        self.events.with_label_values(&[kind, result]).inc();
+    }
+
     /// Counts one bcrypt computation of `work` (one of [`HASH_WORK`]).
     pub fn hashed(&self, work: &str) {
         debug_assert!(HASH_WORK.contains(&work));

@@ -26,6 +26,8 @@ diesel::table! {
         last_error -> Nullable<Text>,
         last_status -> Nullable<Int4>,
         payload -> Nullable<Bytea>,
+        kind -> Text,
+        event_type -> Nullable<Text>,
     }
 }
 

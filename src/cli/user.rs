@@ -160,6 +160,16 @@ struct Report {
     activation_failures_left: Option<u32>,
     code: Option<CodeReport>,
     last_email: Option<EmailReport>,
+    /// The account's webhook events, oldest first.
+    events: Vec<EventReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct EventReport {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(flatten)]
+    delivery: EmailReport,
 }
 
 #[derive(Debug, Serialize)]
@@ -177,6 +187,37 @@ struct EmailReport {
     next_attempt_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
+}
+
+impl EmailReport {
+    fn of(delivery: outbox::Delivery) -> Self {
+        Self {
+            status: delivery.status.as_str(),
+            queued_at: delivery.created_at,
+            attempts: delivery.attempts,
+            next_attempt_at: (delivery.status == outbox::MessageState::Queued)
+                .then_some(delivery.next_attempt_at),
+            finished_at: delivery.finished_at,
+            last_error: delivery.last_error,
+        }
+    }
+
+    /// One line: the state, attempts, when, and why it failed last.
+    fn describe(&self, now: DateTime<Utc>) -> String {
+        let mut text = format!(
+            "{} after {} attempt(s), queued {}",
+            self.status,
+            self.attempts,
+            ago_or_in(self.queued_at, now)
+        );
+        if let Some(at) = self.next_attempt_at {
+            text.push_str(&format!("; next attempt {}", ago_or_in(at, now)));
+        }
+        if let Some(error) = &self.last_error {
+            text.push_str(&format!("; last error: {error}"));
+        }
+        text
+    }
 }
 
 async fn show(
@@ -199,6 +240,7 @@ async fn show(
         .context("cannot reach the database (DATABASE_URL)")?;
     let code = activation_codes::find_live(&mut conn, user.id).await?;
     let delivery = outbox::latest_for_user(&mut conn, user.id).await?;
+    let events = outbox::events_for_user(&mut conn, user.id).await?;
     let now = Utc::now();
     let report = Report {
         email: user.email.to_string(),
@@ -225,15 +267,14 @@ async fn show(
             expires_at: code.expires_at,
             expired: code.expires_at <= now,
         }),
-        last_email: delivery.map(|delivery| EmailReport {
-            status: delivery.status.as_str(),
-            queued_at: delivery.created_at,
-            attempts: delivery.attempts,
-            next_attempt_at: (delivery.status == outbox::MessageState::Queued)
-                .then_some(delivery.next_attempt_at),
-            finished_at: delivery.finished_at,
-            last_error: delivery.last_error,
-        }),
+        last_email: delivery.map(EmailReport::of),
+        events: events
+            .into_iter()
+            .map(|(kind, delivery)| EventReport {
+                kind: kind.unwrap_or_default(),
+                delivery: EmailReport::of(delivery),
+            })
+            .collect(),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -310,24 +351,16 @@ fn render(report: &Report, now: DateTime<Utc>) -> String {
     );
     line(
         "last email",
-        match &report.last_email {
-            None => "none".to_owned(),
-            Some(email) => {
-                let mut text = format!(
-                    "{} after {} attempt(s), queued {}",
-                    email.status,
-                    email.attempts,
-                    ago_or_in(email.queued_at, now)
-                );
-                if let Some(at) = email.next_attempt_at {
-                    text.push_str(&format!("; next attempt {}", ago_or_in(at, now)));
-                }
-                if let Some(error) = &email.last_error {
-                    text.push_str(&format!("; last error: {error}"));
-                }
-                text
-            }
-        },
+        report
+            .last_email
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), |email| email.describe(now)),
     );
+    for event in &report.events {
+        line(
+            "event",
+            format!("{} {}", event.kind, event.delivery.describe(now)),
+        );
+    }
     out
 }

@@ -76,7 +76,23 @@ pub struct Message {
     pub expires_at: DateTime<Utc>,
     /// Attempts so far, counting the one this claim is for.
     pub attempts: i32,
+    /// `email`, or `event` (a webhook; its payload is the JSON body).
+    pub kind: String,
+    /// An event's type (`user.activated`).
+    pub event_type: Option<String>,
 }
+
+impl Message {
+    /// Whether this is an event for the webhook rather than an email.
+    pub fn is_event(&self) -> bool {
+        self.kind == EVENT
+    }
+}
+
+/// `kind` of an email.
+pub const EMAIL: &str = "email";
+/// `kind` of an event.
+pub const EVENT: &str = "event";
 
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,10 +124,14 @@ pub struct Delivery {
 #[diesel(table_name = email_outbox)]
 pub struct NewMessage<'a> {
     pub user_id: UserId,
+    /// The email's address; an event's subject's.
     pub recipient: &'a str,
-    /// The sealed `seal::Payload`.
+    /// An email's sealed `seal::Payload`; an event's JSON body.
     pub payload: &'a [u8],
     pub expires_at: DateTime<Utc>,
+    /// [`EMAIL`] or [`EVENT`].
+    pub kind: &'a str,
+    pub event_type: Option<&'a str>,
 }
 
 /// Queues a message. A trigger notifies listening dispatchers at commit.
@@ -133,6 +153,7 @@ pub async fn supersede_queued(
 ) -> QueryResult<usize> {
     let queued = email_outbox::table
         .filter(email_outbox::user_id.eq(user))
+        .filter(email_outbox::kind.eq(EMAIL))
         .filter(email_outbox::status.eq(MessageState::Queued));
     diesel::update(queued)
         .set((
@@ -161,7 +182,8 @@ pub async fn claim_due(
          WHERE id IN (SELECT id FROM email_outbox \
                       WHERE status = 'queued' AND next_attempt_at <= $1 \
                       ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, user_id, recipient, payload, created_at, expires_at, attempts",
+         RETURNING id, user_id, recipient, payload, created_at, expires_at, attempts, kind, \
+                   event_type",
     )
     .bind::<Timestamptz, _>(now)
     .bind::<Timestamptz, _>(now + crate::duration::to_delta(lease))
@@ -277,11 +299,26 @@ pub async fn latest_for_user(
 ) -> QueryResult<Option<Delivery>> {
     email_outbox::table
         .filter(email_outbox::user_id.eq(user))
+        .filter(email_outbox::kind.eq(EMAIL))
         .order(email_outbox::id.desc())
         .select(Delivery::as_select())
         .first(conn)
         .await
         .optional()
+}
+
+/// The events of `user`, oldest first, with their types.
+pub async fn events_for_user(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+) -> QueryResult<Vec<(Option<String>, Delivery)>> {
+    email_outbox::table
+        .filter(email_outbox::user_id.eq(user))
+        .filter(email_outbox::kind.eq(EVENT))
+        .order(email_outbox::id.asc())
+        .select((email_outbox::event_type, Delivery::as_select()))
+        .load(conn)
+        .await
 }
 
 /// Messages finished (sent, dead or expired) before the cutoff.

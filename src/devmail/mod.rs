@@ -43,17 +43,30 @@ pub struct Received {
     pub code: Option<String>,
 }
 
-/// The in-memory store: the newest `capacity` messages.
+/// The in-memory store: the newest `capacity` messages, and the newest
+/// `capacity` webhook events.
 pub struct Inbox {
     messages: Mutex<VecDeque<Received>>,
+    events: Mutex<VecDeque<Event>>,
     capacity: usize,
     next_id: AtomicU64,
+}
+
+/// A webhook event as posted (`WEBHOOK_URL` pointing here), with its
+/// Standard Webhooks id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    pub received_at: DateTime<Utc>,
+    pub webhook_id: Option<String>,
+    pub signed: bool,
+    pub body: serde_json::Value,
 }
 
 impl Inbox {
     pub fn new(capacity: usize) -> Self {
         Self {
             messages: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
+            events: Mutex::new(VecDeque::new()),
             capacity: capacity.max(1),
             next_id: AtomicU64::new(1),
         }
@@ -100,6 +113,21 @@ impl Inbox {
             .take(limit)
             .cloned()
             .collect()
+    }
+
+    /// Keeps a posted event, dropping the oldest beyond capacity.
+    pub fn push_event(&self, event: Event) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if events.len() == self.capacity {
+            events.pop_back();
+        }
+        events.push_front(event);
+    }
+
+    /// The events kept, newest first.
+    pub fn events(&self) -> Vec<Event> {
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        events.iter().cloned().collect()
     }
 
     pub fn clear(&self) -> usize {
@@ -189,6 +217,59 @@ fn send(
     }
 }
 
+/// The headers of a Standard Webhooks post that the inbox shows.
+struct WebhookHeaders {
+    id: Option<String>,
+    signed: bool,
+}
+
+#[rocket::async_trait]
+impl<'r> rocket::request::FromRequest<'r> for WebhookHeaders {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(
+        request: &'r rocket::Request<'_>,
+    ) -> rocket::request::Outcome<Self, Self::Error> {
+        let headers = request.headers();
+        rocket::request::Outcome::Success(Self {
+            id: headers.get_one("webhook-id").map(str::to_owned),
+            signed: headers
+                .get_one("webhook-signature")
+                .is_some_and(|signature| signature.starts_with("v1,")),
+        })
+    }
+}
+
+/// Takes a webhook event (`WEBHOOK_URL=http://127.0.0.1:8025/v1/events`),
+/// JSON only, as `send`.
+#[post("/v1/events", data = "<event>")]
+fn event(
+    inbox: &State<Arc<Inbox>>,
+    headers: WebhookHeaders,
+    content_type: Option<&ContentType>,
+    event: Result<Json<serde_json::Value>, rocket::serde::json::Error<'_>>,
+) -> Status {
+    match (content_type.is_some_and(|c| c.is_json()), event) {
+        (true, Ok(Json(body))) => {
+            tracing::info!(kind = %body["type"], "mailbox received an event");
+            inbox.push_event(Event {
+                received_at: Utc::now(),
+                webhook_id: headers.id,
+                signed: headers.signed,
+                body,
+            });
+            Status::NoContent
+        }
+        (false, _) => Status::UnsupportedMediaType,
+        (true, Err(_)) => Status::UnprocessableEntity,
+    }
+}
+
+#[get("/v1/events")]
+fn events(inbox: &State<Arc<Inbox>>) -> Json<Vec<Event>> {
+    Json(inbox.events())
+}
+
 #[get("/v1/messages?<to>&<limit>")]
 fn messages(
     inbox: &State<Arc<Inbox>>,
@@ -205,7 +286,7 @@ fn clear(inbox: &State<Arc<Inbox>>) -> Json<serde_json::Value> {
 
 #[get("/?<to>")]
 fn inbox(inbox: &State<Arc<Inbox>>, to: Option<&str>) -> RawHtml<String> {
-    RawHtml(render_inbox(&inbox.list(to, 100)))
+    RawHtml(render_inbox(&inbox.list(to, 100), &inbox.events()))
 }
 
 #[catch(default)]
@@ -228,8 +309,18 @@ fn escape(text: &str) -> String {
     out
 }
 
-fn render_inbox(messages: &[Received]) -> String {
+fn render_inbox(messages: &[Received], events: &[Event]) -> String {
     let mut rows = String::new();
+    for event in events {
+        rows.push_str(&format!(
+            "<article>\n  <header><span class=\"to\">event {kind}</span><time>{at}</time></header>\n  <div class=\"parts\"><pre>{body}</pre></div>\n  <footer>{id} · {signed}</footer>\n</article>\n",
+            kind = escape(event.body["type"].as_str().unwrap_or("?")),
+            at = event.received_at.format("%H:%M:%S"),
+            body = escape(&serde_json::to_string_pretty(&event.body).unwrap_or_default()),
+            id = escape(event.webhook_id.as_deref().unwrap_or("no webhook-id")),
+            signed = if event.signed { "signed (v1)" } else { "not signed" },
+        ));
+    }
     for message in messages {
         rows.push_str(&format!(
             r#"<article>
@@ -303,7 +394,7 @@ pub fn rocket(figment: Figment, capacity: usize) -> Rocket<Build> {
 pub fn serve_inbox(figment: Figment, mailbox: Arc<Inbox>) -> Rocket<Build> {
     rocket::custom(figment)
         .manage(mailbox)
-        .mount("/", routes![send, messages, clear, inbox])
+        .mount("/", routes![send, event, events, messages, clear, inbox])
         .register("/", catchers![default_catcher])
 }
 
@@ -359,7 +450,7 @@ mod tests {
     fn the_inbox_escapes_what_it_shows() {
         let inbox = Inbox::new(5);
         inbox.push(incoming("<script>@example.com", "code 1234 <b>"));
-        let html = render_inbox(&inbox.list(None, 10));
+        let html = render_inbox(&inbox.list(None, 10), &[]);
         assert!(html.contains("&lt;script&gt;@example.com"));
         assert!(!html.contains("<b>"));
         assert!(html.contains(">1234<"));
@@ -371,7 +462,7 @@ mod tests {
         let mut message = incoming("a@example.com", "code 1234");
         message.html = r#"<p onclick="x()">code <b>1234</b> &amp; "more"</p>"#.into();
         inbox.push(message);
-        let html = render_inbox(&inbox.list(None, 10));
+        let html = render_inbox(&inbox.list(None, 10), &[]);
         assert!(
             html.contains(r#"<iframe sandbox="" referrerpolicy="no-referrer" title="HTML part" srcdoc="&lt;p onclick=&quot;x()&quot;&gt;code &lt;b&gt;1234&lt;/b&gt; &amp;amp; &quot;more&quot;&lt;/p&gt;"></iframe>"#),
             "{html}"

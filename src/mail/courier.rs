@@ -28,6 +28,7 @@ use crate::mail::templates::Templates;
 use crate::mail::transport::{
     Failure, HttpTransport, Outgoing, SEND_TIMEOUT, SmtpSecurity, SmtpTransport, Transport,
 };
+use crate::mail::webhook::Webhook;
 use crate::seal::{Payload, Sealer};
 use crate::settings::Settings;
 
@@ -58,6 +59,8 @@ pub struct Courier {
     /// The `from` of every message (`SYSTEM_EMAIL`).
     from: Arc<str>,
     max_attempts: u32,
+    /// Where events go (`WEBHOOK_URL`); `None`: events are dead.
+    webhook: Option<Webhook>,
 }
 
 /// What became of one message's send (or of its claim, for an expired one).
@@ -96,6 +99,8 @@ pub struct Tally {
     pub throttled: usize,
     pub dead: usize,
     pub expired: usize,
+    /// Outcomes of events (the webhook's), whatever they were.
+    pub events: usize,
 }
 
 impl Tally {
@@ -118,7 +123,8 @@ impl Courier {
         Sent { message, result }
     }
 
-    /// Opens the message's payload, writes the email and sends it.
+    /// Opens the message's payload, writes the email and sends it; or posts
+    /// an event to the webhook.
     async fn try_send(&self, message: &Message) -> Result<(), Failure> {
         let permanent = |reason: String| Failure::Permanent {
             status: None,
@@ -128,6 +134,12 @@ impl Courier {
             .payload
             .as_deref()
             .ok_or_else(|| permanent("the message has no payload left to send".into()))?;
+        if message.is_event() {
+            let webhook = self.webhook.as_ref().ok_or_else(|| {
+                permanent("WEBHOOK_URL is unset: nowhere to send the event".into())
+            })?;
+            return webhook.send(message.id, sealed.to_vec()).await;
+        }
         let payload = Payload::open(&self.sealer, message.user_id, sealed)
             .map_err(|err| permanent(err.to_string()))?;
         // The code's whole life, as the email states it.
@@ -176,7 +188,7 @@ impl Courier {
             Ok(()) => {
                 throttle.relax();
                 outbox::finish(conn, &[message.id], MessageState::Sent, now, None).await?;
-                tracing::info!(email_id = message.id, attempts, "activation email sent");
+                tracing::info!(email_id = message.id, attempts, "{} sent", noun(message));
                 return Ok(Outcome::Delivered);
             }
             Err(Failure::Throttled { retry_after }) => {
@@ -197,24 +209,31 @@ impl Courier {
             reason: &reason,
         };
         let retry_at = now + retry_delay(attempts);
-        let end = if matches!(failure, Failure::Permanent { .. }) || attempts >= self.max_attempts {
-            Some((
-                MessageState::Dead,
-                Outcome::Dead,
-                "activation email is dead",
-            ))
+        let max_attempts = if message.is_event() {
+            EVENT_MAX_ATTEMPTS
+        } else {
+            self.max_attempts
+        };
+        let end = if matches!(failure, Failure::Permanent { .. }) || attempts >= max_attempts {
+            Some((MessageState::Dead, Outcome::Dead, "is dead"))
         } else if retry_at >= message.expires_at {
-            let what = "activation email expired while retrying";
+            let what = "expired while retrying";
             Some((MessageState::Expired, Outcome::Expired, what))
         } else {
             None
         };
         if let Some((state, outcome, what)) = end {
-            tracing::warn!(email_id = message.id, attempts, error = reason, "{what}");
+            tracing::warn!(
+                email_id = message.id,
+                attempts,
+                error = reason,
+                "{} {what}",
+                noun(message)
+            );
             outbox::finish(conn, &[message.id], state, now, Some(error)).await?;
             return Ok(outcome);
         }
-        tracing::warn!(email_id = message.id, attempts, error = reason, %retry_at, "activation email failed; will retry");
+        tracing::warn!(email_id = message.id, attempts, error = reason, %retry_at, "{} failed; will retry", noun(message));
         outbox::retry_at(conn, message.id, retry_at, error).await?;
         Ok(Outcome::Retried)
     }
@@ -254,6 +273,11 @@ pub(super) async fn record_one(
     tally: &mut Tally,
 ) -> QueryResult<()> {
     match courier.record(conn, sent, throttle).await {
+        Ok(outcome) if sent.message.is_event() => {
+            let kind = sent.message.event_type.as_deref().unwrap_or_default();
+            crate::metrics::get().event(kind, outcome.as_str());
+            tally.events += 1;
+        }
         Ok(outcome) => tally.count(outcome, 1),
         Err(err) if crate::db::is_connection_error(&err) => return Err(err),
         Err(err) => tracing::error!(
@@ -312,6 +336,10 @@ impl Courier {
                 .with_fallbacks(&settings.secret_key_fallbacks),
             from: settings.system_email.as_str().into(),
             max_attempts: settings.email_max_attempts,
+            webhook: settings
+                .webhook
+                .as_ref()
+                .map(|webhook| Webhook::new(webhook, settings.email_concurrency)),
         })
     }
 
@@ -364,6 +392,19 @@ fn transport(settings: &Settings) -> anyhow::Result<Transport> {
         "EMAIL_API_URL is unset and so is SMTP_URL: emails, activation codes included, go to the log (development only)"
     );
     Ok(Transport::Log)
+}
+
+/// Attempts at one event before it is dead: with the retries' doubling
+/// delays, a receiver may be away for about half an hour and miss nothing.
+const EVENT_MAX_ATTEMPTS: u32 = 12;
+
+/// What `message` is, for the log.
+fn noun(message: &Message) -> &'static str {
+    if message.is_event() {
+        "event"
+    } else {
+        "activation email"
+    }
 }
 
 /// The pause that 429 answers impose on all sending.

@@ -35,7 +35,7 @@ use serde::Serialize;
 use crate::settings::SmtpUrl;
 
 /// How long connecting to the email API may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one whole send may take, answer included.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of an answer is read; the rest (rare) costs the connection.
@@ -386,7 +386,7 @@ pub fn classify_reply(code: u16, text: &str) -> Failure {
 }
 
 /// Sorts an answer (or the lack of one) into delivered or a failure class.
-fn classify_response(
+pub(super) fn classify_response(
     response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
 ) -> Result<(), Failure> {
     let mut response = match response {
@@ -394,7 +394,7 @@ fn classify_response(
         Err(err) => {
             return Err(Failure::Transient {
                 status: None,
-                reason: format!("email API unreachable: {err}"),
+                reason: format!("unreachable: {err}"),
             });
         }
     };

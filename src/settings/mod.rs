@@ -61,6 +61,8 @@ pub struct Settings {
     pub email_api_url: Option<String>,
     pub smtp_url: Option<SmtpUrl>,
     pub email_max_attempts: u32,
+    /// Where events go, and how they are signed; `None`: no events.
+    pub webhook: Option<WebhookSettings>,
     pub email_concurrency: usize,
     pub templates_dir: Option<PathBuf>,
     /// Lowercase; checked against the templates when they are loaded.
@@ -76,6 +78,77 @@ pub struct Settings {
     pub network: NetworkSettings,
     /// Where the metrics listener binds; `None`: no metrics listener.
     pub metrics_address: Option<std::net::SocketAddr>,
+}
+
+/// The webhook events are posted to (`WEBHOOK_URL`, `WEBHOOK_SECRET`,
+/// `WEBHOOK_EVENTS`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    pub url: String,
+    /// The secrets' bytes (after `whsec_`, base64-decoded); each signs.
+    pub secrets: Vec<Vec<u8>>,
+    /// `user.activated` is sent.
+    pub activated: bool,
+    /// `user.registered` is sent.
+    pub registered: bool,
+}
+
+impl fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("url", &redact_url(&self.url))
+            .field("secrets", &self.secrets.len())
+            .field("activated", &self.activated)
+            .field("registered", &self.registered)
+            .finish()
+    }
+}
+
+impl WebhookSettings {
+    fn from_source(source: &impl Source) -> Result<Option<Self>, SettingsError> {
+        let Some(url) = optional(source, "WEBHOOK_URL") else {
+            return Ok(None);
+        };
+        let url = self::url("WEBHOOK_URL", url)?;
+        let secrets = optional(source, "WEBHOOK_SECRET")
+            .ok_or(SettingsError::Missing("WEBHOOK_SECRET"))?
+            .split_whitespace()
+            .map(|secret| {
+                use base64::Engine;
+                secret
+                    .strip_prefix("whsec_")
+                    .and_then(|key| base64::engine::general_purpose::STANDARD.decode(key).ok())
+                    .filter(|key| key.len() >= 16)
+                    .ok_or(SettingsError::Invalid {
+                        name: "WEBHOOK_SECRET",
+                        problem: "expected whsec_ and the base64 of at least 16 random bytes"
+                            .into(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let events = value(source, "WEBHOOK_EVENTS").unwrap_or_default();
+        let mut settings = Self {
+            url,
+            secrets,
+            activated: false,
+            registered: false,
+        };
+        for event in events.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match event {
+                "user.activated" => settings.activated = true,
+                "user.registered" => settings.registered = true,
+                other => {
+                    return Err(SettingsError::Invalid {
+                        name: "WEBHOOK_EVENTS",
+                        problem: format!(
+                            "expected user.activated or user.registered, got {other:?}"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(Some(settings))
+    }
 }
 
 /// What the commands that only touch PostgreSQL need.
@@ -593,6 +666,7 @@ impl Settings {
             },
             bcrypt_cost: integer(source, "BCRYPT_COST", BCRYPT_COSTS)?,
             credential_proof: switch(source, "CREDENTIAL_PROOF")?,
+            webhook: WebhookSettings::from_source(source)?,
             limits: LimitSettings::from_source(source)?,
             network: NetworkSettings::from_source(source)?,
             metrics_address: metrics_address(source)?,

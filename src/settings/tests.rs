@@ -388,3 +388,40 @@ fn a_database_url_may_name_several_hosts_libpq_style() {
         );
     }
 }
+
+#[test]
+fn webhook_settings_take_standard_webhooks_secrets_and_known_events() {
+    let mut source = base();
+    assert_eq!(Settings::from_source(&source).unwrap().webhook, None);
+    source.insert("WEBHOOK_URL", "http://127.0.0.1:9000/hooks");
+    let err = Settings::from_source(&source).unwrap_err().to_string();
+    assert!(err.contains("WEBHOOK_SECRET"), "{err}");
+    // base64 of 24 bytes, twice: two secrets sign during a rotation.
+    source.insert(
+        "WEBHOOK_SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY",
+    );
+    let webhook = Settings::from_source(&source).unwrap().webhook.unwrap();
+    assert_eq!(webhook.secrets.len(), 2);
+    assert!(webhook.activated && !webhook.registered);
+    let printed = format!("{webhook:?}");
+    assert!(!printed.contains("MfKQ9r8"), "{printed}");
+    source.insert("WEBHOOK_EVENTS", "user.activated, user.registered");
+    assert!(
+        Settings::from_source(&source)
+            .unwrap()
+            .webhook
+            .unwrap()
+            .registered
+    );
+    for (name, value) in [
+        ("WEBHOOK_EVENTS", "user.deleted"),
+        ("WEBHOOK_SECRET", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("WEBHOOK_SECRET", "whsec_c2hvcnQ="),
+    ] {
+        let mut bad = source.clone();
+        bad.insert(name, value);
+        let err = Settings::from_source(&bad).unwrap_err().to_string();
+        assert!(err.contains(name) && !err.contains("MfKQ9r8"), "{err}");
+    }
+}

@@ -74,6 +74,21 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "sends in flight per instance",
     },
     Variable {
+        name: "WEBHOOK_URL",
+        default: DefaultValue::Unset,
+        meaning: "where events are POSTed, signed per the Standard Webhooks specification; unset: no events",
+    },
+    Variable {
+        name: "WEBHOOK_SECRET",
+        default: DefaultValue::Unset,
+        meaning: "the signing secret, `whsec_` and base64, as the receiver's library takes it; several separated by spaces sign each event (rotation); required with `WEBHOOK_URL`",
+    },
+    Variable {
+        name: "WEBHOOK_EVENTS",
+        default: DefaultValue::Value("user.activated"),
+        meaning: "the events sent, comma-separated: `user.activated`, `user.registered`",
+    },
+    Variable {
         name: "TEMPLATES_DIR",
         default: DefaultValue::Unset,
         meaning: "directory of `<locale>/` folders overriding or adding email templates",

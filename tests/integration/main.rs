@@ -12,6 +12,7 @@ mod email;
 mod email_languages;
 mod email_mailbox;
 mod email_smtp;
+mod events;
 mod operations;
 mod operations_failover;
 mod operations_monitoring;

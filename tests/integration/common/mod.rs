@@ -9,6 +9,7 @@ pub mod email;
 pub mod mail_sink;
 pub mod server;
 pub mod smtp_sink;
+pub mod webhook_receiver;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -23,7 +23,7 @@ pub struct SmtpSink {
     events: Arc<(Mutex<Vec<Value>>, Condvar)>,
 }
 
-fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -35,7 +35,7 @@ pub fn cert_file() -> String {
 
 /// The Python with aiosmtpd: `ACTIVATOR_TEST_PYTHON`, else the virtualenv
 /// `scripts/test.sh` makes.
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     if let Ok(python) = std::env::var("ACTIVATOR_TEST_PYTHON") {
         return python.into();
     }

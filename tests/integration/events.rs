@@ -1,0 +1,195 @@
+//! Telling the rest of the system (docs/EMAIL.md "Events"): signed
+//! `user.activated` (and, when asked, `user.registered`) events through the
+//! outbox to `WEBHOOK_URL`, each post verified by the Standard Webhooks
+//! reference library. Against the real binary.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::email::code_for;
+use crate::common::server::run;
+use crate::common::webhook_receiver::{Receiver, SECRET};
+use crate::common::{MailSink, PASSWORD, Server, TestDb, unique_email};
+
+fn serve(db: &TestDb, sink: &MailSink, receiver: &Receiver, extra: &[(&str, &str)]) -> Server {
+    let mut env = vec![
+        ("EMAIL_API_URL", sink.url.as_str()),
+        ("WEBHOOK_URL", receiver.url.as_str()),
+        ("WEBHOOK_SECRET", SECRET),
+    ];
+    env.extend_from_slice(extra);
+    Server::start(&db.url, &env)
+}
+
+/// Registers and activates a new address; returns it and its code.
+fn signup(server: &Server, sink: &MailSink, label: &str) -> (String, String) {
+    let email = unique_email(label);
+    assert_eq!(server.register(&email).0, 201);
+    let code = code_for(sink, &email);
+    assert_eq!(server.activate(&email, PASSWORD, &code), 200);
+    (email, code)
+}
+
+fn user_show(db: &TestDb, email: &str) -> Value {
+    let output = run(&db.url, &[], &["user", "show", email, "--json"]);
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_activation_posts_exactly_one_verified_event_and_a_registration_none() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let receiver = Receiver::start(SECRET, 0, Duration::ZERO);
+    let server = serve(&db, &sink, &receiver, &[]);
+    let pending = unique_email("never-activated");
+    assert_eq!(server.register(&pending).0, 201);
+    let (email, code) = signup(&server, &sink, "activated");
+
+    let received = receiver.wait_for(1, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    let received = if received.len() == 1 {
+        receiver.received()
+    } else {
+        received
+    };
+    assert_eq!(received.len(), 1, "{received:?}");
+    let post = &received[0];
+    assert_eq!(post["verified"], true, "{post}");
+    let event = &post["body"];
+    assert_eq!(event["type"], "user.activated");
+    assert_eq!(event["data"]["email"], email.as_str());
+    assert_eq!(event["data"]["locale"], "en");
+    for field in ["id", "registered_at", "activated_at"] {
+        assert!(!event["data"][field].is_null(), "{field}: {event}");
+    }
+    assert!(event["timestamp"].is_string());
+    let text = event.to_string();
+    for secret in [PASSWORD, code.as_str(), "$2"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    let shown = user_show(&db, &email);
+    assert_eq!(shown["events"][0]["type"], "user.activated");
+    assert_eq!(shown["events"][0]["status"], "sent");
+    assert_eq!(user_show(&db, &pending)["events"], Value::Array(vec![]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_500s_then_204_is_delivered_with_the_same_webhook_id() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let receiver = Receiver::start(SECRET, 2, Duration::ZERO);
+    let server = serve(&db, &sink, &receiver, &[]);
+    let (email, _) = signup(&server, &sink, "retried");
+    let received = receiver.wait_for(3, Duration::from_secs(30));
+    let statuses: Vec<&Value> = received.iter().map(|post| &post["status"]).collect();
+    assert_eq!(statuses, [500, 500, 204], "{received:?}");
+    let ids: Vec<&Value> = received.iter().map(|post| &post["webhook_id"]).collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0] && id.is_string()),
+        "{ids:?}"
+    );
+    assert!(received.iter().all(|post| post["verified"] == true));
+    // Recorded once the third answer is in.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let event = user_show(&db, &email)["events"][0].clone();
+        if event["status"] == "sent" {
+            assert_eq!(event["attempts"], 3);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{event}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_with_another_secret_fails_to_verify_and_the_event_is_dead() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let receiver = Receiver::start("whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY", 0, Duration::ZERO);
+    let server = serve(&db, &sink, &receiver, &[]);
+    let (email, _) = signup(&server, &sink, "other-secret");
+    let received = receiver.wait_for(1, Duration::from_secs(20));
+    assert_eq!(received[0]["verified"], false, "{received:?}");
+    assert_eq!(received[0]["status"], 401);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let event = user_show(&db, &email)["events"][0].clone();
+        if event["status"] == "dead" {
+            assert!(
+                event["last_error"].as_str().unwrap().starts_with("401"),
+                "{event}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{event}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_in_flight_when_serve_is_killed_is_delivered_after_restart() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    // The first post is held long enough for the kill.
+    let receiver = Receiver::start(SECRET, 0, Duration::from_secs(3));
+    let server = serve(&db, &sink, &receiver, &[]);
+    signup(&server, &sink, "killed");
+    receiver.wait_for(1, Duration::from_secs(20));
+    let (status, _) = server.stop_with("KILL");
+    assert!(!status.success());
+    // A new instance takes the event once its lease runs out.
+    let _restarted = serve(&db, &sink, &receiver, &[]);
+    let received = receiver.wait_for(2, Duration::from_secs(60));
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert_eq!(received[0]["webhook_id"], received[1]["webhook_id"]);
+    assert!(received.iter().all(|post| post["verified"] == true));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_post_each_event_once() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let receiver = Receiver::start(SECRET, 0, Duration::ZERO);
+    let servers = [
+        serve(&db, &sink, &receiver, &[]),
+        serve(&db, &sink, &receiver, &[]),
+    ];
+    let signups = 20;
+    for i in 0..signups {
+        signup(&servers[i % 2], &sink, &format!("twice{i}"));
+    }
+    receiver.wait_for(signups, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(1));
+    let received = receiver.received();
+    let ids: std::collections::HashSet<&str> = received
+        .iter()
+        .map(|post| post["webhook_id"].as_str().unwrap())
+        .collect();
+    assert_eq!((received.len(), ids.len()), (signups, signups));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_registered_is_sent_only_when_webhook_events_names_it() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let receiver = Receiver::start(SECRET, 0, Duration::ZERO);
+    let server = serve(
+        &db,
+        &sink,
+        &receiver,
+        &[("WEBHOOK_EVENTS", "user.registered,user.activated")],
+    );
+    let email = unique_email("registered");
+    assert_eq!(server.register(&email).0, 201);
+    let received = receiver.wait_for(1, Duration::from_secs(20));
+    assert_eq!(
+        received[0]["body"]["type"], "user.registered",
+        "{received:?}"
+    );
+    assert_eq!(received[0]["body"]["data"]["email"], email.as_str());
+    assert!(received[0]["body"]["data"]["activated_at"].is_null());
+    assert_eq!(received[0]["verified"], true);
+}
