@@ -58,17 +58,41 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
 
-    /// The mailbox the address delivers to, for counting emails to one
-    /// person: the address without a `+tag` on its local part
-    /// (`ada+news@example.com` and `ada+1@example.com` are `ada@example.com`).
-    pub fn mailbox(&self) -> String {
-        match self.0.rsplit_once('@') {
-            Some((local, domain)) => {
-                let untagged = local.split_once('+').map_or(local, |(base, _)| base);
-                format!("{untagged}@{domain}")
-            }
-            None => self.0.clone(),
+/// How addresses that reach one inbox fold into one mailbox key: a `+tag`
+/// never matters; a domain may be another's alias (`googlemail.com` is
+/// `gmail.com`), and some providers ignore dots in the local part (Gmail:
+/// `a.da@` is `ada@`). The email limit counts per folded mailbox, so the
+/// spellings of one inbox share its emails.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inboxes {
+    /// Alias domain → the domain whose inboxes it reaches.
+    aliases: Vec<(String, String)>,
+    /// Domains (after aliasing) whose local parts ignore dots.
+    dotless: Vec<String>,
+}
+
+impl Inboxes {
+    pub fn new(aliases: Vec<(String, String)>, dotless: Vec<String>) -> Self {
+        Self { aliases, dotless }
+    }
+
+    /// The mailbox `email` delivers to.
+    pub fn of(&self, email: &Email) -> String {
+        let Some((local, domain)) = email.as_str().rsplit_once('@') else {
+            return email.as_str().to_owned();
+        };
+        let untagged = local.split_once('+').map_or(local, |(base, _)| base);
+        let domain = self
+            .aliases
+            .iter()
+            .find(|(alias, _)| alias == domain)
+            .map_or(domain, |(_, canonical)| canonical.as_str());
+        if self.dotless.iter().any(|dotless| dotless == domain) {
+            format!("{}@{domain}", untagged.replace('.', ""))
+        } else {
+            format!("{untagged}@{domain}")
         }
     }
 }
@@ -183,7 +207,7 @@ mod tests {
 
     #[test]
     fn the_mailbox_is_the_address_without_its_tag() {
-        let mailbox = |raw| normalize(raw).unwrap().mailbox();
+        let mailbox = |raw| Inboxes::default().of(&normalize(raw).unwrap());
         assert_eq!(mailbox("Victim+1@Example.com"), "victim@example.com");
         assert_eq!(mailbox("victim+a+b@example.com"), "victim@example.com");
         assert_eq!(mailbox("victim@example.com"), "victim@example.com");
@@ -243,5 +267,35 @@ mod tests {
             assert_eq!(normalize(stored.as_str()).unwrap(), stored, "{spelling}");
         }
         assert!(registered > 500, "only {registered} spellings registered");
+    }
+
+    #[test]
+    fn the_spellings_of_one_gmail_inbox_fold_into_one_mailbox() {
+        let inboxes = Inboxes::new(
+            vec![("googlemail.com".into(), "gmail.com".into())],
+            vec!["gmail.com".into()],
+        );
+        let spellings = [
+            "victim@gmail.com",
+            "v.ictim@gmail.com",
+            "vi.ctim@gmail.com",
+            "V.I.C.T.I.M@Gmail.com",
+            "victim+1@gmail.com",
+            "vic.tim+news@gmail.com",
+            "victim@googlemail.com",
+            "v.i.ctim@googlemail.com",
+            "victim+x@googlemail.com",
+            "victim.@gmail.com",
+            "v..ictim@gmail.com",
+            "vict.im+a.b@googlemail.com",
+        ];
+        for spelling in spellings {
+            let email = Email::canonical(spelling);
+            assert_eq!(inboxes.of(&email), "victim@gmail.com", "{spelling}");
+        }
+        // Elsewhere dots matter; tags never do.
+        let other = normalize("v.ictim+x@example.com").unwrap();
+        assert_eq!(inboxes.of(&other), "v.ictim@example.com");
+        assert_eq!(Inboxes::default().of(&other), "v.ictim@example.com");
     }
 }

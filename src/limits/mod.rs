@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use redis::{RedisResult, Script};
 
-use crate::address::Email;
+use crate::address::{Email, Inboxes};
 use crate::client_ip::ClientIp;
 use crate::redis::RedisConnection;
 use crate::settings::{LimitSettings, Settings};
@@ -129,6 +129,8 @@ const DAY: Duration = Duration::from_secs(86_400);
 pub struct Limiter {
     conn: RedisConnection,
     policy: LimitSettings,
+    /// How addresses fold into the mailboxes the email limit counts.
+    inboxes: Arc<Inboxes>,
     reserve_attempt: Arc<Script>,
     lock: Arc<Script>,
     count: Arc<Script>,
@@ -188,6 +190,7 @@ impl Limiter {
         Self {
             conn,
             policy,
+            inboxes: Arc::default(),
             reserve_attempt: Script::new(RESERVE_ATTEMPT).into(),
             lock: Script::new(LOCK).into(),
             count: Script::new(COUNT).into(),
@@ -201,7 +204,19 @@ impl Limiter {
         let redis = RedisConnection::connect(&settings.redis_url)
             .await
             .context("cannot connect to Redis (REDIS_URL)")?;
-        Ok(Self::new(redis, settings.limits))
+        let inboxes = Inboxes::new(
+            settings.inboxes.aliases.clone(),
+            settings.inboxes.dotless.clone(),
+        );
+        Ok(Self::new(redis, settings.limits).with_inboxes(inboxes))
+    }
+
+    /// The same limiter, folding addresses into mailboxes by `inboxes`.
+    pub fn with_inboxes(self, inboxes: Inboxes) -> Self {
+        Self {
+            inboxes: Arc::new(inboxes),
+            ..self
+        }
     }
 
     pub fn connection(&self) -> &RedisConnection {
@@ -359,7 +374,7 @@ impl Limiter {
     pub async fn reserve_mailbox_email(&self, email: &Email) -> RedisResult<Decision> {
         self.count(
             &[(
-                mailbox_key(&email.mailbox()),
+                mailbox_key(&self.inboxes.of(email)),
                 self.policy.emails_per_mailbox_daily,
                 DAY,
             )],
@@ -371,7 +386,7 @@ impl Limiter {
     /// Gives back an email counted by [`Limiter::reserve_mailbox_email`]
     /// that was not sent after all.
     pub async fn release_mailbox_email(&self, email: &Email) -> RedisResult<()> {
-        self.give_back(&mailbox_key(&email.mailbox())).await
+        self.give_back(&mailbox_key(&self.inboxes.of(email))).await
     }
 
     /// Counts a Basic authentication as failed before the password is

@@ -75,9 +75,66 @@ pub struct Settings {
     /// Keep a proof of a registration's credentials (`CREDENTIAL_PROOF`).
     pub credential_proof: bool,
     pub limits: LimitSettings,
+    /// How addresses that reach one inbox fold into one mailbox.
+    pub inboxes: InboxSettings,
     pub network: NetworkSettings,
     /// Where the metrics listener binds; `None`: no metrics listener.
     pub metrics_address: Option<std::net::SocketAddr>,
+}
+
+/// Which domains are aliases of others (`MAILBOX_ALIAS_DOMAINS`) and which
+/// ignore dots in the local part (`MAILBOX_DOTLESS_DOMAINS`), lowercase
+/// ASCII (IDNA) forms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxSettings {
+    pub aliases: Vec<(String, String)>,
+    pub dotless: Vec<String>,
+}
+
+impl InboxSettings {
+    pub fn from_source(source: &impl Source) -> Result<Self, SettingsError> {
+        // Set but empty means none, as for RATE_LIMIT_EXEMPT.
+        let list = |name: &'static str| {
+            source
+                .get(name)
+                .or_else(|| default_of(name).map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let domain = |name: &'static str, raw: &str| {
+            let domain = raw.trim().to_ascii_lowercase();
+            let valid = !domain.is_empty()
+                && domain.contains('.')
+                && domain
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            valid
+                .then_some(domain)
+                .ok_or_else(|| SettingsError::Invalid {
+                    name,
+                    problem: format!("expected domains in their ASCII form, got {raw:?}"),
+                })
+        };
+        let aliases = list("MAILBOX_ALIAS_DOMAINS")
+            .split(',')
+            .filter(|pair| !pair.trim().is_empty())
+            .map(|pair| {
+                let (alias, canonical) = pair.split_once('=').ok_or(SettingsError::Invalid {
+                    name: "MAILBOX_ALIAS_DOMAINS",
+                    problem: format!("expected alias=domain pairs, got {pair:?}"),
+                })?;
+                Ok((
+                    domain("MAILBOX_ALIAS_DOMAINS", alias)?,
+                    domain("MAILBOX_ALIAS_DOMAINS", canonical)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, SettingsError>>()?;
+        let dotless = list("MAILBOX_DOTLESS_DOMAINS")
+            .split(',')
+            .filter(|d| !d.trim().is_empty())
+            .map(|d| domain("MAILBOX_DOTLESS_DOMAINS", d))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { aliases, dotless })
+    }
 }
 
 /// The webhook events are posted to (`WEBHOOK_URL`, `WEBHOOK_SECRET`,
@@ -668,6 +725,7 @@ impl Settings {
             credential_proof: switch(source, "CREDENTIAL_PROOF")?,
             webhook: WebhookSettings::from_source(source)?,
             limits: LimitSettings::from_source(source)?,
+            inboxes: InboxSettings::from_source(source)?,
             network: NetworkSettings::from_source(source)?,
             metrics_address: metrics_address(source)?,
         })

@@ -199,6 +199,16 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "activation emails a day to one mailbox (the address without its `+tag`)",
     },
     Variable {
+        name: "MAILBOX_ALIAS_DOMAINS",
+        default: DefaultValue::Value("googlemail.com=gmail.com"),
+        meaning: "`alias=domain` pairs, comma-separated: domains that deliver to the same inboxes as another, folded into one mailbox for the email limit; empty for none",
+    },
+    Variable {
+        name: "MAILBOX_DOTLESS_DOMAINS",
+        default: DefaultValue::Value("gmail.com"),
+        meaning: "domains whose inboxes ignore dots in the local part (`a.da@` is `ada@`), for the email limit; empty for none",
+    },
+    Variable {
         name: "TRUSTED_PROXIES",
         default: DefaultValue::Value(""),
         meaning: "CIDRs whose `X-Forwarded-For` is believed; none by default",

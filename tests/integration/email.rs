@@ -594,3 +594,41 @@ async fn a_message_sealed_under_another_secret_key_is_dead_not_sent() {
         rows[0].last_error
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twelve_spellings_of_one_gmail_inbox_get_at_most_ten_emails_a_day() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let server = Server::start(&db.url, &[("EMAIL_API_URL", sink.url.as_str())]);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let owner = format!("owner{}x{nanos}", std::process::id());
+    let (head, tail) = owner.split_at(3);
+    let spellings = [
+        format!("{owner}@gmail.com"),
+        format!("{head}.{tail}@gmail.com"),
+        format!("{}@gmail.com", owner.to_uppercase()),
+        format!("{owner}+1@gmail.com"),
+        format!("{owner}+news@gmail.com"),
+        format!("{head}.{tail}+2@gmail.com"),
+        format!("{owner}@googlemail.com"),
+        format!("{head}.{tail}@googlemail.com"),
+        format!("{owner}+3@googlemail.com"),
+        format!("{}.{}@gmail.com", &owner[..1], &owner[1..]),
+        format!("{}.{}@googlemail.com", &owner[..2], &owner[2..]),
+        format!("{}.{}+4@gmail.com", &owner[..4], &owner[4..]),
+    ];
+    let mut statuses = Vec::new();
+    for spelling in &spellings {
+        statuses.push(server.register(spelling).0);
+    }
+    let created = statuses.iter().filter(|&&s| s == 201).count();
+    assert!(created <= 10, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|&s| s == 201 || s == 409 || s == 429),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
