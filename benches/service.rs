@@ -13,7 +13,9 @@
 //!    and how long another client's registrations take meanwhile,
 //! 6. whole signups (register, read the code from the email, activate) per
 //!    second, as a share of the bcrypt bound: one hash each, when the
-//!    activation is proven by the registration's credential proof.
+//!    activation is proven by the registration's credential proof,
+//! 7. the activation's latency with and without `WEBHOOK_URL` (an event
+//!    queued in the activation's transaction).
 //!
 //! The dispatcher's own throughput is `benches/email.rs`'s.
 //!
@@ -400,6 +402,13 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("events") {
+        let sink = MailSink::start();
+        activation_latency(&database_url, &redis_url, &sink, cost);
+        sql(&maintenance, &format!("DROP DATABASE {name} WITH (FORCE)"));
+        return;
+    }
+
     // 1. The bound.
     let (bcrypt_rate, cores) = raw_bcrypt_rate(cost, 5);
     println!("raw bcrypt at cost {cost}: {bcrypt_rate:.1} hashes/s on {cores} threads");
@@ -591,7 +600,77 @@ fn main() {
     let server = start_server(&database_url, &redis_url, &sink, cost, &[]);
     signups(&server.base, &sink, clients, seconds, bcrypt_rate);
     drop(server);
+
+    // 7. Events and the activation path.
+    activation_latency(&database_url, &redis_url, &sink, cost);
     sql(&maintenance, &format!("DROP DATABASE {name} WITH (FORCE)"));
+}
+
+/// Section 7: the activation's latency (one at a time, right after its
+/// registration, so proven by the credential proof) without and with
+/// `WEBHOOK_URL`, alternating rounds so that drift hits both alike.
+fn activation_latency(database_url: &str, redis_url: &str, sink: &MailSink, cost: u32) {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let hook = format!("{}/hooks", sink.url.trim_end_matches("/v1/send"));
+    let plain = start_server(database_url, redis_url, sink, cost, &[]);
+    let hooked = start_server(
+        database_url,
+        redis_url,
+        sink,
+        cost,
+        &[
+            ("WEBHOOK_URL", hook.as_str()),
+            ("WEBHOOK_SECRET", secret),
+            // The first server has the metrics port.
+            ("METRICS_ADDRESS", ""),
+        ],
+    );
+    let agent = agent();
+    let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..10 {
+        for (which, server) in [&plain, &hooked].into_iter().enumerate() {
+            for i in 0..20 {
+                let email = format!("latency-events-{which}-{round}-{i}@example.com");
+                assert_eq!(register(&agent, &server.base, &email), 201);
+                let code = loop {
+                    let found = sink
+                        .delivered()
+                        .into_iter()
+                        .rev()
+                        .find(|message| message["to"] == email.as_str());
+                    if let Some(message) = found {
+                        break code_in(message["body"].as_str().unwrap_or_default());
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                };
+                use base64::Engine;
+                let token =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{email}:{PASSWORD}"));
+                let t = Instant::now();
+                let status = agent
+                    .post(format!("{}/auth/activate", server.base))
+                    .header("Authorization", format!("Basic {token}"))
+                    .send_json(json!({ "code": code }))
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0);
+                times[which].push(t.elapsed());
+                assert_eq!(status, 200);
+            }
+        }
+    }
+    for (label, times) in ["without WEBHOOK_URL", "with WEBHOOK_URL"]
+        .iter()
+        .zip(&mut times)
+    {
+        times.sort();
+        println!(
+            "activate {label} ({} one at a time): p50 {}, p90 {}, p99 {}",
+            times.len(),
+            ms(percentile(times, 0.5)),
+            ms(percentile(times, 0.9)),
+            ms(percentile(times, 0.99)),
+        );
+    }
 }
 
 /// Section 6: whole signups per second against `bound` (bcrypt hashes per
