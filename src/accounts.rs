@@ -182,7 +182,9 @@ impl Accounts {
         locale: &Locale,
         client: ClientIp,
     ) -> Result<User, AccountError> {
-        // Every check that can refuse comes before paying for a hash.
+        // Every check that can refuse comes before paying for a hash, the
+        // in-process ones before any round trip.
+        self.hasher.admits(client)?;
         allowed(self.limiter.check_register(client).await?)?;
         {
             let mut conn = self.pool.get().await?;

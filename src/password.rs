@@ -252,6 +252,24 @@ impl Hasher {
         Ok(known && matches)
     }
 
+    /// Whether a hash for `client` would be queued now: a refusal decided
+    /// in-process, before the request pays for any Redis or PostgreSQL
+    /// round trip (the hash itself takes its place later, and may still be
+    /// refused if others took the room meanwhile).
+    pub fn admits(&self, client: ClientIp) -> Result<(), HashError> {
+        if let Some(ip) = client.0
+            && lock(&self.per_client).get(&ip).copied().unwrap_or(0) >= self.max_per_client
+        {
+            crate::metrics::get().hash_rejected();
+            return Err(HashError::ClientBusy);
+        }
+        if self.waiting.load(Ordering::Acquire) >= self.max_waiting {
+            crate::metrics::get().hash_rejected();
+            return Err(HashError::Busy);
+        }
+        Ok(())
+    }
+
     async fn run<T: Send + 'static>(
         &self,
         client: ClientIp,
@@ -509,6 +527,35 @@ mod tests {
         ));
         assert!(dummy_hash(12).starts_with("$2b$12$"));
         assert!(Hasher::new(3, 4).is_err() && Hasher::new(32, 4).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn admission_is_decided_in_process_before_any_work() {
+        let hasher = Hasher::with_concurrency(10, 1, 100, 1).unwrap();
+        let flooder = ClientIp(Some("192.0.2.1".parse().unwrap()));
+        let other = ClientIp(Some("192.0.2.2".parse().unwrap()));
+        assert!(hasher.admits(flooder).is_ok());
+        let password = Password::new("Str0ng!pass");
+        let holding = {
+            let hasher = hasher.clone();
+            let password = password.clone();
+            tokio::spawn(async move { hasher.hash(&password, flooder).await })
+        };
+        // While its one place is held, the flooder is refused, the other not.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while hasher.admits(flooder).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the place was never taken"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(hasher.admits(flooder), Err(HashError::ClientBusy)));
+        assert!(hasher.admits(other).is_ok());
+        holding.await.unwrap().unwrap();
+        assert!(hasher.admits(flooder).is_ok());
+        let full = Hasher::with_concurrency(4, 1, 0, 4).unwrap();
+        assert!(matches!(full.admits(other), Err(HashError::Busy)));
     }
 
     #[tokio::test]
