@@ -239,8 +239,11 @@ async fn show(
         .await
         .context("cannot reach the database (DATABASE_URL)")?;
     let code = activation_codes::find_live(&mut conn, user.id).await?;
-    let delivery = outbox::latest_for_user(&mut conn, user.id).await?;
-    let events = outbox::events_for_user(&mut conn, user.id).await?;
+    let delivery = outbox::for_user(&mut conn, user.id, outbox::EMAIL)
+        .await?
+        .pop()
+        .map(|(_, delivery)| delivery);
+    let events = outbox::for_user(&mut conn, user.id, outbox::EVENT).await?;
     let now = Utc::now();
     let report = Report {
         email: user.email.to_string(),

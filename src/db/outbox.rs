@@ -292,29 +292,16 @@ pub async fn next_due_at(conn: &mut AsyncPgConnection) -> QueryResult<Option<Dat
         .await
 }
 
-/// The user's most recent message, for support.
-pub async fn latest_for_user(
+/// The messages of `kind` ([`EMAIL`] or [`EVENT`]) of `user`, oldest
+/// first, each with its event type, for support.
+pub async fn for_user(
     conn: &mut AsyncPgConnection,
     user: UserId,
-) -> QueryResult<Option<Delivery>> {
-    email_outbox::table
-        .filter(email_outbox::user_id.eq(user))
-        .filter(email_outbox::kind.eq(EMAIL))
-        .order(email_outbox::id.desc())
-        .select(Delivery::as_select())
-        .first(conn)
-        .await
-        .optional()
-}
-
-/// The events of `user`, oldest first, with their types.
-pub async fn events_for_user(
-    conn: &mut AsyncPgConnection,
-    user: UserId,
+    kind: &str,
 ) -> QueryResult<Vec<(Option<String>, Delivery)>> {
     email_outbox::table
         .filter(email_outbox::user_id.eq(user))
-        .filter(email_outbox::kind.eq(EVENT))
+        .filter(email_outbox::kind.eq(kind))
         .order(email_outbox::id.asc())
         .select((email_outbox::event_type, Delivery::as_select()))
         .load(conn)

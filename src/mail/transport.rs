@@ -35,7 +35,7 @@ use serde::Serialize;
 use crate::settings::SmtpUrl;
 
 /// How long connecting to the email API may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one whole send may take, answer included.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of an answer is read; the rest (rare) costs the connection.
@@ -162,21 +162,9 @@ impl HttpTransport {
     /// A transport to `url` keeping up to `connections` idle connections
     /// (the dispatcher's window) alive.
     pub fn new(url: &str, connections: usize) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_global(Some(SEND_TIMEOUT))
-            .http_status_as_error(false)
-            // A redirect means a wrong EMAIL_API_URL; say so instead of
-            // re-posting elsewhere.
-            .max_redirects(0)
-            .max_idle_connections(connections)
-            .max_idle_connections_per_host(connections)
-            .user_agent(concat!("activator/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
         Self {
             url: url.into(),
-            agent,
+            agent: http_agent(connections),
         }
     }
 
@@ -205,6 +193,23 @@ impl HttpTransport {
             }),
         }
     }
+}
+
+/// An HTTP client for posts: the send's timeouts, answers of every status
+/// returned (not errors), and up to `connections` idle connections kept
+/// alive (the dispatcher's window). A redirect means a wrong URL: it is an
+/// answer, not followed elsewhere.
+pub(super) fn http_agent(connections: usize) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_global(Some(SEND_TIMEOUT))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_idle_connections(connections)
+        .max_idle_connections_per_host(connections)
+        .user_agent(concat!("activator/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
 }
 
 /// Sends over SMTP. Cheap to clone; clones share the pool.

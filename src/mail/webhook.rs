@@ -16,7 +16,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::mail::transport::{CONNECT_TIMEOUT, Failure, SEND_TIMEOUT, classify_response};
+use crate::mail::transport::{Failure, classify_response, http_agent};
 use crate::settings::WebhookSettings;
 
 /// Posts signed events. Cheap to clone.
@@ -31,20 +31,10 @@ impl Webhook {
     /// The webhook of `settings`, keeping up to `connections` idle
     /// connections alive (the dispatcher's window).
     pub fn new(settings: &WebhookSettings, connections: usize) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_global(Some(SEND_TIMEOUT))
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .max_idle_connections(connections)
-            .max_idle_connections_per_host(connections)
-            .user_agent(concat!("activator/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
         Self {
             url: settings.url.as_str().into(),
             secrets: settings.secrets.clone().into(),
-            agent,
+            agent: http_agent(connections),
         }
     }
 

@@ -7,6 +7,7 @@ mod common;
 
 mod activate;
 mod cli;
+mod cli_config;
 mod compat;
 mod email;
 mod email_languages;

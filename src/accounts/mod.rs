@@ -24,7 +24,11 @@ use crate::limits::{Attempt, Cleared, Decision, Limit, Limiter};
 use crate::locale::Locale;
 use crate::password::{HashError, Hasher, Password};
 use crate::seal::{Payload, Sealer};
+
+mod events;
+
 use crate::settings::Settings;
+use events::{ACTIVATED, Events, REGISTERED, queue_event};
 
 /// Why a workflow did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -735,59 +739,6 @@ fn run_again<T>(result: &Result<T, AccountError>, attempt: u32) -> bool {
         );
     }
     again
-}
-
-/// The events queued for the webhook.
-#[derive(Debug, Clone, Copy, Default)]
-struct Events {
-    activated: bool,
-    registered: bool,
-}
-
-const ACTIVATED: &str = "user.activated";
-const REGISTERED: &str = "user.registered";
-
-/// How long an event waits for the webhook before it expires.
-const EVENT_LIFE: Duration = Duration::from_secs(7 * 86_400);
-
-/// Queues event `kind` about `user` (activated at `activated_at`, for
-/// `user.activated`) in the caller's transaction. Its body holds no secret:
-/// no password, hash or code.
-async fn queue_event(
-    conn: &mut AsyncPgConnection,
-    kind: &str,
-    user: &User,
-    activated_at: Option<DateTime<Utc>>,
-) -> diesel::QueryResult<()> {
-    use chrono::SecondsFormat::Millis;
-    let now = Utc::now();
-    let mut data = serde_json::json!({
-        "id": user.id.0,
-        "email": user.email.as_str(),
-        "locale": user.locale,
-        "registered_at": user.created_at.to_rfc3339_opts(Millis, true),
-    });
-    if let Some(at) = activated_at {
-        data["activated_at"] = at.to_rfc3339_opts(Millis, true).into();
-    }
-    let body = serde_json::json!({
-        "type": kind,
-        "timestamp": now.to_rfc3339_opts(Millis, true),
-        "data": data,
-    });
-    outbox::insert(
-        conn,
-        &outbox::NewMessage {
-            user_id: user.id,
-            recipient: user.email.as_str(),
-            payload: body.to_string().as_bytes(),
-            expires_at: now + crate::duration::to_delta(EVENT_LIFE),
-            kind: outbox::EVENT,
-            event_type: Some(kind),
-        },
-    )
-    .await
-    .map(drop)
 }
 
 /// Why the activation's transaction rolled back.

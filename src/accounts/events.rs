@@ -1,0 +1,64 @@
+//! The events the workflows queue for the webhook (`mail::webhook` posts
+//! them): a row of the outbox in the caller's transaction, its body the
+//! event's JSON, which holds no secret.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
+
+use crate::db::outbox;
+use crate::db::users::User;
+
+/// The events queued for the webhook.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Events {
+    pub(super) activated: bool,
+    pub(super) registered: bool,
+}
+
+pub(super) const ACTIVATED: &str = "user.activated";
+pub(super) const REGISTERED: &str = "user.registered";
+
+/// How long an event waits for the webhook before it expires.
+const EVENT_LIFE: Duration = Duration::from_secs(7 * 86_400);
+
+/// Queues event `kind` about `user` (activated at `activated_at`, for
+/// `user.activated`) in the caller's transaction. Its body holds no secret:
+/// no password, hash or code.
+pub(super) async fn queue_event(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    user: &User,
+    activated_at: Option<DateTime<Utc>>,
+) -> diesel::QueryResult<()> {
+    use chrono::SecondsFormat::Millis;
+    let now = Utc::now();
+    let mut data = serde_json::json!({
+        "id": user.id.0,
+        "email": user.email.as_str(),
+        "locale": user.locale,
+        "registered_at": user.created_at.to_rfc3339_opts(Millis, true),
+    });
+    if let Some(at) = activated_at {
+        data["activated_at"] = at.to_rfc3339_opts(Millis, true).into();
+    }
+    let body = serde_json::json!({
+        "type": kind,
+        "timestamp": now.to_rfc3339_opts(Millis, true),
+        "data": data,
+    });
+    outbox::insert(
+        conn,
+        &outbox::NewMessage {
+            user_id: user.id,
+            recipient: user.email.as_str(),
+            payload: body.to_string().as_bytes(),
+            expires_at: now + crate::duration::to_delta(EVENT_LIFE),
+            kind: outbox::EVENT,
+            event_type: Some(kind),
+        },
+    )
+    .await
+    .map(drop)
+}
