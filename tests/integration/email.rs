@@ -199,7 +199,7 @@ async fn a_message_in_flight_when_serve_is_killed_is_delivered_after_restart() {
     sink.stall(false);
     let second = serve_with_email_api(&db, &sink, &[]);
     // Due again when the dead instance's lease runs out (20 s).
-    let delivered = sink.wait_for(1, Duration::from_secs(40));
+    let delivered = sink.wait_for(1, Duration::from_secs(60));
     assert_eq!(delivered.len(), 1);
     assert_eq!(delivered[0]["to"], email.as_str());
     let code = code_in(delivered[0]["body"].as_str().unwrap());

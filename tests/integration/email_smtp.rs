@@ -55,7 +55,7 @@ async fn a_recipient_refused_with_550_is_dead_after_one_try_and_user_show_says_w
     assert_eq!(rows[0].last_status, Some(550));
     let error = rows[0].last_error.as_deref().unwrap();
     assert_eq!(error, "550: 5.1.1 No such user here");
-    assert_eq!(sink.replies_to(&email), ["550 5.1.1 No such user here"]);
+    assert_eq!(sink.replies_to(&email, 1), ["550 5.1.1 No such user here"]);
 
     let output = run(&db.url, &[], &["user", "show", &email]);
     let shown = String::from_utf8_lossy(&output.stdout);
@@ -78,7 +78,7 @@ async fn a_450_is_retried_and_the_second_attempt_delivers() {
     let messages = sink.wait_for(1, Duration::from_secs(15));
     assert_eq!(messages.len(), 1);
     assert_eq!(
-        sink.replies_to(&email),
+        sink.replies_to(&email, 2),
         ["450 4.2.1 Mailbox busy, try again", "250 OK"]
     );
     let rows = settled(&db, Duration::from_secs(20)).await;
@@ -96,7 +96,7 @@ async fn a_451_pauses_sending_and_is_retried_without_counting_an_attempt() {
     let messages = sink.wait_for(1, Duration::from_secs(15));
     assert_eq!(messages.len(), 1);
     assert_eq!(
-        sink.replies_to(&email),
+        sink.replies_to(&email, 2),
         ["451 4.3.0 Try again later", "250 OK"]
     );
     let rows = settled(&db, Duration::from_secs(20)).await;
@@ -115,7 +115,7 @@ async fn a_452_pauses_sending_like_a_429_and_is_not_an_attempt() {
     assert_eq!(server.register(&email).0, 201);
     let messages = sink.wait_for(1, Duration::from_secs(15));
     assert_eq!(messages.len(), 1);
-    assert_eq!(sink.replies_to(&email).len(), 2);
+    assert_eq!(sink.replies_to(&email, 2).len(), 2);
     let rows = settled(&db, Duration::from_secs(20)).await;
     assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("sent", 1));
     let (_, log) = server.stop_with("TERM");

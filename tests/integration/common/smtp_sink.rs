@@ -128,15 +128,25 @@ impl SmtpSink {
     }
 
     /// The RCPT answers given to `address`, in order.
-    pub fn replies_to(&self, address: &str) -> Vec<String> {
-        self.events
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e["kind"] == "rcpt" && e["rcpt"] == address)
-            .map(|e| e["reply"].as_str().unwrap_or_default().to_owned())
-            .collect()
+    /// The replies given to `address`, once there are at least `n` (or
+    /// after 5 s): the sink reports each on its output, which may arrive
+    /// after activator has recorded the answer.
+    pub fn replies_to(&self, address: &str, n: usize) -> Vec<String> {
+        let (lock, changed) = &*self.events;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut events = lock.lock().unwrap();
+        loop {
+            let replies: Vec<String> = events
+                .iter()
+                .filter(|e| e["kind"] == "rcpt" && e["rcpt"] == address)
+                .map(|e| e["reply"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            let now = std::time::Instant::now();
+            if replies.len() >= n || now >= deadline {
+                return replies;
+            }
+            events = changed.wait_timeout(events, deadline - now).unwrap().0;
+        }
     }
 }
 
