@@ -19,9 +19,15 @@ pub enum Command {
 }
 
 /// Settings that hold a key: never printed.
-const SECRETS: [&str; 2] = ["SECRET_KEY", "SECRET_KEY_FALLBACKS"];
+const SECRETS: [&str; 3] = ["SECRET_KEY", "SECRET_KEY_FALLBACKS", "WEBHOOK_SECRET"];
 /// Settings that are URLs, or lists of them, which may carry credentials.
-const URLS: [&str; 4] = ["DATABASE_URL", "REDIS_URL", "EMAIL_API_URL", "SMTP_URL"];
+const URLS: [&str; 5] = [
+    "DATABASE_URL",
+    "REDIS_URL",
+    "EMAIL_API_URL",
+    "SMTP_URL",
+    "WEBHOOK_URL",
+];
 
 pub fn run(command: Command, env: &Environment) -> anyhow::Result<()> {
     match command {
@@ -80,11 +86,13 @@ fn effective(env: &Environment, name: &str, default: DefaultValue) -> String {
     let set = env.get(name).filter(|value| !value.trim().is_empty());
     match (set, default) {
         (Some(_), _) if SECRETS.contains(&name) => "(set, redacted)".to_owned(),
-        (Some(value), _) if URLS.contains(&name) => value
+        // REDIS_URL alone lists URLs; a comma elsewhere may be a password's.
+        (Some(value), _) if name == "REDIS_URL" => value
             .split(',')
             .map(|url| redact_url(url.trim()))
             .collect::<Vec<_>>()
             .join(","),
+        (Some(value), _) if URLS.contains(&name) => redact_url(value.trim()),
         (Some(value), _) => value,
         (None, DefaultValue::Value(value)) => format!("{value} (default)"),
         (None, DefaultValue::Unset | DefaultValue::Required) => "(unset)".to_owned(),

@@ -328,6 +328,7 @@ pub async fn summary(
     let mut counts = Vec::with_capacity(states.len());
     for &state in states {
         let count: i64 = email_outbox::table
+            .filter(email_outbox::kind.eq(EMAIL))
             .filter(email_outbox::status.eq(state))
             .count()
             .get_result(conn)
@@ -335,6 +336,7 @@ pub async fn summary(
         counts.push((state, count));
     }
     let oldest_queued = email_outbox::table
+        .filter(email_outbox::kind.eq(EMAIL))
         .filter(email_outbox::status.eq(MessageState::Queued))
         .select(diesel::dsl::min(email_outbox::created_at))
         .get_result(conn)

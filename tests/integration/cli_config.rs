@@ -16,6 +16,11 @@ async fn config_check_passes_a_good_configuration_and_prints_it_without_secrets(
             &url,
             &[
                 ("SMTP_URL", "smtp://mailer:hunter2-smtp@127.0.0.1:2525"),
+                (
+                    "WEBHOOK_URL",
+                    "http://hooks:hunter2-hook@127.0.0.1:9/?token=hunter2",
+                ),
+                ("WEBHOOK_SECRET", "whsec_aHVudGVyMi1ob29rLXNlY3JldC0wMTIz"),
                 ("RUST_LOG", level),
             ],
             &["config", "check"],
@@ -26,7 +31,7 @@ async fn config_check_passes_a_good_configuration_and_prints_it_without_secrets(
         assert!(stdout.contains("SECRET_KEY=(set, redacted)"), "{stdout}");
         assert!(stdout.contains("BCRYPT_COST=4\n"), "{stdout}");
         assert!(stdout.contains("CODE_LENGTH=4 (default)"), "{stdout}");
-        for secret in ["hunter2", crate::common::SECRET_KEY] {
+        for secret in ["hunter2", "aHVudGVyMi1ob29r", crate::common::SECRET_KEY] {
             assert!(
                 !stdout.contains(secret),
                 "{level}: {secret} printed: {stdout}"
