@@ -330,17 +330,7 @@ fn signup_load(
                         *other.lock().unwrap().entry(status).or_insert(0) += 1;
                         continue;
                     }
-                    let code = loop {
-                        let found = sink
-                            .delivered()
-                            .into_iter()
-                            .rev()
-                            .find(|message| message["to"] == email.as_str());
-                        if let Some(message) = found {
-                            break code_in(message["body"].as_str().unwrap_or_default());
-                        }
-                        std::thread::sleep(Duration::from_millis(5));
-                    };
+                    let code = code_for(sink, &email);
                     use base64::Engine;
                     let token = base64::engine::general_purpose::STANDARD
                         .encode(format!("{email}:{PASSWORD}"));
@@ -364,6 +354,21 @@ fn signup_load(
     let elapsed = started.elapsed();
     let other = other.into_inner().unwrap();
     (done.load(Ordering::Relaxed), elapsed, other)
+}
+
+/// The code of the email `sink` received for `email`, once it arrived.
+fn code_for(sink: &MailSink, email: &str) -> String {
+    loop {
+        let found = sink
+            .delivered()
+            .into_iter()
+            .rev()
+            .find(|message| message["to"] == email);
+        if let Some(message) = found {
+            return code_in(message["body"].as_str().unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// The digits of the code in an email's text.
@@ -632,17 +637,7 @@ fn activation_latency(database_url: &str, redis_url: &str, sink: &MailSink, cost
             for i in 0..20 {
                 let email = format!("latency-events-{which}-{round}-{i}@example.com");
                 assert_eq!(register(&agent, &server.base, &email), 201);
-                let code = loop {
-                    let found = sink
-                        .delivered()
-                        .into_iter()
-                        .rev()
-                        .find(|message| message["to"] == email.as_str());
-                    if let Some(message) = found {
-                        break code_in(message["body"].as_str().unwrap_or_default());
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                };
+                let code = code_for(sink, &email);
                 use base64::Engine;
                 let token =
                     base64::engine::general_purpose::STANDARD.encode(format!("{email}:{PASSWORD}"));

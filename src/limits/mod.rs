@@ -485,17 +485,8 @@ impl Limiter {
     /// lockout, the counters, the resend limits, the proof. The mailbox's
     /// and the clients' counts are shared with others and stay.
     pub async fn forget(&self, email: &Email) -> RedisResult<()> {
-        let keys = EmailKeys::of(email);
-        redis::cmd("DEL")
-            .arg(&keys.attempts)
-            .arg(&keys.lock)
-            .arg(&keys.resend_minute)
-            .arg(&keys.resend_day)
-            .arg(&keys.auth_failures)
-            .arg(&keys.proof)
-            .query_async::<i64>(&mut self.conn.clone())
-            .await
-            .map(drop)
+        // What a full unlock clears is every key of the email's.
+        self.unlock(email, true).await.map(drop)
     }
 
     /// Ends `email`'s proof (a new code, a new owner).

@@ -748,14 +748,7 @@ async fn user_delete_erases_the_account_its_codes_emails_and_counters() {
         0
     );
     assert_eq!(db.count("SELECT count(*) AS n FROM email_outbox").await, 0);
-    let mut redis = redis::Client::open(crate::common::redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("activator:{{{email}}}:*"))
-        .query(&mut redis)
-        .unwrap();
+    let keys = crate::common::redis_keys_of(&email);
     assert!(keys.is_empty(), "{keys:?}");
     // The address can be registered afresh.
     assert_eq!(server.register(&email).0, 201);

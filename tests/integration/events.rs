@@ -37,6 +37,20 @@ fn user_show(db: &TestDb, email: &str) -> Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// `email`'s first event as `user show` reports it, once its status is
+/// `status` (recorded after the answer arrives), within 5 s.
+fn first_event_once(db: &TestDb, email: &str, status: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let event = user_show(db, email)["events"][0].clone();
+        if event["status"] == status {
+            return event;
+        }
+        assert!(std::time::Instant::now() < deadline, "{event}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_activation_posts_exactly_one_verified_event_and_a_registration_none() {
     let db = TestDb::new().await;
@@ -92,16 +106,8 @@ async fn two_500s_then_204_is_delivered_with_the_same_webhook_id() {
     );
     assert!(received.iter().all(|post| post["verified"] == true));
     // Recorded once the third answer is in.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let event = user_show(&db, &email)["events"][0].clone();
-        if event["status"] == "sent" {
-            assert_eq!(event["attempts"], 3);
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{event}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let event = first_event_once(&db, &email, "sent");
+    assert_eq!(event["attempts"], 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,19 +120,9 @@ async fn a_receiver_with_another_secret_fails_to_verify_and_the_event_is_dead() 
     let received = receiver.wait_for(1, Duration::from_secs(20));
     assert_eq!(received[0]["verified"], false, "{received:?}");
     assert_eq!(received[0]["status"], 401);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let event = user_show(&db, &email)["events"][0].clone();
-        if event["status"] == "dead" {
-            assert!(
-                event["last_error"].as_str().unwrap().starts_with("401"),
-                "{event}"
-            );
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{event}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let event = first_event_once(&db, &email, "dead");
+    let error = event["last_error"].as_str().unwrap();
+    assert!(error.starts_with("401"), "{event}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

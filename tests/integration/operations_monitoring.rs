@@ -10,33 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::common::email::serve_with_metrics;
+use crate::common::email::{scrape, serve_with_metrics, value};
 use crate::common::server::{Server, free_port};
 use crate::common::{MailSink, PASSWORD, TestDb, code_in, eventually, unique_email, wrong_code};
-
-fn scrape(url: &str) -> String {
-    let mut response = Server::agent().get(url).call().unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
-        "{content_type}"
-    );
-    response.body_mut().read_to_string().unwrap()
-}
-
-/// The value of `series` (name and labels as exposed), if exposed.
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map(|value| value.trim().parse().unwrap())
-}
 
 #[track_caller]
 fn assert_series(text: &str, series: &str, expected: f64) {

@@ -5,35 +5,21 @@
 
 use std::time::Duration;
 
-use crate::common::email::{code_for, serve_with_metrics};
-use crate::common::server::{Server, run};
+use crate::common::email::{code_for, scrape, serve_with_metrics, value};
+use crate::common::server::run;
 use crate::common::{MailSink, PASSWORD, TestDb, unique_email};
 
 /// bcrypt computations of `work` so far.
 fn hashes(metrics: &str, work: &str) -> f64 {
-    let text = Server::agent()
-        .get(metrics)
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    let series = format!("activator_password_hashes_total{{work=\"{work}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&series))
-        .map(|value| value.trim().parse().unwrap())
-        .unwrap_or_else(|| panic!("no {series}"))
+    let series = format!("activator_password_hashes_total{{work=\"{work}\"}}");
+    value(&scrape(metrics), &series).unwrap_or_else(|| panic!("no {series}"))
 }
 
 /// The proof kept in Redis for `email`, if any.
 fn proof(email: &str) -> Option<Vec<u8>> {
-    let mut redis = redis::Client::open(crate::common::redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
     redis::cmd("GET")
         .arg(format!("activator:{{{email}}}:credential:proof"))
-        .query(&mut redis)
+        .query(&mut crate::common::redis_connection())
         .unwrap()
 }
 
@@ -152,15 +138,8 @@ async fn neither_dump_holds_anything_a_password_can_be_recovered_from_without_th
             .windows(4)
             .any(|w| PASSWORD.as_bytes().windows(4).any(|p| p == w))
     );
-    let mut redis = redis::Client::open(crate::common::redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("activator:{{{email}}}:*"))
-        .query(&mut redis)
-        .unwrap();
-    for key in keys {
+    let mut redis = crate::common::redis_connection();
+    for key in crate::common::redis_keys_of(&email) {
         let value: Vec<u8> = redis::cmd("DUMP").arg(&key).query(&mut redis).unwrap();
         assert!(
             !value

@@ -131,3 +131,28 @@ pub fn serve_with_metrics(
     let server = Server::start(&db.url, &env);
     (server, format!("http://{metrics}/metrics"))
 }
+
+/// `GET /metrics` at `url`, in Prometheus' text format.
+pub fn scrape(url: &str) -> String {
+    let mut response = Server::agent().get(url).call().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    response.body_mut().read_to_string().unwrap()
+}
+
+/// The value of `series` (name and labels as exposed), if exposed.
+pub fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().unwrap())
+}

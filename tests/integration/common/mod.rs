@@ -51,6 +51,22 @@ pub fn redis_url() -> String {
 }
 
 /// `url` with its database name replaced.
+/// A connection to the tests' Redis.
+pub fn redis_connection() -> redis::Connection {
+    redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// The Redis keys activator holds for `email` (its hash tag).
+pub fn redis_keys_of(email: &str) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg(format!("activator:{{{email}}}:*"))
+        .query(&mut redis_connection())
+        .unwrap()
+}
+
 pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((base, query)) => (base, format!("?{query}")),
