@@ -27,7 +27,7 @@ const EVENT_LIFE: Duration = Duration::from_secs(7 * 86_400);
 /// `user.activated`) in the caller's transaction. Its body holds no secret:
 /// no password, hash or code.
 pub(super) async fn queue_event(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     kind: &str,
     user: &User,
     activated_at: Option<DateTime<Utc>>,

@@ -605,11 +605,18 @@ impl Accounts {
                 if !activation_codes::mark_used(conn, stored.id, now).await? {
                     return Ok(false);
                 }
-                if !users::activate(conn, user.id, user.created_at, now).await? {
+                // The event is pipelined with the activation (one round trip
+                // for both); if the account changed meanwhile, the rollback
+                // takes it too.
+                let activate = users::activate(conn, user.id, user.created_at, now);
+                let activated = if self.events.activated {
+                    let event = queue_event(conn, ACTIVATED, user, Some(now));
+                    futures_util::future::try_join(activate, event).await?.0
+                } else {
+                    activate.await?
+                };
+                if !activated {
                     return Err(Rollback::ChangedMeanwhile);
-                }
-                if self.events.activated {
-                    queue_event(conn, ACTIVATED, user, Some(now)).await?;
                 }
                 Ok(true)
             })

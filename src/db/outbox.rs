@@ -135,11 +135,14 @@ pub struct NewMessage<'a> {
 }
 
 /// Queues a message. A trigger notifies listening dispatchers at commit.
-pub async fn insert(conn: &mut AsyncPgConnection, new: &NewMessage<'_>) -> QueryResult<i64> {
+///
+/// On a shared connection, so it may be pipelined with another statement of
+/// the transaction (one round trip for both).
+pub async fn insert(mut conn: &AsyncPgConnection, new: &NewMessage<'_>) -> QueryResult<i64> {
     diesel::insert_into(email_outbox::table)
         .values(new)
         .returning(email_outbox::id)
-        .get_result(conn)
+        .get_result(&mut conn)
         .await
 }
 
@@ -170,17 +173,20 @@ pub async fn supersede_queued(
 /// attempt and pushes the message's next attempt `lease` ahead, so if this
 /// process dies mid-send the message becomes due again when the lease runs
 /// out. `FOR UPDATE SKIP LOCKED` lets several dispatchers claim concurrently
-/// without blocking on, or double-claiming, each other's rows.
+/// without blocking on, or double-claiming, each other's rows. Events are
+/// claimed only `with_events` (by a sender that has somewhere to post them).
 pub async fn claim_due(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     lease: Duration,
     limit: i64,
+    with_events: bool,
 ) -> QueryResult<Vec<Message>> {
     diesel::sql_query(
         "UPDATE email_outbox SET attempts = attempts + 1, next_attempt_at = $2 \
          WHERE id IN (SELECT id FROM email_outbox \
                       WHERE status = 'queued' AND next_attempt_at <= $1 \
+                        AND (kind = 'email' OR $4) \
                       ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
          RETURNING id, user_id, recipient, payload, created_at, expires_at, attempts, kind, \
                    event_type",
@@ -188,6 +194,7 @@ pub async fn claim_due(
     .bind::<Timestamptz, _>(now)
     .bind::<Timestamptz, _>(now + crate::duration::to_delta(lease))
     .bind::<BigInt, _>(limit)
+    .bind::<diesel::sql_types::Bool, _>(with_events)
     .load(conn)
     .await
 }
@@ -283,10 +290,20 @@ pub async fn release(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<(
         .map(drop)
 }
 
-/// When the earliest queued message is due, if any is queued.
-pub async fn next_due_at(conn: &mut AsyncPgConnection) -> QueryResult<Option<DateTime<Utc>>> {
+/// When the earliest queued message is due, if any is queued (events
+/// counted only `with_events`).
+pub async fn next_due_at(
+    conn: &mut AsyncPgConnection,
+    with_events: bool,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    let kinds: &[&str] = if with_events {
+        &[EMAIL, EVENT]
+    } else {
+        &[EMAIL]
+    };
     email_outbox::table
         .filter(email_outbox::status.eq(MessageState::Queued))
+        .filter(email_outbox::kind.eq_any(kinds))
         .select(diesel::dsl::min(email_outbox::next_attempt_at))
         .get_result(conn)
         .await

@@ -187,7 +187,7 @@ pub async fn replace_password_hash(
 /// Marks a pending user, registered at `registered_at`, active; false when
 /// it was already active or registered afresh since.
 pub async fn activate(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     id: UserId,
     registered_at: DateTime<Utc>,
     now: DateTime<Utc>,
@@ -199,7 +199,7 @@ pub async fn activate(
             .filter(users::is_active.eq(false)),
     )
     .set((users::is_active.eq(true), users::activated_at.eq(now)))
-    .execute(conn)
+    .execute(&mut conn)
     .await?;
     Ok(updated == 1)
 }

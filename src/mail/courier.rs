@@ -59,7 +59,8 @@ pub struct Courier {
     /// The `from` of every message (`SYSTEM_EMAIL`).
     from: Arc<str>,
     max_attempts: u32,
-    /// Where events go (`WEBHOOK_URL`); `None`: events are dead.
+    /// Where events go (`WEBHOOK_URL`); `None`: this instance claims no
+    /// events and leaves them to those that have one.
     webhook: Option<Webhook>,
 }
 
@@ -104,19 +105,31 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub(super) fn count(&mut self, result: Outcome, n: usize) {
-        crate::metrics::get().emails(result.as_str(), n);
+    /// Counts what became of `message`, in the metrics too: an email's in
+    /// the emails', an event's in the events' by type.
+    fn count_one(&mut self, message: &Message, result: Outcome) {
+        if let Some(kind) = message.event_type.as_deref() {
+            crate::metrics::get().event(kind, result.as_str());
+            self.events += 1;
+            return;
+        }
+        crate::metrics::get().emails(result.as_str(), 1);
         match result {
-            Outcome::Delivered => self.delivered += n,
-            Outcome::Retried => self.retried += n,
-            Outcome::Throttled => self.throttled += n,
-            Outcome::Dead => self.dead += n,
-            Outcome::Expired => self.expired += n,
+            Outcome::Delivered => self.delivered += 1,
+            Outcome::Retried => self.retried += 1,
+            Outcome::Throttled => self.throttled += 1,
+            Outcome::Dead => self.dead += 1,
+            Outcome::Expired => self.expired += 1,
         }
     }
 }
 
 impl Courier {
+    /// Whether this courier posts events (has a `WEBHOOK_URL`).
+    pub(super) fn posts_events(&self) -> bool {
+        self.webhook.is_some()
+    }
+
     /// Sends one claimed message. Never panics: see [`caught`].
     pub(super) async fn send(self, message: Message) -> Sent {
         let result = caught(message.id, self.try_send(&message)).await;
@@ -273,12 +286,7 @@ pub(super) async fn record_one(
     tally: &mut Tally,
 ) -> QueryResult<()> {
     match courier.record(conn, sent, throttle).await {
-        Ok(outcome) if sent.message.is_event() => {
-            let kind = sent.message.event_type.as_deref().unwrap_or_default();
-            crate::metrics::get().event(kind, outcome.as_str());
-            tally.events += 1;
-        }
-        Ok(outcome) => tally.count(outcome, 1),
+        Ok(outcome) => tally.count_one(&sent.message, outcome),
         Err(err) if crate::db::is_connection_error(&err) => return Err(err),
         Err(err) => tracing::error!(
             email_id = sent.message.id,
@@ -289,16 +297,18 @@ pub(super) async fn record_one(
     Ok(())
 }
 
-/// Claims up to `slots` due messages. Expired ones are finished at once (and
+/// Claims up to `slots` due messages: emails, and events if this courier has
+/// a webhook (an instance without one leaves them to those that have). Expired ones are finished at once (and
 /// counted in `tally`); the others are returned to be sent.
 pub(super) async fn claim(
+    courier: &Courier,
     conn: &mut AsyncPgConnection,
     slots: usize,
     tally: &mut Tally,
 ) -> QueryResult<(Vec<Message>, bool)> {
     let asked = i64::try_from(slots).unwrap_or(i64::MAX);
     let now = Utc::now();
-    let claimed = outbox::claim_due(conn, now, LEASE, asked).await?;
+    let claimed = outbox::claim_due(conn, now, LEASE, asked, courier.posts_events()).await?;
     let drained = claimed.len() < slots;
     if !claimed.is_empty() {
         tracing::debug!(claimed = claimed.len(), asked = slots, "claimed emails");
@@ -308,9 +318,11 @@ pub(super) async fn claim(
         .partition(|message| message.expires_at <= now);
     if !expired.is_empty() {
         let ids: Vec<i64> = expired.iter().map(|message| message.id).collect();
-        tracing::info!(emails = ?ids, "activation emails expired before they could be sent");
+        tracing::info!(messages = ?ids, "messages expired before they could be sent");
         outbox::finish(conn, &ids, MessageState::Expired, now, None).await?;
-        tally.count(Outcome::Expired, ids.len());
+        for message in &expired {
+            tally.count_one(message, Outcome::Expired);
+        }
     }
     Ok((sendable, drained))
 }

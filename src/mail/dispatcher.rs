@@ -13,9 +13,10 @@
 //!   all claiming of this window.
 //! - Each outcome is recorded on its own: failing to record one loses no
 //!   other (unrecorded outcomes are kept and recorded after reconnecting).
-//! - It wakes on `NOTIFY email_outbox` (`mail::listener`), when the next
-//!   retry is due, or at the latest every few seconds (leases of a crashed
-//!   instance, lost notifications).
+//! - It wakes on `NOTIFY email_outbox` (`mail::listener`, sent when an email
+//!   is queued), when the next retry is due, or at the latest every few
+//!   seconds (leases of a crashed instance, lost notifications); with a
+//!   webhook, every half second (events wake no one).
 //! - On stop it claims nothing more, lets the sends in flight finish within
 //!   the grace period, records them and ends.
 
@@ -38,6 +39,10 @@ use crate::mail::transport::Failure;
 
 /// The longest sleep without looking at the outbox.
 const SWEEP: Duration = Duration::from_secs(5);
+/// The longest sleep of a dispatcher that posts events: queuing an event
+/// wakes no one (docs/EMAIL.md "Events"), so it is posted within this of
+/// its commit, events queued meanwhile in the same round.
+const EVENT_SWEEP: Duration = Duration::from_millis(500);
 /// Pauses before reconnecting to the database: the first, and the longest.
 const FIRST_RECONNECT: Duration = Duration::from_millis(500);
 const MAX_RECONNECT: Duration = Duration::from_secs(30);
@@ -230,7 +235,12 @@ impl Worker {
                     }
                 }
             }
-            let mut next_look = Instant::now() + SWEEP;
+            let sweep = if self.window.courier.posts_events() {
+                EVENT_SWEEP
+            } else {
+                SWEEP
+            };
+            let mut next_look = Instant::now() + sweep;
             if let Some(db) = conn.as_mut() {
                 match self.window.step(db, stopping).await {
                     Ok(look) => next_look = look.unwrap_or(next_look),
@@ -358,7 +368,13 @@ impl Window {
         // The free slots, and a window's worth ahead of them.
         let wanted = 2 * self.size - self.in_flight.len();
         if self.ready.len() < wanted {
-            let (messages, _) = claim(conn, wanted - self.ready.len(), &mut self.tally).await?;
+            let (messages, _) = claim(
+                &self.courier,
+                conn,
+                wanted - self.ready.len(),
+                &mut self.tally,
+            )
+            .await?;
             self.ready.extend(messages);
             self.fill_slots();
         }
@@ -366,12 +382,14 @@ impl Window {
             // Full, with more claimed: a finished send wakes the loop.
             return Ok(None);
         }
-        let due = outbox::next_due_at(conn).await?.map(|due| {
-            // Something due now but not claimed is another instance's; look
-            // again shortly rather than spin.
-            let wait = (due - Utc::now()).to_std().unwrap_or_default();
-            Instant::now() + wait.clamp(Duration::from_millis(20), SWEEP)
-        });
+        let due = outbox::next_due_at(conn, self.courier.posts_events())
+            .await?
+            .map(|due| {
+                // Something due now but not claimed is another instance's; look
+                // again shortly rather than spin.
+                let wait = (due - Utc::now()).to_std().unwrap_or_default();
+                Instant::now() + wait.clamp(Duration::from_millis(20), SWEEP)
+            });
         Ok(due)
     }
 }

@@ -1,6 +1,6 @@
 //! The dispatcher's wake-up call: `LISTEN email_outbox` on a connection of
-//! its own. A trigger sends `NOTIFY email_outbox` when any process queues a
-//! message (delivered at commit, so the row is visible by then); each one
+//! its own. A trigger sends `NOTIFY email_outbox` when any process queues an
+//! email (not an event: see `mail::dispatcher`; delivered at commit, so the row is visible by then); each one
 //! wakes the dispatcher at once. If the connection fails, the listener
 //! reconnects with backoff and wakes the dispatcher once more, since
 //! notifications sent meanwhile are lost. The dispatcher's slow sweep stays

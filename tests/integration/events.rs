@@ -168,6 +168,26 @@ async fn two_instances_post_each_event_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_instance_without_webhook_url_leaves_events_to_one_that_has_it() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let receiver = Receiver::start(SECRET, 0, Duration::ZERO);
+    let hooked = serve(&db, &sink, &receiver, &[]);
+    // Shares the outbox, sends emails, has nowhere to post events.
+    let _plain = Server::start(&db.url, &[("EMAIL_API_URL", sink.url.as_str())]);
+    let signups = 12;
+    let emails: Vec<String> = (0..signups)
+        .map(|i| signup(&hooked, &sink, &format!("mixed{i}")).0)
+        .collect();
+    receiver.wait_for(signups, Duration::from_secs(30));
+    for email in &emails {
+        let event = first_event_once(&db, email, "sent");
+        assert_eq!(event["type"], "user.activated", "{event}");
+    }
+    assert_eq!(receiver.received().len(), signups);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn user_registered_is_sent_only_when_webhook_events_names_it() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
