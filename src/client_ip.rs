@@ -11,4 +11,31 @@ pub struct ClientIp(pub Option<IpAddr>);
 impl ClientIp {
     /// A caller no per-IP limit applies to.
     pub const EXEMPT: ClientIp = ClientIp(None);
+
+    /// Whose share of the password-hash queue this client takes: an IPv4
+    /// address, or an IPv6 client's /48 (a site's allocation holds 65,536
+    /// /64s, each counted apart elsewhere); `None` when exempt.
+    pub fn queue_share(self) -> Option<IpAddr> {
+        self.0.map(|ip| match ip {
+            IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !(u128::MAX >> 48),
+            )),
+            v4 => v4,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_client_shares_the_hash_queue_with_its_48() {
+        let of = |ip: &str| ClientIp(Some(ip.parse().unwrap())).queue_share();
+        assert_eq!(of("2001:db8:1:2::"), of("2001:db8:1:ff00::"));
+        assert_eq!(of("2001:db8:1:2::"), Some("2001:db8:1::".parse().unwrap()));
+        assert_ne!(of("2001:db8:1::"), of("2001:db8:2::"));
+        assert_eq!(of("192.0.2.7"), Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(ClientIp::EXEMPT.queue_share(), None);
+    }
 }

@@ -135,17 +135,19 @@ pub const EVENT_RESULTS: [&str; 5] = ["queued", "delivered", "retried", "dead", 
 pub const HASH_WORK: [&str; 2] = ["hash", "verify"];
 /// `activator_rate_limited_total{limit}` values: every limit that answers
 /// 429 (`limits::Limit::as_str`).
-pub const LIMITS: [&str; 10] = [
+pub const LIMITS: [&str; 12] = [
     "activation_attempts",
     "activation_budget",
     "activation_failures_per_ip",
     "resend_per_minute",
     "resend_daily",
     "auth_failures",
+    "auth_failures_ceiling",
     "auth_failures_per_ip",
     "register_per_ip",
     "hash_queue_per_ip",
     "mailbox_daily",
+    "mailbox_daily_total",
 ];
 /// `activator_outbox_messages{state}` values (the outbox's states).
 pub const OUTBOX_STATES: [&str; 4] = ["queued", "sent", "dead", "expired"];

@@ -257,8 +257,8 @@ impl Hasher {
     /// round trip (the hash itself takes its place later, and may still be
     /// refused if others took the room meanwhile).
     pub fn admits(&self, client: ClientIp) -> Result<(), HashError> {
-        if let Some(ip) = client.0
-            && lock(&self.per_client).get(&ip).copied().unwrap_or(0) >= self.max_per_client
+        if let Some(share) = client.queue_share()
+            && lock(&self.per_client).get(&share).copied().unwrap_or(0) >= self.max_per_client
         {
             crate::metrics::get().hash_rejected();
             return Err(HashError::ClientBusy);
@@ -275,10 +275,10 @@ impl Hasher {
         client: ClientIp,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _place = match client.0 {
-            Some(ip) => Some(ClientPlace::take(
+        let _place = match client.queue_share() {
+            Some(share) => Some(ClientPlace::take(
                 &self.per_client,
-                ip,
+                share,
                 self.max_per_client,
             )?),
             None => None,

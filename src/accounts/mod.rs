@@ -198,10 +198,10 @@ impl Accounts {
                 return Err(refusal);
             }
         }
-        allowed(self.limiter.reserve_mailbox_email(email).await?)?;
+        allowed(self.limiter.reserve_mailbox_email(email, client).await?)?;
         let registered = self.create(email, password, locale.as_str(), client).await;
         if registered.is_err()
-            && let Err(err) = self.limiter.release_mailbox_email(email).await
+            && let Err(err) = self.limiter.release_mailbox_email(email, client).await
         {
             tracing::warn!(error = %err, "could not give back a mailbox's email count");
         }
@@ -397,20 +397,27 @@ impl Accounts {
         }
     }
 
-    /// A user's request for a new code: limited per email (a minute, a day)
-    /// and per mailbox, then as `reissue`.
-    pub async fn resend(&self, user: &User) -> Result<(), AccountError> {
+    /// A user's request for a new code, from `client`: limited per email (a
+    /// minute, a day) and per mailbox, then as `reissue`.
+    pub async fn resend(&self, user: &User, client: ClientIp) -> Result<(), AccountError> {
         if user.is_active {
             return Err(AccountError::AlreadyActive);
         }
-        allowed(self.limiter.reserve_mailbox_email(&user.email).await?)?;
+        allowed(
+            self.limiter
+                .reserve_mailbox_email(&user.email, client)
+                .await?,
+        )?;
         let resent = async {
             allowed(self.limiter.check_resend(&user.email).await?)?;
             self.reissue(user).await
         };
         let resent = resent.await;
         if resent.is_err()
-            && let Err(err) = self.limiter.release_mailbox_email(&user.email).await
+            && let Err(err) = self
+                .limiter
+                .release_mailbox_email(&user.email, client)
+                .await
         {
             tracing::warn!(error = %err, "could not give back a mailbox's email count");
         }

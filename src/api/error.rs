@@ -177,12 +177,12 @@ impl ApiError {
                 }
                 Limit::ResendDaily => "Daily resend limit reached. Please try again later.",
                 // Limits it did not have, in the same style.
-                Limit::AuthFailures | Limit::AuthFailuresPerIp => {
+                Limit::AuthFailures | Limit::AuthFailuresCeiling | Limit::AuthFailuresPerIp => {
                     "Too many failed authentication attempts. Please try again later."
                 }
                 Limit::RegisterPerIp => "Too many registration attempts. Please try again later.",
                 Limit::HashQueuePerIp => "Too many requests in progress. Please try again later.",
-                Limit::MailboxDaily => {
+                Limit::MailboxDaily | Limit::MailboxDailyTotal => {
                     "Too many activation emails to this address today. Please try again later."
                 }
             },

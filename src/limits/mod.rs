@@ -36,29 +36,37 @@ pub enum Limit {
     ActivationFailuresPerIp,
     ResendPerMinute,
     ResendDaily,
-    /// Failed Basic authentications of one email.
+    /// Failed Basic authentications of one email from one client network.
     AuthFailures,
+    /// Failed Basic authentications of one email from all networks: past
+    /// it, only networks that have not failed for it are heard.
+    AuthFailuresCeiling,
     /// Failed Basic authentications from one client IP.
     AuthFailuresPerIp,
     RegisterPerIp,
     /// Places one client IP holds in the password-hash queue.
     HashQueuePerIp,
-    /// Activation emails a day to one mailbox.
+    /// Activation emails a day to one mailbox asked for from one client
+    /// network.
     MailboxDaily,
+    /// Activation emails a day to one mailbox from all networks.
+    MailboxDailyTotal,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 10] = [
+    pub const ALL: [Limit; 12] = [
         Limit::ActivationAttempts,
         Limit::ActivationBudget,
         Limit::ActivationFailuresPerIp,
         Limit::ResendPerMinute,
         Limit::ResendDaily,
         Limit::AuthFailures,
+        Limit::AuthFailuresCeiling,
         Limit::AuthFailuresPerIp,
         Limit::RegisterPerIp,
         Limit::HashQueuePerIp,
         Limit::MailboxDaily,
+        Limit::MailboxDailyTotal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,10 +77,12 @@ impl Limit {
             Self::ResendPerMinute => "resend_per_minute",
             Self::ResendDaily => "resend_daily",
             Self::AuthFailures => "auth_failures",
+            Self::AuthFailuresCeiling => "auth_failures_ceiling",
             Self::AuthFailuresPerIp => "auth_failures_per_ip",
             Self::RegisterPerIp => "register_per_ip",
             Self::HashQueuePerIp => "hash_queue_per_ip",
             Self::MailboxDaily => "mailbox_daily",
+            Self::MailboxDailyTotal => "mailbox_daily_total",
         }
     }
 }
@@ -121,6 +131,12 @@ const COUNT: &str = include_str!("count.lua");
 /// Gives back one count of a reservation not used (`give_back.lua`).
 const GIVE_BACK: &str = include_str!("give_back.lua");
 
+/// Counts one in a budget shared among client networks (`count_shared.lua`).
+const COUNT_SHARED: &str = include_str!("count_shared.lua");
+
+/// Gives back one count of a shared budget (`give_back_shared.lua`).
+const GIVE_BACK_SHARED: &str = include_str!("give_back_shared.lua");
+
 const MINUTE: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -135,6 +151,8 @@ pub struct Limiter {
     lock: Arc<Script>,
     count: Arc<Script>,
     give_back: Arc<Script>,
+    count_shared: Arc<Script>,
+    give_back_shared: Arc<Script>,
 }
 
 /// A Redis key with the hash tag `{tag}`: one email's (or IP's, or
@@ -150,10 +168,20 @@ struct EmailKeys {
     resend_minute: String,
     resend_day: String,
     auth_failures: String,
+    /// Failed authentications by client network (a hash).
+    auth_failures_by_network: String,
     proof: String,
 }
 
 impl EmailKeys {
+    /// The failed authentications, shared among client networks.
+    fn auth_failures_shared(&self) -> SharedKeys {
+        SharedKeys {
+            total: self.auth_failures.clone(),
+            by_network: self.auth_failures_by_network.clone(),
+        }
+    }
+
     fn of(email: &Email) -> Self {
         let tag = email.as_str();
         Self {
@@ -162,6 +190,7 @@ impl EmailKeys {
             resend_minute: key(tag, "resend:minute"),
             resend_day: key(tag, "resend:day"),
             auth_failures: key(tag, "auth:failures"),
+            auth_failures_by_network: key(tag, "auth:failures:by-network"),
             proof: key(tag, "credential:proof"),
         }
     }
@@ -171,8 +200,27 @@ fn ip_key(ip: IpAddr, name: &str) -> String {
     key(&format!("ip:{ip}"), name)
 }
 
-fn mailbox_key(mailbox: &str) -> String {
-    key(&format!("mailbox:{mailbox}"), "emails")
+/// A mailbox's emails of the day: all networks', and by network (a hash).
+fn mailbox_keys(mailbox: &str) -> SharedKeys {
+    let tag = format!("mailbox:{mailbox}");
+    SharedKeys {
+        total: key(&tag, "emails"),
+        by_network: key(&tag, "emails:by-network"),
+    }
+}
+
+/// A budget shared among client networks: its total and its hash of counts
+/// by network (one hash tag).
+struct SharedKeys {
+    total: String,
+    by_network: String,
+}
+
+/// A client's network as the shared budgets name it (its address: an IPv6
+/// client's is already its /64); `-` for a client without one (exempt, or
+/// the CLI).
+fn network_field(client: ClientIp) -> String {
+    client.0.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -195,6 +243,8 @@ impl Limiter {
             lock: Script::new(LOCK).into(),
             count: Script::new(COUNT).into(),
             give_back: Script::new(GIVE_BACK).into(),
+            count_shared: Script::new(COUNT_SHARED).into(),
+            give_back_shared: Script::new(GIVE_BACK_SHARED).into(),
         }
     }
 
@@ -369,24 +419,78 @@ impl Limiter {
         }
     }
 
-    /// Counts an activation email to `email`'s mailbox, unless the mailbox
-    /// had its day's share.
-    pub async fn reserve_mailbox_email(&self, email: &Email) -> RedisResult<Decision> {
-        self.count(
-            &[(
-                mailbox_key(&self.inboxes.of(email)),
-                self.policy.emails_per_mailbox_daily,
-                DAY,
-            )],
-            &[Limit::MailboxDaily],
+    /// Counts an activation email to `email`'s mailbox asked for by
+    /// `client`, unless the mailbox had its day's share from the client's
+    /// network or from all of them.
+    pub async fn reserve_mailbox_email(
+        &self,
+        email: &Email,
+        client: ClientIp,
+    ) -> RedisResult<Decision> {
+        let policy = &self.policy;
+        self.count_shared(
+            &mailbox_keys(&self.inboxes.of(email)),
+            client,
+            (
+                policy.emails_per_mailbox_daily,
+                policy.emails_per_mailbox_daily_total,
+            ),
+            DAY,
+            false,
+            [Limit::MailboxDaily, Limit::MailboxDailyTotal],
         )
         .await
     }
 
     /// Gives back an email counted by [`Limiter::reserve_mailbox_email`]
     /// that was not sent after all.
-    pub async fn release_mailbox_email(&self, email: &Email) -> RedisResult<()> {
-        self.give_back(&mailbox_key(&self.inboxes.of(email))).await
+    pub async fn release_mailbox_email(&self, email: &Email, client: ClientIp) -> RedisResult<()> {
+        self.give_back_shared(&mailbox_keys(&self.inboxes.of(email)), client)
+            .await
+    }
+
+    /// Counts one for `client`'s network in a budget shared among networks
+    /// (`count_shared.lua`): `(mine, total)` are the limits, reported as
+    /// `reached[0]` and `reached[1]`. With `first_try_passes`, a network
+    /// that has not used the budget passes a full total.
+    async fn count_shared(
+        &self,
+        keys: &SharedKeys,
+        client: ClientIp,
+        (mine, total): (u32, u32),
+        window: Duration,
+        first_try_passes: bool,
+        reached: [Limit; 2],
+    ) -> RedisResult<Decision> {
+        let (full, wait): (usize, i64) = self
+            .count_shared
+            .key(&keys.total)
+            .key(&keys.by_network)
+            .arg(network_field(client))
+            .arg(mine)
+            .arg(total)
+            .arg(millis(window))
+            .arg(if first_try_passes { "1" } else { "0" })
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(match full.checked_sub(1).and_then(|i| reached.get(i)) {
+            None => Decision::Allowed,
+            Some(&limit) => Decision::Limited {
+                limit,
+                retry_after: pttl(wait),
+            },
+        })
+    }
+
+    /// Gives back what [`Limiter::count_shared`] counted for `client`.
+    async fn give_back_shared(&self, keys: &SharedKeys, client: ClientIp) -> RedisResult<()> {
+        self.give_back_shared
+            .key(&keys.total)
+            .key(&keys.by_network)
+            .arg(network_field(client))
+            .invoke_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(drop)
     }
 
     /// Counts a Basic authentication as failed before the password is
@@ -412,13 +516,13 @@ impl Limiter {
             }
         }
         let decision = self
-            .count(
-                &[(
-                    EmailKeys::of(email).auth_failures,
-                    policy.auth_failures_per_email,
-                    policy.auth_failure_window,
-                )],
-                &[Limit::AuthFailures],
+            .count_shared(
+                &EmailKeys::of(email).auth_failures_shared(),
+                ip,
+                (policy.auth_failures_per_email, policy.auth_failure_ceiling),
+                policy.auth_failure_window,
+                true,
+                [Limit::AuthFailures, Limit::AuthFailuresCeiling],
             )
             .await?;
         if decision != Decision::Allowed
@@ -432,7 +536,8 @@ impl Limiter {
     /// Gives back what [`Limiter::reserve_auth_failure`] counted, for an
     /// authentication that did not fail.
     pub async fn release_auth_failure(&self, email: &Email, ip: ClientIp) -> RedisResult<()> {
-        self.give_back(&EmailKeys::of(email).auth_failures).await?;
+        self.give_back_shared(&EmailKeys::of(email).auth_failures_shared(), ip)
+            .await?;
         if let Some(ip) = ip.0 {
             self.give_back(&ip_key(ip, "auth:failures")).await?;
         }
@@ -448,6 +553,7 @@ impl Limiter {
         pipe.del(&keys.lock)
             .del(&keys.attempts)
             .del(&keys.auth_failures);
+        pipe.del(&keys.auth_failures_by_network).ignore();
         if resend_limits {
             pipe.del(&keys.resend_minute).del(&keys.resend_day);
         }
@@ -537,6 +643,8 @@ mod tests {
             &keys.resend_minute,
             &keys.resend_day,
             &keys.auth_failures,
+            &keys.auth_failures_by_network,
+            &keys.proof,
         ] {
             assert!(key.starts_with("activator:{someone@example.com}:"), "{key}");
         }
@@ -546,8 +654,12 @@ mod tests {
             "activator:{ip:2001:db8::1}:register"
         );
         assert_eq!(
-            mailbox_key("someone@example.com"),
+            mailbox_keys("someone@example.com").total,
             "activator:{mailbox:someone@example.com}:emails"
+        );
+        assert_eq!(
+            mailbox_keys("someone@example.com").by_network,
+            "activator:{mailbox:someone@example.com}:emails:by-network"
         );
     }
 

@@ -226,13 +226,19 @@ pub struct LimitSettings {
     pub activation_max_failures: u32,
     pub activation_failures_per_ip: u32,
     pub activation_failure_window: Duration,
+    /// Per (email, client network).
     pub auth_failures_per_email: u32,
+    /// Per email, all networks together.
+    pub auth_failure_ceiling: u32,
     pub auth_failures_per_ip: u32,
     pub auth_failure_window: Duration,
     pub register_per_ip: u32,
     pub register_window: Duration,
     pub hash_queue_per_ip: usize,
+    /// Per (mailbox, client network).
     pub emails_per_mailbox_daily: u32,
+    /// Per mailbox, all networks together.
+    pub emails_per_mailbox_daily_total: u32,
 }
 
 /// Where clients are: which peers' `X-Forwarded-For` to believe, and which
@@ -389,12 +395,14 @@ impl LimitSettings {
             activation_failures_per_ip: count(source, "ACTIVATION_FAILURE_PER_IP_LIMIT")?,
             activation_failure_window: seconds(source, "ACTIVATION_FAILURE_PER_IP_WINDOW_SECONDS")?,
             auth_failures_per_email: count(source, "AUTH_FAILURE_LIMIT")?,
+            auth_failure_ceiling: count(source, "AUTH_FAILURE_CEILING")?,
             auth_failures_per_ip: count(source, "AUTH_FAILURE_PER_IP_LIMIT")?,
             auth_failure_window: seconds(source, "AUTH_FAILURE_WINDOW_SECONDS")?,
             register_per_ip: count(source, "REGISTER_PER_IP_LIMIT")?,
             register_window: seconds(source, "REGISTER_PER_IP_WINDOW_SECONDS")?,
             hash_queue_per_ip: integer(source, "HASH_QUEUE_PER_IP", 1..=10_000)?,
             emails_per_mailbox_daily: count(source, "EMAIL_PER_MAILBOX_DAILY_LIMIT")?,
+            emails_per_mailbox_daily_total: count(source, "EMAIL_PER_MAILBOX_DAILY_TOTAL")?,
         })
     }
 }

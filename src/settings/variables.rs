@@ -156,7 +156,12 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "AUTH_FAILURE_LIMIT",
         default: DefaultValue::Value("10"),
-        meaning: "failed Basic authentications per email within the window",
+        meaning: "failed Basic authentications per (email, client network) within the window",
+    },
+    Variable {
+        name: "AUTH_FAILURE_CEILING",
+        default: DefaultValue::Value("100"),
+        meaning: "failed Basic authentications per email within the window, all networks together; past it only networks that have not failed for the email are heard",
     },
     Variable {
         name: "AUTH_FAILURE_PER_IP_LIMIT",
@@ -191,12 +196,17 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "HASH_QUEUE_PER_IP",
         default: DefaultValue::Value("4"),
-        meaning: "places one client IP may hold in the password-hash queue",
+        meaning: "places one client (an IPv4 address, an IPv6 /48) may hold in the password-hash queue",
     },
     Variable {
         name: "EMAIL_PER_MAILBOX_DAILY_LIMIT",
         default: DefaultValue::Value("10"),
-        meaning: "activation emails a day to one mailbox (the address without its `+tag`)",
+        meaning: "activation emails a day to one mailbox (the address without its `+tag`) asked for from one client network",
+    },
+    Variable {
+        name: "EMAIL_PER_MAILBOX_DAILY_TOTAL",
+        default: DefaultValue::Value("30"),
+        meaning: "activation emails a day to one mailbox, all client networks together",
     },
     Variable {
         name: "MAILBOX_ALIAS_DOMAINS",

@@ -17,6 +17,7 @@ mod events;
 mod operations;
 mod operations_failover;
 mod operations_monitoring;
+mod owner;
 mod register;
 mod resend;
 mod sign_in;

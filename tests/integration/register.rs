@@ -644,10 +644,14 @@ async fn one_client_cannot_take_the_whole_hash_queue() {
     ])
     .await;
     let (flooder, other_client) = (unique_ip(), unique_ip());
+    // Each request from another /64 of the flooder's /48: one client to the
+    // queue.
+    let site: Vec<&str> = flooder.split(':').take(3).collect();
+    let site = site.join(":");
     let flood = join_all((0..20).map(|i| {
-        let (app, flooder) = (&app, &flooder);
+        let (app, flooder) = (&app, format!("{site}:{:x}::1", 0x100 + i));
         async move {
-            app.register_from(flooder, &unique_email(&format!("flood{i}")), PASSWORD)
+            app.register_from(&flooder, &unique_email(&format!("flood{i}")), PASSWORD)
                 .await
         }
     }));

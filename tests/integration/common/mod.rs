@@ -101,10 +101,12 @@ pub fn unique_ip() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
+    // Each in a /48 of its own (the hash queue's share), and a /64 no other
+    // test process uses (the counted client).
     format!(
         "2001:db8:{:x}:{:x}:{:x}:{:x}::1",
-        std::process::id() & 0xffff,
         n & 0xffff,
+        std::process::id() & 0xffff,
         (nanos >> 16) & 0xffff,
         nanos & 0xffff
     )

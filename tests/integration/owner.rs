@@ -1,0 +1,214 @@
+//! The owner of an address always wins (docs/LIMITS.md "The owner of an
+//! address"): limits count who is asking, so an attacker who spends them
+//! from networks of their own does not lock the owner out. Against the real
+//! binary, behind a trusted proxy whose `X-Forwarded-For` names the client
+//! networks.
+
+use serde_json::{Value, json};
+
+use crate::common::email::{code_for, scrape, serve_with_metrics};
+use crate::common::{MailSink, PASSWORD, Server, TestDb, unique_email};
+
+const WRONG: &str = "Wr0ng!pass";
+
+/// A server that believes loopback's `X-Forwarded-For`.
+fn behind_proxy(db: &TestDb, sink: &MailSink, extra: &[(&str, &str)]) -> Server {
+    let mut env = vec![
+        ("EMAIL_API_URL", sink.url.as_str()),
+        ("TRUSTED_PROXIES", "127.0.0.1/32"),
+    ];
+    env.extend_from_slice(extra);
+    Server::start(&db.url, &env)
+}
+
+/// POSTs `body` to `path` as the client `network` (an address in it).
+fn post_from(
+    server: &Server,
+    network: &str,
+    path: &str,
+    body: &Value,
+    auth: Option<(&str, &str)>,
+) -> (u16, String) {
+    let (status, text, _) = server.post_with(path, &[("X-Forwarded-For", network)], body, auth);
+    (status, text)
+}
+
+fn register_from(server: &Server, network: &str, email: &str, password: &str) -> u16 {
+    let body = json!({"email": email, "password": password});
+    post_from(server, network, "/auth/register", &body, None).0
+}
+
+/// A client in a /64 of its own: `2001:db8:<n>:<m>::7`.
+fn network(n: u32, m: u32) -> String {
+    format!("2001:db8:{n:x}:{m:x}::7")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_passwords_from_other_networks_never_keep_the_owner_out() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let server = behind_proxy(&db, &sink, &[]);
+    let owner = unique_email("owner-signin");
+    let home = network(1, 1);
+    assert_eq!(register_from(&server, &home, &owner, PASSWORD), 201);
+    let code = code_for(&sink, &owner);
+
+    // Ten networks, one wrong password each: today's table row.
+    for n in 0..10 {
+        let (status, _) = post_from(
+            &server,
+            &network(2, n),
+            "/auth/resend",
+            &json!({}),
+            Some((&owner, WRONG)),
+        );
+        assert_eq!(status, 401);
+    }
+    // One network spends its own budget (AUTH_FAILURE_LIMIT, 10) and is
+    // refused, right password or not.
+    let guesser = network(3, 0);
+    for _ in 0..10 {
+        let (status, _) = post_from(
+            &server,
+            &guesser,
+            "/auth/resend",
+            &json!({}),
+            Some((&owner, WRONG)),
+        );
+        assert_eq!(status, 401);
+    }
+    let (status, body) = post_from(
+        &server,
+        &guesser,
+        "/auth/activate",
+        &json!({"code": code}),
+        Some((&owner, PASSWORD)),
+    );
+    assert_eq!(status, 429, "{body}");
+
+    // The owner, from home, activates.
+    let (status, body) = post_from(
+        &server,
+        &home,
+        "/auth/activate",
+        &json!({"code": code}),
+        Some((&owner, PASSWORD)),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_the_ceiling_networks_that_failed_are_refused_and_the_owner_is_not() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let (server, metrics_url) = serve_with_metrics(
+        &db,
+        &sink,
+        &[
+            ("TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("AUTH_FAILURE_LIMIT", "3"),
+            ("AUTH_FAILURE_CEILING", "6"),
+        ],
+    );
+    let owner = unique_email("owner-ceiling");
+    assert_eq!(
+        register_from(&server, &network(4, 0), &owner, PASSWORD),
+        201
+    );
+    let code = code_for(&sink, &owner);
+    // Six failures from three networks reach the ceiling.
+    for n in 1..=3 {
+        for _ in 0..2 {
+            let body = json!({});
+            let (status, _) = post_from(
+                &server,
+                &network(4, n),
+                "/auth/resend",
+                &body,
+                Some((&owner, WRONG)),
+            );
+            assert_eq!(status, 401);
+        }
+    }
+    // Each of them has failed: refused, though under its own limit.
+    for n in 1..=3 {
+        let body = json!({"code": code});
+        let (status, text) = post_from(
+            &server,
+            &network(4, n),
+            "/auth/activate",
+            &body,
+            Some((&owner, PASSWORD)),
+        );
+        assert_eq!(status, 429, "{text}");
+    }
+    // A network that has not failed is heard: the right password works.
+    let body = json!({"code": code});
+    let (status, text) = post_from(
+        &server,
+        &network(4, 9),
+        "/auth/activate",
+        &body,
+        Some((&owner, PASSWORD)),
+    );
+    assert_eq!(status, 200, "{text}");
+    let metrics = scrape(&metrics_url);
+    assert!(
+        metrics.contains("activator_rate_limited_total{limit=\"auth_failures_ceiling\"} 3"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_registrations_from_one_client_leave_the_owner_their_email() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let server = behind_proxy(&db, &sink, &[]);
+    let owner = unique_email("owner-tags");
+    let (local, domain) = owner.split_once('@').unwrap();
+    let attacker = network(5, 0);
+    for i in 1..=10 {
+        let tagged = format!("{local}+{i}@{domain}");
+        assert_eq!(register_from(&server, &attacker, &tagged, WRONG), 201);
+    }
+    // The attacker's network has spent its share of the mailbox...
+    let eleventh = format!("{local}+11@{domain}");
+    assert_eq!(register_from(&server, &attacker, &eleventh, WRONG), 429);
+    // ...and the owner, from another, registers and activates.
+    assert_eq!(
+        register_from(&server, &network(5, 1), &owner, PASSWORD),
+        201
+    );
+    let code = code_for(&sink, &owner);
+    let body = json!({"code": code});
+    let (status, text) = post_from(
+        &server,
+        &network(5, 1),
+        "/auth/activate",
+        &body,
+        Some((&owner, PASSWORD)),
+    );
+    assert_eq!(status, 200, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mailbox_has_a_daily_total_across_networks() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let server = behind_proxy(
+        &db,
+        &sink,
+        &[
+            ("EMAIL_PER_MAILBOX_DAILY_LIMIT", "2"),
+            ("EMAIL_PER_MAILBOX_DAILY_TOTAL", "3"),
+        ],
+    );
+    let owner = unique_email("owner-total");
+    let (local, domain) = owner.split_once('@').unwrap();
+    let tagged = |i: u32| format!("{local}+{i}@{domain}");
+    let statuses: Vec<u16> = [(0, 1), (0, 2), (0, 3), (1, 4), (1, 5), (2, 6)]
+        .into_iter()
+        .map(|(n, i)| register_from(&server, &network(6, n), &tagged(i), PASSWORD))
+        .collect();
+    assert_eq!(statuses, [201, 201, 429, 201, 429, 429]);
+}
