@@ -25,6 +25,10 @@ pub struct Code(String);
 /// The lengths a code may have.
 pub const LENGTHS: std::ops::RangeInclusive<usize> = 4..=8;
 
+/// The length of the codes mailed to an inbox that has spent its guessing
+/// budget for short codes (docs/LIMITS.md "Guessing odds per inbox").
+pub const LONG_LENGTH: usize = 8;
+
 /// Why a submitted code is not one, in the order the original service
 /// checked: its length in characters, then the pattern `^\d{N}$`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -169,6 +169,7 @@ pub struct Metrics {
     hash_rejected: IntCounter,
     hashes: IntCounterVec,
     events: IntCounterVec,
+    wrong_codes: IntCounterVec,
 }
 
 /// The process's metrics.
@@ -312,6 +313,16 @@ impl Metrics {
                     &["work"],
                 ),
             ),
+            wrong_codes: add(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "activator_wrong_codes_total",
+                        "Wrong activation codes checked against a stored code, by the typed code's length: the guesses an attacker had (each one in 10^length).",
+                    ),
+                    &["length"],
+                ),
+            ),
             registry,
         };
         for (counter, values) in [
@@ -412,6 +423,13 @@ impl Metrics {
     pub fn hashed(&self, work: &str) {
         debug_assert!(HASH_WORK.contains(&work));
         self.hashes.with_label_values(&[work]).inc();
+    }
+
+    /// Counts a wrong code of `length` digits checked against a stored one.
+    pub fn wrong_code(&self, length: usize) {
+        self.wrong_codes
+            .with_label_values(&[length.to_string().as_str()])
+            .inc();
     }
 
     pub fn hash_rejected(&self) {

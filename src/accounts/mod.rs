@@ -16,7 +16,7 @@ use diesel_async::AsyncPgConnection;
 
 use crate::address::Email;
 use crate::client_ip::ClientIp;
-use crate::code::{Code, CodeHasher};
+use crate::code::{Code, CodeHasher, LONG_LENGTH};
 use crate::credential::Prover;
 use crate::db::users::{NewUser, User};
 use crate::db::{self, Pool, activation_codes, outbox, users};
@@ -229,6 +229,7 @@ impl Accounts {
         client: ClientIp,
     ) -> Result<(User, bool), AccountError> {
         let hash = self.hasher.hash(password, client).await?;
+        let length = self.code_length_for(email).await?;
         let mut conn = self.pool.get().await?;
         for attempt in 1.. {
             let created = conn
@@ -239,7 +240,7 @@ impl Accounts {
                         locale,
                     };
                     if let Some(user) = users::insert(conn, &new).await? {
-                        self.issue_code(conn, &user).await?;
+                        self.issue_code(conn, &user, length).await?;
                         if self.events.registered {
                             queue_event(conn, REGISTERED, &user, None).await?;
                         }
@@ -261,7 +262,7 @@ impl Accounts {
                                 user_id = %user.id,
                                 "an expired pending registration starts afresh"
                             );
-                            self.issue_code(conn, &user).await?;
+                            self.issue_code(conn, &user, length).await?;
                             if self.events.registered {
                                 queue_event(conn, REGISTERED, &user, None).await?;
                             }
@@ -427,6 +428,7 @@ impl Accounts {
     /// Issues a new code (superseding older ones) and queues its email,
     /// regardless of resend limits: the support action.
     pub async fn reissue(&self, user: &User) -> Result<(), AccountError> {
+        let length = self.code_length_for(&user.email).await?;
         let mut conn = self.pool.get().await?;
         for attempt in 1.. {
             let reissued = conn
@@ -444,7 +446,7 @@ impl Accounts {
                         // Registered afresh since `user` signed in: not theirs now.
                         return Err(AccountError::InvalidCredentials);
                     }
-                    self.issue_code(conn, &current).await
+                    self.issue_code(conn, &current, length).await
                 })
                 .await;
             if !run_again(&reissued, attempt) {
@@ -460,6 +462,16 @@ impl Accounts {
         unreachable!("run_again stops after the second attempt")
     }
 
+    /// The length of `email`'s next code: `CODE_LENGTH`, or
+    /// [`LONG_LENGTH`] once its inbox has spent its budget of wrong short
+    /// codes (docs/LIMITS.md "Guessing odds per inbox").
+    async fn code_length_for(&self, email: &Email) -> Result<usize, AccountError> {
+        if self.code_length < LONG_LENGTH && self.limiter.inbox_guessed_out(email).await? {
+            return Ok(LONG_LENGTH);
+        }
+        Ok(self.code_length)
+    }
+
     /// Supersedes the live code (and the emails still queued with it),
     /// stores a new one and queues its email, the code sealed (the
     /// dispatcher writes the email when it sends it). Runs inside the
@@ -468,10 +480,11 @@ impl Accounts {
         &self,
         conn: &mut AsyncPgConnection,
         user: &User,
+        length: usize,
     ) -> Result<(), AccountError> {
         let now = Utc::now();
         let expires_at = now + crate::duration::to_delta(self.code_ttl);
-        let code = Code::generate(self.code_length);
+        let code = Code::generate(length);
         activation_codes::supersede_live(conn, user.id, now).await?;
         outbox::supersede_queued(conn, user.id, now).await?;
         activation_codes::insert(
@@ -528,11 +541,21 @@ impl Accounts {
             return Err(AccountError::AlreadyActive);
         }
         allowed(self.limiter.reserve_activation_failure(client).await?)?;
+        // A short code is counted against the inbox (all its addresses)
+        // before it is checked; once the inbox has spent that budget, short
+        // codes are not checked at all: its codes are long now.
+        let short = code.as_str().len() < LONG_LENGTH;
+        if short && !self.limiter.reserve_inbox_guess(&user.email).await? {
+            return Err(AccountError::InvalidCode);
+        }
         let tried = self.try_activate(user, code).await;
-        if !matches!(tried, Err(AccountError::InvalidCode))
-            && let Err(err) = self.limiter.release_activation_failure(client).await
-        {
-            tracing::warn!(error = %err, "could not give back an activation's count");
+        if !matches!(tried, Err(AccountError::InvalidCode)) {
+            if let Err(err) = self.limiter.release_activation_failure(client).await {
+                tracing::warn!(error = %err, "could not give back an activation's count");
+            }
+            if short && let Err(err) = self.limiter.release_inbox_guess(&user.email).await {
+                tracing::warn!(error = %err, "could not give back an inbox's guess");
+            }
         }
         tried
     }
@@ -575,6 +598,7 @@ impl Accounts {
             }
             Ok(())
         } else {
+            crate::metrics::get().wrong_code(code.as_str().len());
             self.limiter.record_failure(email, attempt).await?;
             Err(AccountError::InvalidCode)
         }

@@ -15,7 +15,7 @@ use crate::address::Email;
 use crate::api::error::{ApiError, Detail, ValidationErrors};
 use crate::api::request::{self, BasicAuth, Body, Check, Fields};
 use crate::client_ip::ClientIp;
-use crate::code::{Code, Malformed};
+use crate::code::{Code, LONG_LENGTH, Malformed};
 use crate::locale::{Locale, Locales};
 use crate::metrics::{self, Activation, Registration, Resend};
 use crate::password::{self, Password, Refusal};
@@ -102,12 +102,14 @@ pub struct ActivateRequest {
 }
 
 impl ActivateRequest {
-    /// Validates the body, for codes of `length` digits.
+    /// Validates the body, for codes of `length` digits (or of
+    /// [`LONG_LENGTH`], an inbox's long codes).
     fn read(body: &Body, length: usize) -> Result<Self, ApiError> {
         let mut fields = Fields::new(request::object(body, true)?, &[]);
-        let code = fields
-            .string("code")
-            .and_then(|raw| match Code::parse(raw, length) {
+        let code = fields.string("code").and_then(|raw| {
+            match Code::parse(raw, length)
+                .or_else(|malformed| Code::parse(raw, LONG_LENGTH).map_err(|_| malformed))
+            {
                 Ok(code) => Some(code),
                 Err(malformed) => {
                     let check = match malformed {
@@ -118,7 +120,8 @@ impl ActivateRequest {
                     fields.invalid("code", raw, check);
                     None
                 }
-            });
+            }
+        });
         Ok(Self {
             code: fields.finish(code)?,
         })

@@ -139,6 +139,7 @@ const GIVE_BACK_SHARED: &str = include_str!("give_back_shared.lua");
 
 const MINUTE: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(86_400);
+const YEAR: Duration = Duration::from_secs(365 * 86_400);
 
 /// The rate limiter. Cheap to clone.
 #[derive(Clone)]
@@ -207,6 +208,15 @@ fn mailbox_keys(mailbox: &str) -> SharedKeys {
         total: key(&tag, "emails"),
         by_network: key(&tag, "emails:by-network"),
     }
+}
+
+/// A mailbox's wrong short codes: of the day, of the year.
+fn guess_keys(mailbox: &str) -> [String; 2] {
+    let tag = format!("mailbox:{mailbox}");
+    [
+        key(&tag, "short-guesses:day"),
+        key(&tag, "short-guesses:year"),
+    ]
 }
 
 /// A budget shared among client networks: its total and its hash of counts
@@ -421,7 +431,8 @@ impl Limiter {
 
     /// Counts an activation email to `email`'s mailbox asked for by
     /// `client`, unless the mailbox had its day's share from the client's
-    /// network or from all of them.
+    /// network, or from all of them and this network already asked today
+    /// (a network's first email always goes: others cannot spend it).
     pub async fn reserve_mailbox_email(
         &self,
         email: &Email,
@@ -436,7 +447,7 @@ impl Limiter {
                 policy.emails_per_mailbox_daily_total,
             ),
             DAY,
-            false,
+            true,
             [Limit::MailboxDaily, Limit::MailboxDailyTotal],
         )
         .await
@@ -447,6 +458,48 @@ impl Limiter {
     pub async fn release_mailbox_email(&self, email: &Email, client: ClientIp) -> RedisResult<()> {
         self.give_back_shared(&mailbox_keys(&self.inboxes.of(email)), client)
             .await
+    }
+
+    /// Whether `email`'s inbox has spent its budget of wrong short codes
+    /// (of the day or of the year): its codes are long then.
+    pub async fn inbox_guessed_out(&self, email: &Email) -> RedisResult<bool> {
+        let [day, year] = guess_keys(&self.inboxes.of(email));
+        let (day, year): (Option<u32>, Option<u32>) = redis::pipe()
+            .get(day)
+            .get(year)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(day.unwrap_or(0) >= self.policy.inbox_short_guesses_daily
+            || year.unwrap_or(0) >= self.policy.inbox_short_guesses_yearly)
+    }
+
+    /// Counts a short code's check against `email`'s inbox before it is
+    /// checked; false (counting nothing) when the inbox has spent its
+    /// budget, and the code must not be checked. A right code gives it back
+    /// ([`Limiter::release_inbox_guess`]).
+    pub async fn reserve_inbox_guess(&self, email: &Email) -> RedisResult<bool> {
+        let [day, year] = guess_keys(&self.inboxes.of(email));
+        let policy = &self.policy;
+        let decision = self
+            .count(
+                &[
+                    (day, policy.inbox_short_guesses_daily, DAY),
+                    (year, policy.inbox_short_guesses_yearly, YEAR),
+                ],
+                // Never answered as such: the caller reads a refusal as a
+                // wrong code.
+                &[Limit::ActivationBudget, Limit::ActivationBudget],
+            )
+            .await?;
+        Ok(decision == Decision::Allowed)
+    }
+
+    /// Gives back what [`Limiter::reserve_inbox_guess`] counted.
+    pub async fn release_inbox_guess(&self, email: &Email) -> RedisResult<()> {
+        for key in guess_keys(&self.inboxes.of(email)) {
+            self.give_back(&key).await?;
+        }
+        Ok(())
     }
 
     /// Counts one for `client`'s network in a budget shared among networks

@@ -226,6 +226,9 @@ pub struct LimitSettings {
     pub activation_max_failures: u32,
     pub activation_failures_per_ip: u32,
     pub activation_failure_window: Duration,
+    /// Wrong short codes checked for one inbox in a day, and in a year.
+    pub inbox_short_guesses_daily: u32,
+    pub inbox_short_guesses_yearly: u32,
     /// Per (email, client network).
     pub auth_failures_per_email: u32,
     /// Per email, all networks together.
@@ -394,6 +397,8 @@ impl LimitSettings {
             activation_max_failures: count(source, "ACTIVATION_MAX_FAILURES")?,
             activation_failures_per_ip: count(source, "ACTIVATION_FAILURE_PER_IP_LIMIT")?,
             activation_failure_window: seconds(source, "ACTIVATION_FAILURE_PER_IP_WINDOW_SECONDS")?,
+            inbox_short_guesses_daily: count(source, "INBOX_SHORT_CODE_GUESSES_DAILY")?,
+            inbox_short_guesses_yearly: count(source, "INBOX_SHORT_CODE_GUESSES_YEARLY")?,
             auth_failures_per_email: count(source, "AUTH_FAILURE_LIMIT")?,
             auth_failure_ceiling: count(source, "AUTH_FAILURE_CEILING")?,
             auth_failures_per_ip: count(source, "AUTH_FAILURE_PER_IP_LIMIT")?,

@@ -154,6 +154,16 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "failed activations a pending account may have in its whole life",
     },
     Variable {
+        name: "INBOX_SHORT_CODE_GUESSES_DAILY",
+        default: DefaultValue::Value("8"),
+        meaning: "wrong short codes checked for one inbox's accounts in a day; past it (or the yearly budget) its codes are 8 digits long",
+    },
+    Variable {
+        name: "INBOX_SHORT_CODE_GUESSES_YEARLY",
+        default: DefaultValue::Value("80"),
+        meaning: "wrong short codes checked for one inbox's accounts in 365 days",
+    },
+    Variable {
         name: "AUTH_FAILURE_LIMIT",
         default: DefaultValue::Value("10"),
         meaning: "failed Basic authentications per (email, client network) within the window",

@@ -387,9 +387,11 @@ async fn the_failure_budget_outlives_lockouts_and_new_codes_until_unlock() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn parallel_guesses_cannot_overspend_the_budget() {
+    // The account's budget alone (the inbox's is tested in `owner`).
     let app = TestApp::with(&[
         ("ACTIVATION_MAX_FAILURES", "3"),
         ("ACTIVATION_ATTEMPT_LIMIT", "1000"),
+        ("INBOX_SHORT_CODE_GUESSES_DAILY", "1000"),
     ])
     .await;
     let email = unique_email("budget-race");

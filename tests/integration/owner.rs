@@ -38,9 +38,19 @@ fn register_from(server: &Server, network: &str, email: &str, password: &str) ->
     post_from(server, network, "/auth/register", &body, None).0
 }
 
-/// A client in a /64 of its own: `2001:db8:<n>:<m>::7`.
+/// A client in a /64 of its own, `2001:db8:<run>:<n><m>::7`: each test
+/// run has a /48 of its own (Redis keeps per-client counts across runs for
+/// their windows).
 fn network(n: u32, m: u32) -> String {
-    format!("2001:db8:{n:x}:{m:x}::7")
+    static RUN: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        (nanos ^ std::process::id()) & 0xffff
+    });
+    format!("2001:db8:{run:x}:{:x}::7", (n << 8) | m)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -206,9 +216,76 @@ async fn a_mailbox_has_a_daily_total_across_networks() {
     let owner = unique_email("owner-total");
     let (local, domain) = owner.split_once('@').unwrap();
     let tagged = |i: u32| format!("{local}+{i}@{domain}");
-    let statuses: Vec<u16> = [(0, 1), (0, 2), (0, 3), (1, 4), (1, 5), (2, 6)]
+    // Network 0 spends its two, network 1 reaches the total with its first
+    // and is refused its second; network 2 has not asked: its first goes.
+    let statuses: Vec<u16> = [(0, 1), (0, 2), (0, 3), (1, 4), (1, 5), (2, 6), (2, 7)]
         .into_iter()
         .map(|(n, i)| register_from(&server, &network(6, n), &tagged(i), PASSWORD))
         .collect();
-    assert_eq!(statuses, [201, 201, 429, 201, 429, 429]);
+    assert_eq!(statuses, [201, 201, 429, 201, 429, 201, 429]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_day_of_guessing_from_64_networks_gives_one_inbox_odds_under_a_thousandth() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let (server, metrics_url) =
+        serve_with_metrics(&db, &sink, &[("TRUSTED_PROXIES", "127.0.0.1/32")]);
+    let victim = unique_email("odds");
+    let (local, domain) = victim.split_once('@').unwrap();
+    let networks: Vec<String> = (0..64).map(|m| network(7, m)).collect();
+    // Each network registers an address of the victim's inbox while the
+    // mailbox takes them, then guesses the codes (mailed to the victim)
+    // from every network in turn, each address until refused.
+    let mut accounts = Vec::new();
+    for (i, from) in networks.iter().enumerate() {
+        let address = format!("{local}+{i}@{domain}");
+        match register_from(&server, from, &address, WRONG) {
+            201 => accounts.push(address),
+            429 => {}
+            other => panic!("register: {other}"),
+        }
+    }
+    assert!(accounts.len() >= 10, "{}", accounts.len());
+    let mut turn = 0;
+    for address in &accounts {
+        for guess in 0..12 {
+            let code = format!("{:04}", (turn * 7919 + guess) % 10_000);
+            let (status, text) = post_from(
+                &server,
+                &networks[turn % networks.len()],
+                "/auth/activate",
+                &json!({"code": code}),
+                Some((address, WRONG)),
+            );
+            turn += 1;
+            assert!([200, 400, 429].contains(&status), "{status} {text}");
+        }
+    }
+    // The sum over every code checked of 1 / 10^length.
+    let metrics = scrape(&metrics_url);
+    let odds: f64 = metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("activator_wrong_codes_total{length=\""))
+        .map(|rest| {
+            let (length, count) = rest.split_once("\"} ").unwrap();
+            count.parse::<f64>().unwrap() / 10f64.powi(length.parse().unwrap())
+        })
+        .sum();
+    assert!(odds > 0.0, "{metrics}");
+    assert!(odds <= 0.001, "odds {odds}");
+
+    // The owner still activates: the inbox's new codes are long.
+    let home = network(8, 0);
+    assert_eq!(register_from(&server, &home, &victim, PASSWORD), 201);
+    let code = code_for(&sink, &victim);
+    assert_eq!(code.len(), 8, "{code}");
+    let (status, text) = post_from(
+        &server,
+        &home,
+        "/auth/activate",
+        &json!({"code": code}),
+        Some((&victim, PASSWORD)),
+    );
+    assert_eq!(status, 200, "{text}");
 }

@@ -470,7 +470,10 @@ pub fn sealer() -> Sealer {
 /// The activation code inside an email text.
 pub fn code_in(text: &str) -> String {
     let at = text.find("code is: ").expect("the text states the code") + "code is: ".len();
-    text[at..at + 4].to_owned()
+    text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
 }
 
 /// A socket address at `ip`, as a request's peer.
