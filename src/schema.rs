@@ -9,6 +9,18 @@ diesel::table! {
         expires_at -> Timestamptz,
         used_at -> Nullable<Timestamptz>,
         superseded_at -> Nullable<Timestamptz>,
+        claim_id -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    claims (id) {
+        id -> Int8,
+        user_id -> Int8,
+        password_hash -> Text,
+        locale -> Nullable<Text>,
+        created_at -> Timestamptz,
+        failed_activations -> Int4,
     }
 }
 
@@ -28,6 +40,7 @@ diesel::table! {
         payload -> Nullable<Bytea>,
         kind -> Text,
         event_type -> Nullable<Text>,
+        claim_id -> Nullable<Int8>,
     }
 }
 
@@ -44,7 +57,9 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(activation_codes -> claims (claim_id));
 diesel::joinable!(activation_codes -> users (user_id));
+diesel::joinable!(claims -> users (user_id));
 diesel::joinable!(email_outbox -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(activation_codes, email_outbox, users,);
+diesel::allow_tables_to_appear_in_same_query!(activation_codes, claims, email_outbox, users,);

@@ -57,6 +57,7 @@ pub(super) async fn queue_event(
             expires_at: now + crate::duration::to_delta(EVENT_LIFE),
             kind: outbox::EVENT,
             event_type: Some(kind),
+            claim_id: None,
         },
     )
     .await

@@ -22,9 +22,10 @@ use crate::db::users::{NewUser, User};
 use crate::db::{self, Pool, activation_codes, outbox, users};
 use crate::limits::{Attempt, Cleared, Decision, Limit, Limiter};
 use crate::locale::Locale;
-use crate::password::{HashError, Hasher, Password};
+use crate::password::{HashError, Hasher, Password, PasswordHash};
 use crate::seal::{Payload, Sealer};
 
+mod claims;
 mod events;
 
 use crate::settings::Settings;
@@ -55,6 +56,11 @@ pub enum AccountError {
     Redis(#[from] redis::RedisError),
     #[error("password hashing failed: {0}")]
     Hash(HashError),
+    /// A registration found the address pending inside its transaction
+    /// (another came first meanwhile); it carries the newcomer's hash, to
+    /// record the claim with. Never leaves the workflows.
+    #[error("another registration of the address came first")]
+    LostRace(Box<User>, PasswordHash),
 }
 
 impl From<HashError> for AccountError {
@@ -190,25 +196,42 @@ impl Accounts {
         // in-process ones before any round trip.
         self.hasher.admits(client)?;
         allowed(self.limiter.check_register(client).await?)?;
-        {
+        let existing = {
             let mut conn = self.pool.get().await?;
-            if let Some(user) = users::find_by_email(&mut conn, email).await?
-                && let Some(refusal) = self.refusal_for_existing(&user, Utc::now())
-            {
-                return Err(refusal);
+            users::find_by_email(&mut conn, email).await?
+        };
+        if let Some(user) = existing
+            && let Some(refusal) = self.refusal_for_existing(&user, Utc::now())
+        {
+            if matches!(refusal, AccountError::CodeAlreadyIssued) {
+                // Pending: a claim of the newcomer's own (`claims.rs`).
+                self.claim(&user, password, locale, client, None).await?;
             }
+            return Err(refusal);
         }
-        allowed(self.limiter.reserve_mailbox_email(email, client).await?)?;
+        allowed(
+            self.limiter
+                .reserve_mailbox_email(email, client, false)
+                .await?,
+        )?;
         let registered = self.create(email, password, locale.as_str(), client).await;
         if registered.is_err()
             && let Err(err) = self.limiter.release_mailbox_email(email, client).await
         {
             tracing::warn!(error = %err, "could not give back a mailbox's email count");
         }
-        let (user, restarted) = registered?;
+        let (user, restarted) = match registered {
+            // Another registration of the address won the race: a claim.
+            Err(AccountError::LostRace(user, hash)) => {
+                self.claim(&user, password, locale, client, Some(hash))
+                    .await?;
+                return Err(AccountError::CodeAlreadyIssued);
+            }
+            registered => registered?,
+        };
         if restarted {
             // A new owner: the old one's counters are none of theirs.
-            if let Err(err) = self.limiter.unlock(email, true).await {
+            if let Err(err) = self.limiter.unlock(email, &[], true).await {
                 tracing::warn!(error = %err, "could not clear the counters of a renewed registration");
             }
         }
@@ -250,8 +273,12 @@ impl Accounts {
                     let existing = users::find_by_email(conn, email)
                         .await?
                         .ok_or_else(|| AccountError::UnknownUser(email.clone()))?;
-                    if let Some(refusal) = self.refusal_for_existing(&existing, now) {
-                        return Err(refusal);
+                    match self.refusal_for_existing(&existing, now) {
+                        Some(AccountError::CodeAlreadyIssued) => {
+                            return Err(AccountError::LostRace(Box::new(existing), hash.clone()));
+                        }
+                        Some(refusal) => return Err(refusal),
+                        None => {}
                     }
                     let cutoff = self.expired_before(now).unwrap_or(now);
                     match users::restart_registration(conn, existing.id, &hash, locale, cutoff)
@@ -262,6 +289,8 @@ impl Accounts {
                                 user_id = %user.id,
                                 "an expired pending registration starts afresh"
                             );
+                            // Its claims expired with it.
+                            db::claims::end_all(conn, user.id).await?;
                             self.issue_code(conn, &user, length).await?;
                             if self.events.registered {
                                 queue_event(conn, REGISTERED, &user, None).await?;
@@ -330,6 +359,23 @@ impl Accounts {
                     self.rehash(&user, password, client).await;
                 }
                 Ok(user)
+            }
+            // A pending address's claims have passwords of their own.
+            Some(user) if !user.is_active => {
+                let live = {
+                    let mut conn = self.pool.get().await?;
+                    db::claims::of_user(&mut conn, user.id).await?
+                };
+                for claim in &live {
+                    if self
+                        .hasher
+                        .verify(password, Some(&claim.password_hash), client)
+                        .await?
+                    {
+                        return Ok(user.as_claim(claim));
+                    }
+                }
+                Err(AccountError::InvalidCredentials)
             }
             _ => Err(AccountError::InvalidCredentials),
         }
@@ -404,13 +450,18 @@ impl Accounts {
         if user.is_active {
             return Err(AccountError::AlreadyActive);
         }
+        // Once the inbox's short codes are no longer checked, a new (long)
+        // code is the owner's way in: the mailbox's total does not refuse
+        // it (its per-network share and the resend limits still do).
+        let renewal =
+            self.code_length < LONG_LENGTH && self.limiter.inbox_guessed_out(&user.email).await?;
         allowed(
             self.limiter
-                .reserve_mailbox_email(&user.email, client)
+                .reserve_mailbox_email(&user.email, client, renewal)
                 .await?,
         )?;
         let resent = async {
-            allowed(self.limiter.check_resend(&user.email).await?)?;
+            allowed(self.limiter.check_resend(&user.email, user.claim).await?)?;
             self.reissue(user).await
         };
         let resent = resent.await;
@@ -446,11 +497,18 @@ impl Accounts {
                         // Registered afresh since `user` signed in: not theirs now.
                         return Err(AccountError::InvalidCredentials);
                     }
-                    self.issue_code(conn, &current, length).await
+                    match user.claim {
+                        // A claim ended by newer ones opens nothing.
+                        Some(claim) if !db::claims::exists(conn, claim).await? => {
+                            Err(AccountError::InvalidCredentials)
+                        }
+                        Some(_) => self.issue_code(conn, user, length).await,
+                        None => self.issue_code(conn, &current, length).await,
+                    }
                 })
                 .await;
             if !run_again(&reissued, attempt) {
-                if reissued.is_ok() {
+                if reissued.is_ok() && user.claim.is_none() {
                     // A new code: the proof made for the old one ends.
                     if let Err(err) = self.limiter.forget_proof(&user.email).await {
                         tracing::warn!(error = %err, "could not end a credential proof");
@@ -485,14 +543,15 @@ impl Accounts {
         let now = Utc::now();
         let expires_at = now + crate::duration::to_delta(self.code_ttl);
         let code = Code::generate(length);
-        activation_codes::supersede_live(conn, user.id, now).await?;
-        outbox::supersede_queued(conn, user.id, now).await?;
+        activation_codes::supersede_live(conn, user.id, user.claim, now).await?;
+        outbox::supersede_queued(conn, user.id, user.claim, now).await?;
         activation_codes::insert(
             conn,
             &activation_codes::NewCode {
                 user_id: user.id,
                 code_hash: &self.code_hasher.hash(user.id, &code),
                 expires_at,
+                claim_id: user.claim,
             },
         )
         .await?;
@@ -511,6 +570,7 @@ impl Accounts {
                 expires_at,
                 kind: outbox::EMAIL,
                 event_type: None,
+                claim_id: user.claim,
             },
         )
         .await?;
@@ -536,8 +596,10 @@ impl Accounts {
         if user.is_active {
             // As the original: a failed attempt like any other, so that
             // after the window's limit the account is locked out (429).
-            let attempt = self.reserve_attempt(&user.email).await?;
-            self.limiter.record_failure(&user.email, attempt).await?;
+            let attempt = self.reserve_attempt(user).await?;
+            self.limiter
+                .record_failure(&user.email, user.claim, attempt)
+                .await?;
             return Err(AccountError::AlreadyActive);
         }
         allowed(self.limiter.reserve_activation_failure(client).await?)?;
@@ -545,8 +607,17 @@ impl Accounts {
         // before it is checked; once the inbox has spent that budget, short
         // codes are not checked at all: its codes are long now.
         let short = code.as_str().len() < LONG_LENGTH;
-        if short && !self.limiter.reserve_inbox_guess(&user.email).await? {
-            return Err(AccountError::InvalidCode);
+        if short {
+            let reserved = self.limiter.reserve_inbox_guess(&user.email).await;
+            if !matches!(reserved, Ok(true)) {
+                // Not checked: no guess of this client's either. The owner
+                // of a short code asks for a new (long) one.
+                if let Err(err) = self.limiter.release_activation_failure(client).await {
+                    tracing::warn!(error = %err, "could not give back an activation's count");
+                }
+                reserved?;
+                return Err(AccountError::InvalidCode);
+            }
         }
         let tried = self.try_activate(user, code).await;
         if !matches!(tried, Err(AccountError::InvalidCode)) {
@@ -562,13 +633,15 @@ impl Accounts {
 
     async fn try_activate(&self, user: &User, code: &Code) -> Result<(), AccountError> {
         let email = &user.email;
-        let attempt = self.reserve_attempt(email).await?;
+        let attempt = self.reserve_attempt(user).await?;
         let mut conn = self.pool.get().await?;
         let max = self.limiter.policy().activation_max_failures;
-        if users::spend_activation(&mut conn, user.id, user.created_at, max)
-            .await?
-            .is_none()
-        {
+        let spent = match user.claim {
+            // A claim's own budget.
+            Some(claim) => db::claims::spend_activation(&mut conn, claim, max).await?,
+            None => users::spend_activation(&mut conn, user.id, user.created_at, max).await?,
+        };
+        if spent.is_none() {
             return Err(self.why_not(&mut conn, user).await?);
         }
         // `Some(true)`: activated; `Some(false)`: not the code; `None`: the
@@ -599,7 +672,9 @@ impl Accounts {
             Ok(())
         } else {
             crate::metrics::get().wrong_code(code.as_str().len());
-            self.limiter.record_failure(email, attempt).await?;
+            self.limiter
+                .record_failure(email, user.claim, attempt)
+                .await?;
             Err(AccountError::InvalidCode)
         }
     }
@@ -625,7 +700,9 @@ impl Accounts {
                 }) {
                     return Err(Rollback::ChangedMeanwhile);
                 }
-                let Some(stored) = activation_codes::find_live(conn, user.id).await? else {
+                // A code verifies only its own registration or claim.
+                let Some(stored) = activation_codes::find_live(conn, user.id, user.claim).await?
+                else {
                     return Ok(false);
                 };
                 if stored.expires_at <= now
@@ -636,6 +713,14 @@ impl Accounts {
                 if !activation_codes::mark_used(conn, stored.id, now).await? {
                     return Ok(false);
                 }
+                // A claim wins: the account takes its password and
+                // language; every claim ends (their codes with them).
+                if let Some(claim) = user.claim
+                    && !users::take_claim(conn, user.id, claim).await?
+                {
+                    return Err(Rollback::ChangedMeanwhile);
+                }
+                db::claims::end_all(conn, user.id).await?;
                 // The event is pipelined with the activation (one round trip
                 // for both); if the account changed meanwhile, the rollback
                 // takes it too.
@@ -659,11 +744,11 @@ impl Accounts {
         }
     }
 
-    /// Reserves an activation attempt in `email`'s window, or refuses it
-    /// while the account is locked out.
-    async fn reserve_attempt(&self, email: &Email) -> Result<Attempt, AccountError> {
+    /// Reserves an activation attempt in the window of `user`'s
+    /// registration or claim, or refuses it while that is locked out.
+    async fn reserve_attempt(&self, user: &User) -> Result<Attempt, AccountError> {
         self.limiter
-            .reserve_attempt(email)
+            .reserve_attempt(&user.email, user.claim)
             .await?
             .map_err(|retry_after| AccountError::RateLimited {
                 limit: Limit::ActivationAttempts,
@@ -690,6 +775,12 @@ impl Accounts {
         if current.is_active {
             return Ok(AccountError::AlreadyActive);
         }
+        if let Some(claim) = user.claim
+            && !db::claims::exists(conn, claim).await?
+        {
+            // Ended by newer claims, or by another's activation.
+            return Ok(AccountError::InvalidCredentials);
+        }
         let retry_after = self
             .pending_until(&current)
             .and_then(|until| (until - Utc::now()).to_std().ok())
@@ -709,12 +800,19 @@ impl Accounts {
         resend_limits: bool,
     ) -> Result<Unlocked, AccountError> {
         let user = self.find_user(email).await?;
-        let budget = {
+        let (budget, claims) = {
             let mut conn = self.pool.get().await?;
-            users::restore_activation_budget(&mut conn, user.id).await?
+            let budget = users::restore_activation_budget(&mut conn, user.id).await?
+                + db::claims::restore_activation_budgets(&mut conn, user.id).await?;
+            let claims: Vec<i64> = db::claims::of_user(&mut conn, user.id)
+                .await?
+                .iter()
+                .map(|claim| claim.id)
+                .collect();
+            (budget, claims)
         };
         Ok(Unlocked {
-            cleared: self.limiter.unlock(email, resend_limits).await?,
+            cleared: self.limiter.unlock(email, &claims, resend_limits).await?,
             budget,
         })
     }
@@ -728,11 +826,19 @@ impl Accounts {
             .transaction(async |conn| {
                 // The row first, as every workflow locks it (codes after).
                 users::lock(conn, user.id).await?;
-                users::delete(conn, user.id).await
+                let claims: Vec<i64> = db::claims::of_user(conn, user.id)
+                    .await?
+                    .iter()
+                    .map(|claim| claim.id)
+                    .collect();
+                Ok::<_, diesel::result::Error>(
+                    users::delete(conn, user.id).await?.map(|d| (d, claims)),
+                )
             })
             .await?;
-        let (codes, emails) = deleted.ok_or_else(|| AccountError::UnknownUser(email.clone()))?;
-        self.limiter.forget(&user.email).await?;
+        let ((codes, emails), claims) =
+            deleted.ok_or_else(|| AccountError::UnknownUser(email.clone()))?;
+        self.limiter.forget(&user.email, &claims).await?;
         Ok(Deleted { codes, emails })
     }
 

@@ -91,12 +91,16 @@ async fn resend(accounts: &Accounts, email: &Email) -> anyhow::Result<()> {
         .find_user(email)
         .await
         .map_err(|err| explain(err, email))?;
-    accounts
-        .reissue(&user)
+    let codes = accounts
+        .reissue_every_claim(&user)
         .await
         .map_err(|err| explain(err, email))?;
+    let what = match codes {
+        1 => "a new activation code".to_owned(),
+        n => format!("{n} new activation codes (one per claim)"),
+    };
     println!(
-        "queued a new activation code for {email}, valid for {}s; a running `activator serve` sends it",
+        "queued {what} for {email}, valid for {}s; a running `activator serve` sends it",
         accounts.code_ttl().as_secs()
     );
     Ok(())
@@ -162,6 +166,17 @@ struct Report {
     last_email: Option<EmailReport>,
     /// The account's webhook events, oldest first.
     events: Vec<EventReport>,
+    /// Later registrations' claims to the pending address, oldest first.
+    claims: Vec<ClaimReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct ClaimReport {
+    id: i64,
+    created_at: DateTime<Utc>,
+    language: Option<String>,
+    activation_failures_left: u32,
+    code: Option<CodeReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -177,6 +192,16 @@ struct CodeReport {
     issued_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     expired: bool,
+}
+
+impl CodeReport {
+    fn of(code: &activation_codes::StoredCode, now: DateTime<Utc>) -> Self {
+        Self {
+            issued_at: code.created_at,
+            expires_at: code.expires_at,
+            expired: code.expires_at <= now,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -238,7 +263,20 @@ async fn show(
         .get()
         .await
         .context("cannot reach the database (DATABASE_URL)")?;
-    let code = activation_codes::find_live(&mut conn, user.id).await?;
+    let code = activation_codes::find_live(&mut conn, user.id, None).await?;
+    let max_failures = limiter.policy().activation_max_failures;
+    let mut claims = Vec::new();
+    for claim in crate::db::claims::of_user(&mut conn, user.id).await? {
+        let code = activation_codes::find_live(&mut conn, user.id, Some(claim.id)).await?;
+        claims.push(ClaimReport {
+            id: claim.id,
+            created_at: claim.created_at,
+            language: claim.locale,
+            activation_failures_left: max_failures
+                .saturating_sub(u32::try_from(claim.failed_activations).unwrap_or(0)),
+            code: code.map(|code| CodeReport::of(&code, Utc::now())),
+        });
+    }
     let delivery = outbox::for_user(&mut conn, user.id, outbox::EMAIL)
         .await?
         .pop()
@@ -265,11 +303,7 @@ async fn show(
                 .activation_max_failures
                 .saturating_sub(spent)
         }),
-        code: code.map(|code| CodeReport {
-            issued_at: code.created_at,
-            expires_at: code.expires_at,
-            expired: code.expires_at <= now,
-        }),
+        code: code.map(|code| CodeReport::of(&code, now)),
         last_email: delivery.map(EmailReport::of),
         events: events
             .into_iter()
@@ -278,6 +312,7 @@ async fn show(
                 delivery: EmailReport::of(delivery),
             })
             .collect(),
+        claims,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -344,14 +379,24 @@ fn render(report: &Report, now: DateTime<Utc>) -> String {
             ),
         },
     );
-    line(
-        "code",
-        match &report.code {
-            None => "none outstanding".to_owned(),
-            Some(code) if code.expired => format!("expired {}", ago_or_in(code.expires_at, now)),
-            Some(code) => format!("valid until {}", ago_or_in(code.expires_at, now)),
-        },
-    );
+    let describe = |code: &Option<CodeReport>| match code {
+        None => "none outstanding".to_owned(),
+        Some(code) if code.expired => format!("expired {}", ago_or_in(code.expires_at, now)),
+        Some(code) => format!("valid until {}", ago_or_in(code.expires_at, now)),
+    };
+    line("code", describe(&report.code));
+    for claim in &report.claims {
+        line(
+            "claim",
+            format!(
+                "#{} made {}; {} failed activation(s) left; code {}",
+                claim.id,
+                ago_or_in(claim.created_at, now),
+                claim.activation_failures_left,
+                describe(&claim.code)
+            ),
+        );
+    }
     line(
         "last email",
         report

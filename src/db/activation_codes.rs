@@ -20,6 +20,8 @@ pub struct StoredCode {
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
     pub superseded_at: Option<DateTime<Utc>>,
+    /// The claim the code belongs to; `None`: the first registration.
+    pub claim_id: Option<i64>,
 }
 
 impl std::fmt::Debug for StoredCode {
@@ -39,18 +41,21 @@ pub struct NewCode<'a> {
     pub user_id: UserId,
     pub code_hash: &'a [u8],
     pub expires_at: DateTime<Utc>,
+    pub claim_id: Option<i64>,
 }
 
-/// Supersedes the user's live code, if any. Must run in the same transaction
-/// as the insert of the new code: the partial unique index allows one live
-/// code per user.
+/// Supersedes the live code of `user`'s registration or claim `claim`, if
+/// any. Must run in the same transaction as the insert of the new code: the
+/// partial unique index allows one live code per registration or claim.
 pub async fn supersede_live(
     conn: &mut AsyncPgConnection,
     user: UserId,
+    claim: Option<i64>,
     now: DateTime<Utc>,
 ) -> QueryResult<usize> {
     let live = activation_codes::table
         .filter(activation_codes::user_id.eq(user))
+        .filter(activation_codes::claim_id.is_not_distinct_from(claim))
         .filter(activation_codes::used_at.is_null())
         .filter(activation_codes::superseded_at.is_null());
     diesel::update(live)
@@ -68,13 +73,16 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewCode<'_>) -> QueryRes
         .await
 }
 
-/// The user's code that is neither used nor superseded (it may have expired).
+/// The code of `user`'s registration or claim `claim` that is neither used
+/// nor superseded (it may have expired): a code verifies only its own.
 pub async fn find_live(
     conn: &mut AsyncPgConnection,
     user: UserId,
+    claim: Option<i64>,
 ) -> QueryResult<Option<StoredCode>> {
     activation_codes::table
         .filter(activation_codes::user_id.eq(user))
+        .filter(activation_codes::claim_id.is_not_distinct_from(claim))
         .filter(activation_codes::used_at.is_null())
         .filter(activation_codes::superseded_at.is_null())
         .select(StoredCode::as_select())

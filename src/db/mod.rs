@@ -3,6 +3,7 @@
 //! dispatcher and the CLI.
 
 pub mod activation_codes;
+pub mod claims;
 pub mod migrations;
 pub mod outbox;
 pub mod users;

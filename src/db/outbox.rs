@@ -132,6 +132,9 @@ pub struct NewMessage<'a> {
     /// [`EMAIL`] or [`EVENT`].
     pub kind: &'a str,
     pub event_type: Option<&'a str>,
+    /// The claim an email's code belongs to; `None`: the first
+    /// registration's (and every event).
+    pub claim_id: Option<i64>,
 }
 
 /// Queues a message. A trigger notifies listening dispatchers at commit.
@@ -152,10 +155,12 @@ pub async fn insert(mut conn: &AsyncPgConnection, new: &NewMessage<'_>) -> Query
 pub async fn supersede_queued(
     conn: &mut AsyncPgConnection,
     user: UserId,
+    claim: Option<i64>,
     now: DateTime<Utc>,
 ) -> QueryResult<usize> {
     let queued = email_outbox::table
         .filter(email_outbox::user_id.eq(user))
+        .filter(email_outbox::claim_id.is_not_distinct_from(claim))
         .filter(email_outbox::kind.eq(EMAIL))
         .filter(email_outbox::status.eq(MessageState::Queued));
     diesel::update(queued)
@@ -174,7 +179,9 @@ pub async fn supersede_queued(
 /// process dies mid-send the message becomes due again when the lease runs
 /// out. `FOR UPDATE SKIP LOCKED` lets several dispatchers claim concurrently
 /// without blocking on, or double-claiming, each other's rows. Events are
-/// claimed only `with_events` (by a sender that has somewhere to post them).
+/// claimed only `with_events` (by a sender that has somewhere to post them),
+/// or once expired (to be finished as such, so that none is left queued for
+/// ever when no instance has a webhook any more).
 pub async fn claim_due(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -186,7 +193,7 @@ pub async fn claim_due(
         "UPDATE email_outbox SET attempts = attempts + 1, next_attempt_at = $2 \
          WHERE id IN (SELECT id FROM email_outbox \
                       WHERE status = 'queued' AND next_attempt_at <= $1 \
-                        AND (kind = 'email' OR $4) \
+                        AND (kind = 'email' OR $4 OR expires_at <= $1) \
                       ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
          RETURNING id, user_id, recipient, payload, created_at, expires_at, attempts, kind, \
                    event_type",

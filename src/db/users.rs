@@ -33,6 +33,26 @@ pub struct User {
     /// The language of the account's emails; `None` (accounts older than
     /// it) means `DEFAULT_LOCALE`.
     pub locale: Option<String>,
+    /// The claim (`crate::db::claims`) a sign-in proved, whose password,
+    /// budget and language the fields above then are ([`User::as_claim`]);
+    /// `None` (always, as read from the table): the first registration.
+    #[diesel(select_expression = diesel::dsl::sql::<diesel::sql_types::Nullable<BigInt>>("NULL::bigint"))]
+    #[diesel(select_expression_type = diesel::expression::SqlLiteral<diesel::sql_types::Nullable<BigInt>>)]
+    pub claim: Option<i64>,
+}
+
+impl User {
+    /// The pending account as `claim`'s claimant signs in to it: the
+    /// claim's password hash, budget and language.
+    pub fn as_claim(&self, claim: &crate::db::claims::Claim) -> User {
+        User {
+            password_hash: claim.password_hash.clone(),
+            failed_activations: claim.failed_activations,
+            locale: claim.locale.clone(),
+            claim: Some(claim.id),
+            ..self.clone()
+        }
+    }
 }
 
 impl From<String> for PasswordHash {
@@ -179,6 +199,20 @@ pub async fn replace_password_hash(
             .filter(users::password_hash.eq(&old.0)),
     )
     .set(users::password_hash.eq(&new.0))
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
+}
+
+/// Gives the account claim `claim`'s password hash and language (the claim
+/// won); false when the claim ended meanwhile.
+pub async fn take_claim(conn: &mut AsyncPgConnection, id: UserId, claim: i64) -> QueryResult<bool> {
+    let updated = diesel::sql_query(
+        "UPDATE users SET password_hash = c.password_hash, locale = c.locale \
+         FROM claims c WHERE users.id = $1 AND c.id = $2 AND c.user_id = users.id",
+    )
+    .bind::<BigInt, _>(id.0)
+    .bind::<BigInt, _>(claim)
     .execute(conn)
     .await?;
     Ok(updated == 1)

@@ -184,12 +184,24 @@ impl EmailKeys {
     }
 
     fn of(email: &Email) -> Self {
+        Self::of_claim(email, None)
+    }
+
+    /// The keys of `email`'s registration (`None`) or of one of its claims:
+    /// each has its own activation window, lockout and resend limits (one
+    /// claimant cannot spend another's); failed sign-ins and the proof are
+    /// the address's.
+    fn of_claim(email: &Email, claim: Option<i64>) -> Self {
         let tag = email.as_str();
+        let of = |name: &str| match claim {
+            Some(claim) => key(tag, &format!("{name}:claim:{claim}")),
+            None => key(tag, name),
+        };
         Self {
-            attempts: key(tag, "activation:attempts"),
-            lock: key(tag, "activation:lock"),
-            resend_minute: key(tag, "resend:minute"),
-            resend_day: key(tag, "resend:day"),
+            attempts: of("activation:attempts"),
+            lock: of("activation:lock"),
+            resend_minute: of("resend:minute"),
+            resend_day: of("resend:day"),
             auth_failures: key(tag, "auth:failures"),
             auth_failures_by_network: key(tag, "auth:failures:by-network"),
             proof: key(tag, "credential:proof"),
@@ -217,6 +229,16 @@ fn guess_keys(mailbox: &str) -> [String; 2] {
         key(&tag, "short-guesses:day"),
         key(&tag, "short-guesses:year"),
     ]
+}
+
+/// What a shared budget's full total does to a network's request.
+#[derive(Debug, Clone, Copy)]
+enum PastTotal {
+    /// A network that has not used the budget in this window passes, once
+    /// per wider prefix (an IPv6 /48) and up to as many passes as the total.
+    FirstTryPasses,
+    /// It is counted, not refused.
+    Count,
 }
 
 /// A budget shared among client networks: its total and its hash of counts
@@ -318,8 +340,12 @@ impl Limiter {
 
     /// Records an activation attempt before its code is checked; `Err` holds
     /// the refusal when the user is locked out.
-    pub async fn reserve_attempt(&self, email: &Email) -> RedisResult<Result<Attempt, Duration>> {
-        let keys = EmailKeys::of(email);
+    pub async fn reserve_attempt(
+        &self,
+        email: &Email,
+        claim: Option<i64>,
+    ) -> RedisResult<Result<Attempt, Duration>> {
+        let keys = EmailKeys::of_claim(email, claim);
         let (locked, value): (i64, i64) = self
             .reserve_attempt
             .key(&keys.attempts)
@@ -340,11 +366,16 @@ impl Limiter {
 
     /// Called after attempt `attempt` failed: when it was the last one the
     /// limit allows, the lockout starts now, so the next attempt is refused.
-    pub async fn record_failure(&self, email: &Email, attempt: Attempt) -> RedisResult<()> {
+    pub async fn record_failure(
+        &self,
+        email: &Email,
+        claim: Option<i64>,
+        attempt: Attempt,
+    ) -> RedisResult<()> {
         if attempt.number < self.policy.attempt_limit {
             return Ok(());
         }
-        let keys = EmailKeys::of(email);
+        let keys = EmailKeys::of_claim(email, claim);
         self.lock
             .key(&keys.attempts)
             .key(&keys.lock)
@@ -356,12 +387,12 @@ impl Limiter {
 
     /// Clears the activation counters after a successful activation.
     pub async fn clear_attempts(&self, email: &Email) -> RedisResult<()> {
-        self.unlock(email, false).await.map(drop)
+        self.unlock(email, &[], false).await.map(drop)
     }
 
     /// Counts a resend, unless that would exceed the per-minute or daily limit.
-    pub async fn check_resend(&self, email: &Email) -> RedisResult<Decision> {
-        let keys = EmailKeys::of(email);
+    pub async fn check_resend(&self, email: &Email, claim: Option<i64>) -> RedisResult<Decision> {
+        let keys = EmailKeys::of_claim(email, claim);
         self.count(
             &[
                 (keys.resend_minute, self.policy.resend_per_minute, MINUTE),
@@ -431,12 +462,15 @@ impl Limiter {
 
     /// Counts an activation email to `email`'s mailbox asked for by
     /// `client`, unless the mailbox had its day's share from the client's
-    /// network, or from all of them and this network already asked today
-    /// (a network's first email always goes: others cannot spend it).
+    /// network, or from all of them (past which a network's first email
+    /// still goes, once per wider prefix and up to as many again: others
+    /// cannot spend it). A `renewal` (a long code replacing short ones the
+    /// inbox can no longer use) is never refused for the total.
     pub async fn reserve_mailbox_email(
         &self,
         email: &Email,
         client: ClientIp,
+        renewal: bool,
     ) -> RedisResult<Decision> {
         let policy = &self.policy;
         self.count_shared(
@@ -447,7 +481,11 @@ impl Limiter {
                 policy.emails_per_mailbox_daily_total,
             ),
             DAY,
-            true,
+            if renewal {
+                PastTotal::Count
+            } else {
+                PastTotal::FirstTryPasses
+            },
             [Limit::MailboxDaily, Limit::MailboxDailyTotal],
         )
         .await
@@ -496,25 +534,27 @@ impl Limiter {
 
     /// Gives back what [`Limiter::reserve_inbox_guess`] counted.
     pub async fn release_inbox_guess(&self, email: &Email) -> RedisResult<()> {
-        for key in guess_keys(&self.inboxes.of(email)) {
-            self.give_back(&key).await?;
-        }
-        Ok(())
+        let [day, year] = guess_keys(&self.inboxes.of(email));
+        let day = self.give_back(&day).await;
+        self.give_back(&year).await.and(day)
     }
 
     /// Counts one for `client`'s network in a budget shared among networks
     /// (`count_shared.lua`): `(mine, total)` are the limits, reported as
-    /// `reached[0]` and `reached[1]`. With `first_try_passes`, a network
-    /// that has not used the budget passes a full total.
+    /// `reached[0]` and `reached[1]`; `past_total` says what a full total
+    /// does.
     async fn count_shared(
         &self,
         keys: &SharedKeys,
         client: ClientIp,
         (mine, total): (u32, u32),
         window: Duration,
-        first_try_passes: bool,
+        past_total: PastTotal,
         reached: [Limit; 2],
     ) -> RedisResult<Decision> {
+        let wide = client
+            .queue_share()
+            .map_or_else(|| "-".to_owned(), |ip| ip.to_string());
         let (full, wait): (usize, i64) = self
             .count_shared
             .key(&keys.total)
@@ -523,7 +563,13 @@ impl Limiter {
             .arg(mine)
             .arg(total)
             .arg(millis(window))
-            .arg(if first_try_passes { "1" } else { "0" })
+            .arg(match past_total {
+                PastTotal::FirstTryPasses => "1",
+                PastTotal::Count => "2",
+            })
+            .arg(wide)
+            // As many passes again as the total.
+            .arg(total)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(match full.checked_sub(1).and_then(|i| reached.get(i)) {
@@ -574,7 +620,7 @@ impl Limiter {
                 ip,
                 (policy.auth_failures_per_email, policy.auth_failure_ceiling),
                 policy.auth_failure_window,
-                true,
+                PastTotal::FirstTryPasses,
                 [Limit::AuthFailures, Limit::AuthFailuresCeiling],
             )
             .await?;
@@ -598,11 +644,27 @@ impl Limiter {
     }
 
     /// Removes the lockout and the failure counters (activations and
-    /// authentications), and with `resend_limits` the resend counters too.
-    /// Reports which keys existed.
-    pub async fn unlock(&self, email: &Email, resend_limits: bool) -> RedisResult<Cleared> {
+    /// authentications), and with `resend_limits` the resend counters too,
+    /// of `email`'s registration and of its `claims`. Reports which of the
+    /// registration's keys existed.
+    pub async fn unlock(
+        &self,
+        email: &Email,
+        claims: &[i64],
+        resend_limits: bool,
+    ) -> RedisResult<Cleared> {
         let keys = EmailKeys::of(email);
         let mut pipe = redis::pipe();
+        for &claim in claims {
+            let keys = EmailKeys::of_claim(email, Some(claim));
+            pipe.del(&keys.lock).ignore().del(&keys.attempts).ignore();
+            if resend_limits {
+                pipe.del(&keys.resend_minute)
+                    .ignore()
+                    .del(&keys.resend_day)
+                    .ignore();
+            }
+        }
         pipe.del(&keys.lock)
             .del(&keys.attempts)
             .del(&keys.auth_failures);
@@ -643,9 +705,9 @@ impl Limiter {
     /// Forgets everything counted for `email` (its account is erased): the
     /// lockout, the counters, the resend limits, the proof. The mailbox's
     /// and the clients' counts are shared with others and stay.
-    pub async fn forget(&self, email: &Email) -> RedisResult<()> {
+    pub async fn forget(&self, email: &Email, claims: &[i64]) -> RedisResult<()> {
         // What a full unlock clears is every key of the email's.
-        self.unlock(email, true).await.map(drop)
+        self.unlock(email, claims, true).await.map(drop)
     }
 
     /// Ends `email`'s proof (a new code, a new owner).
@@ -714,6 +776,25 @@ mod tests {
             mailbox_keys("someone@example.com").by_network,
             "activator:{mailbox:someone@example.com}:emails:by-network"
         );
+    }
+
+    #[test]
+    fn a_claim_has_its_own_window_lockout_and_resend_limits_under_the_email_tag() {
+        let email = crate::address::normalize("someone@example.com").unwrap();
+        let (first, claim) = (EmailKeys::of(&email), EmailKeys::of_claim(&email, Some(7)));
+        assert_eq!(
+            claim.attempts,
+            "activator:{someone@example.com}:activation:attempts:claim:7"
+        );
+        assert_eq!(
+            claim.lock,
+            "activator:{someone@example.com}:activation:lock:claim:7"
+        );
+        assert_ne!(claim.resend_minute, first.resend_minute);
+        assert_ne!(claim.resend_day, first.resend_day);
+        // Failed sign-ins and the proof are the address's.
+        assert_eq!(claim.auth_failures, first.auth_failures);
+        assert_eq!(claim.proof, first.proof);
     }
 
     #[test]

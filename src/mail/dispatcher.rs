@@ -243,7 +243,7 @@ impl Worker {
             let mut next_look = Instant::now() + sweep;
             if let Some(db) = conn.as_mut() {
                 match self.window.step(db, stopping).await {
-                    Ok(look) => next_look = look.unwrap_or(next_look),
+                    Ok(look) => next_look = look.map_or(next_look, |look| look.min(next_look)),
                     Err(err) => {
                         tracing::warn!(error = %err, "email dispatcher lost its database connection");
                         conn = None;

@@ -155,12 +155,12 @@ pub const VARIABLES: &[Variable] = &[
     },
     Variable {
         name: "INBOX_SHORT_CODE_GUESSES_DAILY",
-        default: DefaultValue::Value("8"),
+        default: DefaultValue::Value("4"),
         meaning: "wrong short codes checked for one inbox's accounts in a day; past it (or the yearly budget) its codes are 8 digits long",
     },
     Variable {
         name: "INBOX_SHORT_CODE_GUESSES_YEARLY",
-        default: DefaultValue::Value("80"),
+        default: DefaultValue::Value("35"),
         meaning: "wrong short codes checked for one inbox's accounts in 365 days",
     },
     Variable {

@@ -95,7 +95,7 @@ async fn every_migration_reverts_and_reapplies() {
     };
     assert_eq!(
         tables().await,
-        ["activation_codes", "email_outbox", "users"]
+        ["activation_codes", "claims", "email_outbox", "users"]
     );
 
     for _ in 0..migration_count() {
@@ -113,7 +113,7 @@ async fn every_migration_reverts_and_reapplies() {
     );
     assert_eq!(
         tables().await,
-        ["activation_codes", "email_outbox", "users"]
+        ["activation_codes", "claims", "email_outbox", "users"]
     );
 }
 

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::email::{code_for, scrape, serve_with_metrics};
+use crate::common::email::{code_for, codes_for, scrape, serve_with_metrics};
 use crate::common::{MailSink, PASSWORD, Server, TestDb, unique_email};
 
 const WRONG: &str = "Wr0ng!pass";
@@ -33,13 +33,31 @@ fn post_from(
     (status, text)
 }
 
+/// Activates `email` with `code` as the client `network`.
+fn activate_from(
+    server: &Server,
+    network: &str,
+    email: &str,
+    password: &str,
+    code: &str,
+) -> (u16, String) {
+    let body = json!({"code": code});
+    post_from(
+        server,
+        network,
+        "/auth/activate",
+        &body,
+        Some((email, password)),
+    )
+}
+
 fn register_from(server: &Server, network: &str, email: &str, password: &str) -> u16 {
     let body = json!({"email": email, "password": password});
     post_from(server, network, "/auth/register", &body, None).0
 }
 
-/// A client in a /64 of its own, `2001:db8:<run>:<n><m>::7`: each test
-/// run has a /48 of its own (Redis keeps per-client counts across runs for
+/// A client in a /64 of its own, `2001:db8:<run + n>:<m>::7`: each test
+/// run has /48s of its own (Redis keeps per-client counts across runs for
 /// their windows).
 fn network(n: u32, m: u32) -> String {
     static RUN: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
@@ -50,7 +68,9 @@ fn network(n: u32, m: u32) -> String {
             .subsec_nanos();
         (nanos ^ std::process::id()) & 0xffff
     });
-    format!("2001:db8:{run:x}:{:x}::7", (n << 8) | m)
+    // `n` picks a /48 of the run's (the hash queue's and the passes'
+    // client), `m` a /64 in it.
+    format!("2001:db8:{:x}:{m:x}::7", (run + n * 0x100) & 0xffff)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -87,23 +107,11 @@ async fn wrong_passwords_from_other_networks_never_keep_the_owner_out() {
         );
         assert_eq!(status, 401);
     }
-    let (status, body) = post_from(
-        &server,
-        &guesser,
-        "/auth/activate",
-        &json!({"code": code}),
-        Some((&owner, PASSWORD)),
-    );
+    let (status, body) = activate_from(&server, &guesser, &owner, PASSWORD, &code);
     assert_eq!(status, 429, "{body}");
 
     // The owner, from home, activates.
-    let (status, body) = post_from(
-        &server,
-        &home,
-        "/auth/activate",
-        &json!({"code": code}),
-        Some((&owner, PASSWORD)),
-    );
+    let (status, body) = activate_from(&server, &home, &owner, PASSWORD, &code);
     assert_eq!(status, 200, "{body}");
 }
 
@@ -142,25 +150,11 @@ async fn past_the_ceiling_networks_that_failed_are_refused_and_the_owner_is_not(
     }
     // Each of them has failed: refused, though under its own limit.
     for n in 1..=3 {
-        let body = json!({"code": code});
-        let (status, text) = post_from(
-            &server,
-            &network(4, n),
-            "/auth/activate",
-            &body,
-            Some((&owner, PASSWORD)),
-        );
+        let (status, text) = activate_from(&server, &network(4, n), &owner, PASSWORD, &code);
         assert_eq!(status, 429, "{text}");
     }
     // A network that has not failed is heard: the right password works.
-    let body = json!({"code": code});
-    let (status, text) = post_from(
-        &server,
-        &network(4, 9),
-        "/auth/activate",
-        &body,
-        Some((&owner, PASSWORD)),
-    );
+    let (status, text) = activate_from(&server, &network(4, 9), &owner, PASSWORD, &code);
     assert_eq!(status, 200, "{text}");
     let metrics = scrape(&metrics_url);
     assert!(
@@ -190,14 +184,7 @@ async fn tag_registrations_from_one_client_leave_the_owner_their_email() {
         201
     );
     let code = code_for(&sink, &owner);
-    let body = json!({"code": code});
-    let (status, text) = post_from(
-        &server,
-        &network(5, 1),
-        "/auth/activate",
-        &body,
-        Some((&owner, PASSWORD)),
-    );
+    let (status, text) = activate_from(&server, &network(5, 1), &owner, PASSWORD, &code);
     assert_eq!(status, 200, "{text}");
 }
 
@@ -246,17 +233,18 @@ async fn a_day_of_guessing_from_64_networks_gives_one_inbox_odds_under_a_thousan
             other => panic!("register: {other}"),
         }
     }
-    assert!(accounts.len() >= 10, "{}", accounts.len());
+    // One /48: the mailbox's total (30) and one pass past it.
+    assert_eq!(accounts.len(), 31);
     let mut turn = 0;
     for address in &accounts {
         for guess in 0..12 {
             let code = format!("{:04}", (turn * 7919 + guess) % 10_000);
-            let (status, text) = post_from(
+            let (status, text) = activate_from(
                 &server,
                 &networks[turn % networks.len()],
-                "/auth/activate",
-                &json!({"code": code}),
-                Some((address, WRONG)),
+                address,
+                WRONG,
+                &code,
             );
             turn += 1;
             assert!([200, 400, 429].contains(&status), "{status} {text}");
@@ -280,12 +268,54 @@ async fn a_day_of_guessing_from_64_networks_gives_one_inbox_odds_under_a_thousan
     assert_eq!(register_from(&server, &home, &victim, PASSWORD), 201);
     let code = code_for(&sink, &victim);
     assert_eq!(code.len(), 8, "{code}");
+    let (status, text) = activate_from(&server, &home, &victim, PASSWORD, &code);
+    assert_eq!(status, 200, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_whose_short_code_was_voided_gets_a_long_one_past_the_mailbox_total() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let server = behind_proxy(&db, &sink, &[]);
+    let owner = unique_email("owner-renewal");
+    let (local, domain) = owner.split_once('@').unwrap();
+    let home = network(9, 0);
+    assert_eq!(register_from(&server, &home, &owner, PASSWORD), 201);
+    let short = code_for(&sink, &owner);
+    assert_eq!(short.len(), 4);
+    // Three networks of another site spend the mailbox's total on
+    // addresses of the owner's inbox, and its budget of short codes.
+    let mut theirs = Vec::new();
+    for m in 0..3 {
+        for i in 0..10 {
+            let tagged = format!("{local}+{m}x{i}@{domain}");
+            match register_from(&server, &network(10, m), &tagged, WRONG) {
+                201 => theirs.push((m, tagged)),
+                // The owner's email took one of the total's 30.
+                429 => assert_eq!((m, i), (2, 9)),
+                other => panic!("{other}"),
+            }
+        }
+    }
+    for (m, tagged) in theirs.iter().take(4) {
+        let (status, _) = activate_from(&server, &network(10, *m), tagged, WRONG, "0000");
+        assert!(status == 400 || status == 200, "{status}");
+    }
+    // The owner's short code is not checked any more...
+    let (status, text) = activate_from(&server, &home, &owner, PASSWORD, &short);
+    assert_eq!(status, 400, "{text}");
+    // ...and a resend, which the full total does not refuse, brings a long
+    // one that activates.
     let (status, text) = post_from(
         &server,
         &home,
-        "/auth/activate",
-        &json!({"code": code}),
-        Some((&victim, PASSWORD)),
+        "/auth/resend",
+        &json!({}),
+        Some((&owner, PASSWORD)),
     );
+    assert_eq!(status, 202, "{text}");
+    let long = codes_for(&sink, &owner, 2).pop().unwrap();
+    assert_eq!(long.len(), 8, "{long}");
+    let (status, text) = activate_from(&server, &home, &owner, PASSWORD, &long);
     assert_eq!(status, 200, "{text}");
 }

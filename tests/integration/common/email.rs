@@ -100,17 +100,28 @@ pub fn parts(raw: &str, to: &str) -> (String, String) {
 
 /// The code of the newest email `sink` received for `email`.
 pub fn code_for(sink: &MailSink, email: &str) -> String {
+    codes_for(sink, email, 1).pop().unwrap()
+}
+
+/// The codes of the emails `sink` received for `email`, oldest first, once
+/// there are at least `n` (within 20 s).
+pub fn codes_for(sink: &MailSink, email: &str, n: usize) -> Vec<String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let found = sink
+        let codes: Vec<String> = sink
             .delivered()
             .into_iter()
-            .rev()
-            .find(|message| message["to"] == email);
-        if let Some(message) = found {
-            return super::code_in(message["body"].as_str().unwrap());
+            .filter(|message| message["to"] == email)
+            .map(|message| super::code_in(message["body"].as_str().unwrap()))
+            .collect();
+        if codes.len() >= n {
+            return codes;
         }
-        assert!(std::time::Instant::now() < deadline, "no email to {email}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {n} emails to {email}",
+            codes.len()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

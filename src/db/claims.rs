@@ -1,0 +1,117 @@
+//! The `claims` table: registrations made for an address while an earlier
+//! one was pending, each with its own password hash, language and failure
+//! budget (its code is in `activation_codes`, with its id). The first
+//! registration is the `users` row itself; see `crate::accounts` for how a
+//! claim wins.
+
+use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::ids::UserId;
+use crate::password::PasswordHash;
+use crate::schema::claims;
+
+/// A claim as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = claims, check_for_backend(Pg))]
+pub struct Claim {
+    pub id: i64,
+    pub user_id: UserId,
+    #[diesel(deserialize_as = String)]
+    pub password_hash: PasswordHash,
+    pub locale: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub failed_activations: i32,
+}
+
+/// A claim to record.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = claims)]
+pub struct NewClaim<'a> {
+    pub user_id: UserId,
+    pub password_hash: &'a str,
+    pub locale: &'a str,
+}
+
+/// The live claims of `user`, oldest first.
+pub async fn of_user(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<Vec<Claim>> {
+    claims::table
+        .filter(claims::user_id.eq(user))
+        .order(claims::id.asc())
+        .select(Claim::as_select())
+        .load(conn)
+        .await
+}
+
+/// Records a claim; returns it.
+pub async fn insert(conn: &mut AsyncPgConnection, new: &NewClaim<'_>) -> QueryResult<Claim> {
+    diesel::insert_into(claims::table)
+        .values(new)
+        .returning(Claim::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Ends claims (their codes go with them, by cascade).
+pub async fn end(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<usize> {
+    diesel::delete(claims::table.filter(claims::id.eq_any(ids)))
+        .execute(conn)
+        .await
+}
+
+/// Ends every claim of `user`: it was activated, or registered afresh.
+pub async fn end_all(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<usize> {
+    diesel::delete(claims::table.filter(claims::user_id.eq(user)))
+        .execute(conn)
+        .await
+}
+
+/// Whether claim `id` is still live.
+pub async fn exists(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(claims::table.find(id)))
+        .get_result(conn)
+        .await
+}
+
+/// Spends one failed activation of claim `id`'s budget of `max`, before
+/// its code is checked; `None` when the claim has none left or ended.
+pub async fn spend_activation(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    max: u32,
+) -> QueryResult<Option<i32>> {
+    diesel::update(
+        claims::table
+            .find(id)
+            .filter(claims::failed_activations.lt(i32::try_from(max).unwrap_or(i32::MAX))),
+    )
+    .set(claims::failed_activations.eq(claims::failed_activations + 1))
+    .returning(claims::failed_activations)
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Gives every claim of `user` its whole budget back; returns how many
+/// failed activations they had spent.
+pub async fn restore_activation_budgets(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+) -> QueryResult<u32> {
+    let spent: Vec<i32> = claims::table
+        .filter(claims::user_id.eq(user))
+        .select(claims::failed_activations)
+        .for_update()
+        .load(conn)
+        .await?;
+    diesel::update(claims::table.filter(claims::user_id.eq(user)))
+        .set(claims::failed_activations.eq(0))
+        .execute(conn)
+        .await?;
+    Ok(spent
+        .into_iter()
+        .map(|n| u32::try_from(n).unwrap_or(0))
+        .sum())
+}
