@@ -56,6 +56,75 @@ impl Prover {
     }
 }
 
+/// Credentials verified moments ago, in this process's memory only: keyed
+/// by their proof (an HMAC: never the password), each with the hash it was
+/// verified against and whose (the registration's, `None`, or a claim's).
+/// A sign-in that finds its proof here, against the same stored hash,
+/// costs no second bcrypt verification; a changed hash (a rehash, a claim
+/// that won) matches nothing. Bounded: past [`Recent::CAPACITY`] entries the
+/// expired go, and if none has, all.
+pub struct Recent {
+    prover: Prover,
+    life: std::time::Duration,
+    entries: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Entry>>,
+}
+
+struct Entry {
+    until: std::time::Instant,
+    hash: String,
+    claim: Option<i64>,
+}
+
+impl Recent {
+    pub const CAPACITY: usize = 10_000;
+
+    pub fn new(prover: Prover, life: std::time::Duration) -> Self {
+        Self {
+            prover,
+            life,
+            entries: std::sync::Mutex::default(),
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Vec<u8>, Entry>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Remembers that `password` is `email`'s, verified against `hash`
+    /// (of the registration, or of `claim`).
+    pub fn remember(&self, email: &Email, password: &Password, hash: &str, claim: Option<i64>) {
+        let now = std::time::Instant::now();
+        let mut entries = self.entries();
+        if entries.len() >= Self::CAPACITY {
+            entries.retain(|_, entry| entry.until > now);
+            if entries.len() >= Self::CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            self.prover.proof(email, password),
+            Entry {
+                until: now + self.life,
+                hash: hash.to_owned(),
+                claim,
+            },
+        );
+    }
+
+    /// The hash `password` was verified against for `email` moments ago,
+    /// and whose, if it was.
+    pub fn recall(&self, email: &Email, password: &Password) -> Option<(String, Option<i64>)> {
+        let proof = self.prover.proof(email, password);
+        let entries = self.entries();
+        entries
+            .get(&proof)
+            .filter(|entry| entry.until > std::time::Instant::now())
+            .map(|entry| (entry.hash.clone(), entry.claim))
+    }
+}
+
 impl std::fmt::Debug for Prover {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Prover(..)")

@@ -135,7 +135,7 @@ pub const EVENT_RESULTS: [&str; 5] = ["queued", "delivered", "retried", "dead", 
 pub const HASH_WORK: [&str; 2] = ["hash", "verify"];
 /// `activator_rate_limited_total{limit}` values: every limit that answers
 /// 429 (`limits::Limit::as_str`).
-pub const LIMITS: [&str; 12] = [
+pub const LIMITS: [&str; 14] = [
     "activation_attempts",
     "activation_budget",
     "activation_failures_per_ip",
@@ -144,6 +144,8 @@ pub const LIMITS: [&str; 12] = [
     "auth_failures",
     "auth_failures_ceiling",
     "auth_failures_per_ip",
+    "sign_ins",
+    "sign_ins_per_ip",
     "register_per_ip",
     "hash_queue_per_ip",
     "mailbox_daily",

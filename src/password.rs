@@ -15,10 +15,9 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Semaphore;
-
 use crate::client_ip::ClientIp;
 use crate::settings::BCRYPT_COSTS;
+use crate::turns::Turns;
 
 /// A password as received: never printed.
 #[derive(Clone)]
@@ -171,7 +170,9 @@ pub enum HashError {
 #[derive(Clone)]
 pub struct Hasher {
     cost: u32,
-    permits: Arc<Semaphore>,
+    /// The cores' turns, round robin across clients (an IPv4 address, an
+    /// IPv6 /48; exempt callers as one more).
+    turns: Turns<Option<IpAddr>>,
     waiting: Arc<AtomicUsize>,
     max_waiting: usize,
     /// Places in the queue held by each client IP, and how many one may hold.
@@ -201,7 +202,7 @@ impl Hasher {
         }
         Ok(Self {
             cost,
-            permits: Arc::new(Semaphore::new(in_flight.max(1))),
+            turns: Turns::new(in_flight),
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting,
             per_client: Arc::default(),
@@ -284,8 +285,7 @@ impl Hasher {
             None => None,
         };
         let _queued = QueueSlot::take(&self.waiting, self.max_waiting)?;
-        // The semaphore is never closed, so acquiring only fails in theory.
-        let _permit = self.permits.acquire().await.map_err(|_| HashError::Busy)?;
+        let _turn = self.turns.take(client.queue_share()).await;
         drop(_queued);
         Ok(tokio::task::spawn_blocking(work).await?)
     }

@@ -8,6 +8,7 @@
 //! account's lifetime budget of failed activations, and pending
 //! registrations that expire so nobody can squat an address.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,7 +18,7 @@ use diesel_async::AsyncPgConnection;
 use crate::address::Email;
 use crate::client_ip::ClientIp;
 use crate::code::{Code, CodeHasher, LONG_LENGTH};
-use crate::credential::Prover;
+use crate::credential::{Prover, Recent};
 use crate::db::users::{NewUser, User};
 use crate::db::{self, Pool, activation_codes, outbox, users};
 use crate::limits::{Attempt, Cleared, Decision, Limit, Limiter};
@@ -87,6 +88,10 @@ fn allowed(decision: Decision) -> Result<(), AccountError> {
     }
 }
 
+/// How long a verified credential is remembered in memory: a sign-in with
+/// it within this costs no second bcrypt verification.
+const RECENT_LIFE: Duration = Duration::from_secs(60);
+
 /// What the workflows work with: the database, bcrypt, the code key, the
 /// outbox's sealing key and the rate limiter. Cheap to clone.
 #[derive(Clone)]
@@ -99,6 +104,8 @@ pub struct Accounts {
     /// Proofs of credentials just verified (`CREDENTIAL_PROOF`); `None`:
     /// off.
     prover: Option<Prover>,
+    /// Credentials verified moments ago, in memory.
+    recent: Arc<Recent>,
     /// Which events are queued for the webhook (`WEBHOOK_EVENTS`, when
     /// `WEBHOOK_URL` is set).
     events: Events,
@@ -125,6 +132,7 @@ impl Accounts {
             prover: settings
                 .credential_proof
                 .then(|| Prover::new(&settings.secret_key)),
+            recent: Arc::new(Recent::new(Prover::new(&settings.secret_key), RECENT_LIFE)),
             events: Events {
                 activated: settings.webhook.as_ref().is_some_and(|w| w.activated),
                 registered: settings.webhook.as_ref().is_some_and(|w| w.registered),
@@ -312,8 +320,10 @@ impl Accounts {
     /// Checks HTTP Basic credentials. Failures are limited per email and per
     /// client IP, and counted before the password is checked, so a limited
     /// client is refused (429) before any bcrypt work and parallel guesses
-    /// cannot exceed the limits. An unknown email costs a bcrypt
-    /// verification too, so it cannot be told apart by timing.
+    /// cannot exceed the limits. Successful sign-ins are limited too
+    /// (checked before, counted after), and credentials verified moments ago
+    /// cost no second bcrypt. An unknown email costs a bcrypt verification
+    /// too, so it cannot be told apart by timing.
     pub async fn authenticate(
         &self,
         email: &Email,
@@ -326,6 +336,11 @@ impl Accounts {
             && let Err(err) = self.limiter.release_auth_failure(email, client).await
         {
             tracing::warn!(error = %err, "could not give back an authentication's count");
+        }
+        if checked.is_ok()
+            && let Err(err) = self.limiter.record_sign_in(email, client).await
+        {
+            tracing::warn!(error = %err, "could not count a sign-in");
         }
         checked
     }
@@ -340,10 +355,13 @@ impl Accounts {
             let mut conn = self.pool.get().await?;
             users::find_by_email(&mut conn, email).await?
         };
-        if let Some(user) = &user
-            && self.proven(user, password).await
-        {
-            return Ok(user.clone());
+        if let Some(user) = &user {
+            if self.proven(user, password).await {
+                return Ok(user.clone());
+            }
+            if let Some(known) = self.recalled(user, email, password).await? {
+                return Ok(known);
+            }
         }
         let matches = self
             .hasher
@@ -357,6 +375,9 @@ impl Accounts {
             Some(user) if matches => {
                 if user.password_hash.cost() != Some(self.hasher.cost()) {
                     self.rehash(&user, password, client).await;
+                } else {
+                    self.recent
+                        .remember(email, password, &user.password_hash.0, None);
                 }
                 Ok(user)
             }
@@ -372,6 +393,12 @@ impl Accounts {
                         .verify(password, Some(&claim.password_hash), client)
                         .await?
                     {
+                        self.recent.remember(
+                            email,
+                            password,
+                            &claim.password_hash.0,
+                            Some(claim.id),
+                        );
                         return Ok(user.as_claim(claim));
                     }
                 }
@@ -379,6 +406,32 @@ impl Accounts {
             }
             _ => Err(AccountError::InvalidCredentials),
         }
+    }
+
+    /// `user` as `password` signed in to it moments ago (its registration,
+    /// or one of its claims), if it did and the hash it was verified
+    /// against is still that one's: no bcrypt work then.
+    async fn recalled(
+        &self,
+        user: &User,
+        email: &Email,
+        password: &Password,
+    ) -> Result<Option<User>, AccountError> {
+        let Some((hash, claim)) = self.recent.recall(email, password) else {
+            return Ok(None);
+        };
+        let Some(claim) = claim else {
+            return Ok((hash == user.password_hash.0).then(|| user.clone()));
+        };
+        if user.is_active {
+            return Ok(None);
+        }
+        let mut conn = self.pool.get().await?;
+        Ok(db::claims::of_user(&mut conn, user.id)
+            .await?
+            .iter()
+            .find(|live| live.id == claim && live.password_hash.0 == hash)
+            .map(|live| user.as_claim(live)))
     }
 
     /// Keeps a proof that `password` is `user`'s for as long as its code

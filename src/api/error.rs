@@ -180,6 +180,9 @@ impl ApiError {
                 Limit::AuthFailures | Limit::AuthFailuresCeiling | Limit::AuthFailuresPerIp => {
                     "Too many failed authentication attempts. Please try again later."
                 }
+                Limit::SignIns | Limit::SignInsPerIp => {
+                    "Too many sign-ins. Please try again later."
+                }
                 Limit::RegisterPerIp => "Too many registration attempts. Please try again later.",
                 Limit::HashQueuePerIp => "Too many requests in progress. Please try again later.",
                 Limit::MailboxDaily | Limit::MailboxDailyTotal => {

@@ -10,6 +10,10 @@
 --   '2': never refuse.
 -- Returns {1, pttl} when the network's count is full, {2, pttl} when the
 -- total refuses, else counts one and returns {0, 0}.
+-- An optional KEYS[3] is only checked against ARGV[8] (refused: {3, pttl}).
+if KEYS[3] and tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[8]) then
+  return {3, redis.call('PTTL', KEYS[3])}
+end
 local mine = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 if mine >= tonumber(ARGV[2]) then
   return {1, redis.call('PTTL', KEYS[2])}

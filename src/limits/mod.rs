@@ -43,6 +43,10 @@ pub enum Limit {
     AuthFailuresCeiling,
     /// Failed Basic authentications from one client IP.
     AuthFailuresPerIp,
+    /// Successful Basic authentications of one email.
+    SignIns,
+    /// Successful Basic authentications from one client IP.
+    SignInsPerIp,
     RegisterPerIp,
     /// Places one client IP holds in the password-hash queue.
     HashQueuePerIp,
@@ -54,7 +58,7 @@ pub enum Limit {
 }
 
 impl Limit {
-    pub const ALL: [Limit; 12] = [
+    pub const ALL: [Limit; 14] = [
         Limit::ActivationAttempts,
         Limit::ActivationBudget,
         Limit::ActivationFailuresPerIp,
@@ -63,6 +67,8 @@ impl Limit {
         Limit::AuthFailures,
         Limit::AuthFailuresCeiling,
         Limit::AuthFailuresPerIp,
+        Limit::SignIns,
+        Limit::SignInsPerIp,
         Limit::RegisterPerIp,
         Limit::HashQueuePerIp,
         Limit::MailboxDaily,
@@ -79,6 +85,8 @@ impl Limit {
             Self::AuthFailures => "auth_failures",
             Self::AuthFailuresCeiling => "auth_failures_ceiling",
             Self::AuthFailuresPerIp => "auth_failures_per_ip",
+            Self::SignIns => "sign_ins",
+            Self::SignInsPerIp => "sign_ins_per_ip",
             Self::RegisterPerIp => "register_per_ip",
             Self::HashQueuePerIp => "hash_queue_per_ip",
             Self::MailboxDaily => "mailbox_daily",
@@ -171,6 +179,8 @@ struct EmailKeys {
     auth_failures: String,
     /// Failed authentications by client network (a hash).
     auth_failures_by_network: String,
+    /// Successful sign-ins.
+    sign_ins: String,
     proof: String,
 }
 
@@ -204,6 +214,7 @@ impl EmailKeys {
             resend_day: of("resend:day"),
             auth_failures: key(tag, "auth:failures"),
             auth_failures_by_network: key(tag, "auth:failures:by-network"),
+            sign_ins: key(tag, "sign-ins"),
             proof: key(tag, "credential:proof"),
         }
     }
@@ -552,13 +563,40 @@ impl Limiter {
         past_total: PastTotal,
         reached: [Limit; 2],
     ) -> RedisResult<Decision> {
+        self.count_shared_checking(
+            keys,
+            client,
+            (mine, total),
+            window,
+            past_total,
+            reached,
+            None,
+        )
+        .await
+    }
+
+    /// [`Limiter::count_shared`], refusing first when the counter `check`
+    /// names (in the same hash tag) is at its limit, without counting in it.
+    #[allow(clippy::too_many_arguments)]
+    async fn count_shared_checking(
+        &self,
+        keys: &SharedKeys,
+        client: ClientIp,
+        (mine, total): (u32, u32),
+        window: Duration,
+        past_total: PastTotal,
+        reached: [Limit; 2],
+        check: Option<(&str, u32, Limit)>,
+    ) -> RedisResult<Decision> {
         let wide = client
             .queue_share()
             .map_or_else(|| "-".to_owned(), |ip| ip.to_string());
-        let (full, wait): (usize, i64) = self
-            .count_shared
-            .key(&keys.total)
-            .key(&keys.by_network)
+        let mut invocation = self.count_shared.prepare_invoke();
+        invocation.key(&keys.total).key(&keys.by_network);
+        if let Some((key, _, _)) = check {
+            invocation.key(key);
+        }
+        let (full, wait): (usize, i64) = invocation
             .arg(network_field(client))
             .arg(mine)
             .arg(total)
@@ -570,8 +608,14 @@ impl Limiter {
             .arg(wide)
             // As many passes again as the total.
             .arg(total)
+            .arg(check.map_or(0, |(_, limit, _)| limit))
             .invoke_async(&mut self.conn.clone())
             .await?;
+        let reached = [
+            reached[0],
+            reached[1],
+            check.map_or(reached[1], |(_, _, limit)| limit),
+        ];
         Ok(match full.checked_sub(1).and_then(|i| reached.get(i)) {
             None => Decision::Allowed,
             Some(&limit) => Decision::Limited {
@@ -599,29 +643,39 @@ impl Limiter {
     pub async fn reserve_auth_failure(&self, email: &Email, ip: ClientIp) -> RedisResult<Decision> {
         let policy = &self.policy;
         // Two scripts: the email's and the IP's keys live in other slots.
+        // Each also checks (without counting) its successful sign-ins.
         if let Some(ip) = ip.0 {
             let decision = self
                 .count(
-                    &[(
-                        ip_key(ip, "auth:failures"),
-                        policy.auth_failures_per_ip,
-                        policy.auth_failure_window,
-                    )],
-                    &[Limit::AuthFailuresPerIp],
+                    &[
+                        (
+                            ip_key(ip, "auth:failures"),
+                            policy.auth_failures_per_ip,
+                            policy.auth_failure_window,
+                        ),
+                        (
+                            ip_key(ip, "sign-ins"),
+                            policy.sign_ins_per_ip,
+                            Duration::ZERO,
+                        ),
+                    ],
+                    &[Limit::AuthFailuresPerIp, Limit::SignInsPerIp],
                 )
                 .await?;
             if decision != Decision::Allowed {
                 return Ok(decision);
             }
         }
+        let keys = EmailKeys::of(email);
         let decision = self
-            .count_shared(
-                &EmailKeys::of(email).auth_failures_shared(),
+            .count_shared_checking(
+                &keys.auth_failures_shared(),
                 ip,
                 (policy.auth_failures_per_email, policy.auth_failure_ceiling),
                 policy.auth_failure_window,
                 PastTotal::FirstTryPasses,
                 [Limit::AuthFailures, Limit::AuthFailuresCeiling],
+                Some((&keys.sign_ins, policy.sign_ins_per_email, Limit::SignIns)),
             )
             .await?;
         if decision != Decision::Allowed
@@ -630,6 +684,21 @@ impl Limiter {
             self.give_back(&ip_key(ip, "auth:failures")).await?;
         }
         Ok(decision)
+    }
+
+    /// Counts a successful sign-in of `email` from `ip` (checked, before
+    /// any password work, by [`Limiter::reserve_auth_failure`]).
+    pub async fn record_sign_in(&self, email: &Email, ip: ClientIp) -> RedisResult<()> {
+        let window = self.policy.auth_failure_window;
+        let mut counters = vec![(EmailKeys::of(email).sign_ins, u32::MAX, window)];
+        if let Some(ip) = ip.0 {
+            counters.push((ip_key(ip, "sign-ins"), u32::MAX, window));
+        }
+        // Two slots: one script each.
+        for counter in counters {
+            self.count(&[counter], &[Limit::SignIns]).await?;
+        }
+        Ok(())
     }
 
     /// Gives back what [`Limiter::reserve_auth_failure`] counted, for an

@@ -234,6 +234,9 @@ pub struct LimitSettings {
     /// Per email, all networks together.
     pub auth_failure_ceiling: u32,
     pub auth_failures_per_ip: u32,
+    /// Successful sign-ins per email and per client IP, in the same window.
+    pub sign_ins_per_email: u32,
+    pub sign_ins_per_ip: u32,
     pub auth_failure_window: Duration,
     pub register_per_ip: u32,
     pub register_window: Duration,
@@ -402,6 +405,8 @@ impl LimitSettings {
             auth_failures_per_email: count(source, "AUTH_FAILURE_LIMIT")?,
             auth_failure_ceiling: count(source, "AUTH_FAILURE_CEILING")?,
             auth_failures_per_ip: count(source, "AUTH_FAILURE_PER_IP_LIMIT")?,
+            sign_ins_per_email: count(source, "SIGN_IN_LIMIT")?,
+            sign_ins_per_ip: count(source, "SIGN_IN_PER_IP_LIMIT")?,
             auth_failure_window: seconds(source, "AUTH_FAILURE_WINDOW_SECONDS")?,
             register_per_ip: count(source, "REGISTER_PER_IP_LIMIT")?,
             register_window: seconds(source, "REGISTER_PER_IP_WINDOW_SECONDS")?,

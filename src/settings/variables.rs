@@ -179,9 +179,19 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "failed Basic authentications per client IP within the window",
     },
     Variable {
+        name: "SIGN_IN_LIMIT",
+        default: DefaultValue::Value("30"),
+        meaning: "successful Basic authentications per email within the window",
+    },
+    Variable {
+        name: "SIGN_IN_PER_IP_LIMIT",
+        default: DefaultValue::Value("120"),
+        meaning: "successful Basic authentications per client IP within the window",
+    },
+    Variable {
         name: "AUTH_FAILURE_WINDOW_SECONDS",
         default: DefaultValue::Value("900"),
-        meaning: "the window of both",
+        meaning: "the window of the failed and successful sign-in limits",
     },
     Variable {
         name: "ACTIVATION_FAILURE_PER_IP_LIMIT",

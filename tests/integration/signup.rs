@@ -155,3 +155,84 @@ async fn neither_dump_holds_anything_a_password_can_be_recovered_from_without_th
         .await;
     assert_eq!(stored, 1, "a bcrypt hash, nothing else");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_credential_verified_moments_ago_is_not_verified_again_in_this_process() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    // No proof in Redis: what remains is the in-memory memory of a
+    // verification.
+    let (server, metrics) = serve_with_metrics(&db, &sink, &[("CREDENTIAL_PROOF", "off")]);
+    let email = unique_email("recent");
+    assert_eq!(server.register(&email).0, 201);
+    code_for(&sink, &email);
+    let verified = hashes(&metrics, "verify");
+    assert_eq!(server.activate(&email, "Wr0ng!pass", "0000"), 401);
+    assert_eq!(hashes(&metrics, "verify") - verified, 1.0, "a wrong one");
+    // The right password: one verification, then none for its resend and
+    // activation within the minute.
+    assert_eq!(server.resend(&email, PASSWORD), 202);
+    assert_eq!(hashes(&metrics, "verify") - verified, 2.0);
+    let code = crate::common::email::codes_for(&sink, &email, 2)
+        .pop()
+        .unwrap();
+    assert_eq!(server.activate(&email, PASSWORD, &code), 200);
+    assert_eq!(hashes(&metrics, "verify") - verified, 2.0, "remembered");
+    // Another password is never taken for it.
+    assert_eq!(server.resend(&email, "Wr0ng!pass"), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn successful_sign_ins_are_limited_per_address_and_per_client_before_any_bcrypt() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let (server, metrics) = serve_with_metrics(
+        &db,
+        &sink,
+        &[
+            ("TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("SIGN_IN_LIMIT", "3"),
+            ("SIGN_IN_PER_IP_LIMIT", "5"),
+            ("RESEND_PER_MINUTE_LIMIT", "100"),
+            ("RESEND_DAILY_LIMIT", "100"),
+        ],
+    );
+    let resend_from = |client: &str, email: &str| {
+        let (status, body, _) = server.post_with(
+            "/auth/resend",
+            &[("X-Forwarded-For", client)],
+            &serde_json::json!({}),
+            Some((email, PASSWORD)),
+        );
+        (status, body)
+    };
+    let client = crate::common::unique_ip();
+    let first = unique_email("signins");
+    assert_eq!(server.register(&first).0, 201);
+    for _ in 0..3 {
+        assert_eq!(resend_from(&client, &first).0, 202);
+    }
+    let verified = hashes(&metrics, "verify");
+    let (status, body) = resend_from(&client, &first);
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            429,
+            r#"{"detail":"Too many sign-ins. Please try again later."}"#
+        )
+    );
+    assert_eq!(
+        hashes(&metrics, "verify"),
+        verified,
+        "refused before bcrypt"
+    );
+    // The client's own limit: two more on another address, then none.
+    let second = unique_email("signins-other");
+    assert_eq!(server.register(&second).0, 201);
+    for _ in 0..2 {
+        assert_eq!(resend_from(&client, &second).0, 202);
+    }
+    assert_eq!(resend_from(&client, &second).0, 429);
+    // Another client is not limited by this one's sign-ins.
+    assert_eq!(resend_from(&crate::common::unique_ip(), &second).0, 202);
+}
