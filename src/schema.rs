@@ -21,6 +21,7 @@ diesel::table! {
         locale -> Nullable<Text>,
         created_at -> Timestamptz,
         failed_activations -> Int4,
+        network -> Text,
     }
 }
 

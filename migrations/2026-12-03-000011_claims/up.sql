@@ -10,7 +10,10 @@ CREATE TABLE claims (
     password_hash      TEXT        NOT NULL,
     locale             TEXT,
     created_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
-    failed_activations INTEGER     NOT NULL DEFAULT 0 CHECK (failed_activations >= 0)
+    failed_activations INTEGER     NOT NULL DEFAULT 0 CHECK (failed_activations >= 0),
+    -- Where the claim came from (an IPv4 address, an IPv6 /48; '-' for an
+    -- exempt client): a new claim replaces its own site's older one.
+    network            TEXT        NOT NULL DEFAULT '-'
 );
 CREATE INDEX claims_user_id_idx ON claims (user_id, id);
 

@@ -18,9 +18,20 @@ use crate::limits::Decision;
 use crate::locale::Locale;
 use crate::password::{Password, PasswordHash};
 
-/// Live claims per address besides its first registration; a new one ends
-/// the oldest.
+/// Live claims per address besides its first registration; a new one from
+/// another site ends the oldest.
 pub const MAX_CLAIMS: usize = 3;
+
+/// What a registration for a pending address did.
+enum Claimed {
+    /// A claim of its own, its code's email queued.
+    Recorded,
+    /// Its password is the registration's or a live claim's: nothing.
+    SamePassword,
+    /// Nothing recorded (no email left for the client, or the account
+    /// changed meanwhile).
+    Nothing,
+}
 
 impl Accounts {
     /// Support's new code (`user resend`): one for the first registration
@@ -47,9 +58,15 @@ impl Accounts {
     /// Records `password`'s claim to pending `user` (hashed already, when
     /// `hash` is given) and queues its code's email, unless the password is
     /// the first registration's or a live claim's (then nothing is sent, as
-    /// the original) or the mailbox has no email left for this client
-    /// (nothing recorded). Either way the caller answers 409. Errors are the
-    /// dependencies' (503) and the hash queue's.
+    /// the original), the client has no failed sign-ins left for the
+    /// address, or the mailbox no email for this client (nothing recorded).
+    /// Either way the caller answers 409. Errors are the dependencies'
+    /// (503) and the hash queue's.
+    ///
+    /// Comparing the password with the address's is a sign-in as far as the
+    /// failed sign-in limits go: counted as a failure before any bcrypt
+    /// work, given back when it matches. So registering cannot guess a
+    /// password faster than signing in.
     pub(super) async fn claim(
         &self,
         user: &User,
@@ -58,45 +75,70 @@ impl Accounts {
         client: ClientIp,
         hash: Option<PasswordHash>,
     ) -> Result<(), AccountError> {
+        let email = &user.email;
+        if self.limiter.reserve_auth_failure(email, client).await? != Decision::Allowed {
+            return Ok(());
+        }
+        let mailbox = self
+            .limiter
+            .reserve_mailbox_email(email, client, false)
+            .await;
+        let reserved = matches!(mailbox, Ok(Decision::Allowed));
+        let recorded = match mailbox {
+            Ok(Decision::Allowed) => {
+                self.check_and_record(user, password, locale, client, hash)
+                    .await
+            }
+            Ok(Decision::Limited { .. }) => Ok(Claimed::Nothing),
+            Err(err) => Err(err.into()),
+        };
+        // Only a recorded claim keeps what was counted: a sign-in that
+        // failed (another password), an email queued.
+        let kept = matches!(recorded, Ok(Claimed::Recorded));
+        if !kept && let Err(err) = self.limiter.release_auth_failure(email, client).await {
+            tracing::warn!(error = %err, "could not give back an authentication's count");
+        }
+        if !kept
+            && reserved
+            && let Err(err) = self.limiter.release_mailbox_email(email, client).await
+        {
+            tracing::warn!(error = %err, "could not give back a mailbox's email count");
+        }
+        recorded.map(drop)
+    }
+
+    /// Compares `password` with the address's registration and live claims
+    /// (the same one again: nothing), then records its claim.
+    async fn check_and_record(
+        &self,
+        user: &User,
+        password: &Password,
+        locale: &Locale,
+        client: ClientIp,
+        hash: Option<PasswordHash>,
+    ) -> Result<Claimed, AccountError> {
         let live = {
             let mut conn = self.pool.get().await?;
             claims::of_user(&mut conn, user.id).await?
         };
-        // The same password as a registration of the address: as the
-        // original, no new email.
         for known in
             std::iter::once(&user.password_hash).chain(live.iter().map(|c| &c.password_hash))
         {
             if self.hasher.verify(password, Some(known), client).await? {
-                return Ok(());
+                return Ok(Claimed::SamePassword);
             }
         }
-        let Decision::Allowed = self
-            .limiter
-            .reserve_mailbox_email(&user.email, client, false)
-            .await?
-        else {
-            return Ok(());
-        };
-        let recorded = self
-            .record_claim(user, password, locale, client, hash)
-            .await;
-        if recorded.is_err()
-            && let Err(err) = self
-                .limiter
-                .release_mailbox_email(&user.email, client)
-                .await
-        {
-            tracing::warn!(error = %err, "could not give back a mailbox's email count");
-        }
-        recorded
+        self.record_claim(user, password, locale, client, hash)
+            .await
     }
 
     /// Hashes the password (unless done), then in one transaction, with the
-    /// user's row locked first as every workflow does: ends the oldest
-    /// claims beyond [`MAX_CLAIMS`], records the new one and issues its
-    /// code. If the account was activated or registered afresh meanwhile,
-    /// records nothing.
+    /// user's row locked first as every workflow does: ends the claim made
+    /// earlier from the client's site (an IPv4 address, an IPv6 /48), or
+    /// else the oldest beyond [`MAX_CLAIMS`]; records the new one and
+    /// issues its code. So ending someone else's claim takes claims from
+    /// [`MAX_CLAIMS`] sites, each an email. If the account was activated or
+    /// registered afresh meanwhile, records nothing.
     async fn record_claim(
         &self,
         user: &User,
@@ -104,7 +146,10 @@ impl Accounts {
         locale: &Locale,
         client: ClientIp,
         hash: Option<PasswordHash>,
-    ) -> Result<(), AccountError> {
+    ) -> Result<Claimed, AccountError> {
+        let site = client
+            .queue_share()
+            .map_or_else(|| "-".to_owned(), |ip| ip.to_string());
         let hash = match hash {
             Some(hash) => hash,
             None => self.hasher.hash(password, client).await?,
@@ -121,10 +166,17 @@ impl Accounts {
                         return Ok(None);
                     }
                     let live = claims::of_user(conn, user.id).await?;
-                    let beyond = (live.len() + 1).saturating_sub(MAX_CLAIMS);
-                    if beyond > 0 {
-                        let oldest: Vec<i64> = live.iter().take(beyond).map(|c| c.id).collect();
-                        claims::end(conn, &oldest).await?;
+                    let mut ended: Vec<i64> = live
+                        .iter()
+                        .filter(|claim| claim.network == site)
+                        .map(|claim| claim.id)
+                        .collect();
+                    if ended.is_empty() {
+                        let beyond = (live.len() + 1).saturating_sub(MAX_CLAIMS);
+                        ended = live.iter().take(beyond).map(|c| c.id).collect();
+                    }
+                    if !ended.is_empty() {
+                        claims::end(conn, &ended).await?;
                     }
                     let claim = claims::insert(
                         conn,
@@ -132,6 +184,7 @@ impl Accounts {
                             user_id: user.id,
                             password_hash: &hash.0,
                             locale: locale.as_str(),
+                            network: &site,
                         },
                     )
                     .await?;
@@ -141,10 +194,13 @@ impl Accounts {
                 })
                 .await;
             if !run_again(&recorded, attempt) {
-                if let Ok(Some(claim)) = recorded {
-                    tracing::info!(user_id = %user.id, claim, "a claim to a pending address");
-                }
-                return recorded.map(drop);
+                return recorded.map(|recorded| match recorded {
+                    Some(claim) => {
+                        tracing::info!(user_id = %user.id, claim, "a claim to a pending address");
+                        Claimed::Recorded
+                    }
+                    None => Claimed::Nothing,
+                });
             }
         }
         unreachable!("run_again stops after the second attempt")

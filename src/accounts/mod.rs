@@ -323,7 +323,8 @@ impl Accounts {
     /// cannot exceed the limits. Successful sign-ins are limited too
     /// (checked before, counted after), and credentials verified moments ago
     /// cost no second bcrypt. An unknown email costs a bcrypt verification
-    /// too, so it cannot be told apart by timing.
+    /// too, so it cannot be told apart from a wrong password by timing
+    /// (a pending address with claims costs one more per claim).
     pub async fn authenticate(
         &self,
         email: &Email,

@@ -9,6 +9,7 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::db::outbox;
 use crate::ids::UserId;
 use crate::password::PasswordHash;
 use crate::schema::claims;
@@ -24,6 +25,8 @@ pub struct Claim {
     pub locale: Option<String>,
     pub created_at: DateTime<Utc>,
     pub failed_activations: i32,
+    /// The client's site it came from (an IPv4 address, an IPv6 /48).
+    pub network: String,
 }
 
 /// A claim to record.
@@ -33,6 +36,7 @@ pub struct NewClaim<'a> {
     pub user_id: UserId,
     pub password_hash: &'a str,
     pub locale: &'a str,
+    pub network: &'a str,
 }
 
 /// The live claims of `user`, oldest first.
@@ -54,18 +58,26 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewClaim<'_>) -> QueryRe
         .await
 }
 
-/// Ends claims (their codes go with them, by cascade).
+/// Ends claims: their codes go with them (by cascade), and their emails
+/// still queued expire.
 pub async fn end(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<usize> {
-    diesel::delete(claims::table.filter(claims::id.eq_any(ids)))
-        .execute(conn)
-        .await
+    let ended: Vec<i64> = diesel::delete(claims::table.filter(claims::id.eq_any(ids)))
+        .returning(claims::id)
+        .load(conn)
+        .await?;
+    outbox::supersede_claims(conn, &ended, Utc::now()).await?;
+    Ok(ended.len())
 }
 
-/// Ends every claim of `user`: it was activated, or registered afresh.
+/// Ends every claim of `user` (it was activated, or registered afresh), as
+/// [`end`] does.
 pub async fn end_all(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<usize> {
-    diesel::delete(claims::table.filter(claims::user_id.eq(user)))
-        .execute(conn)
-        .await
+    let ended: Vec<i64> = diesel::delete(claims::table.filter(claims::user_id.eq(user)))
+        .returning(claims::id)
+        .load(conn)
+        .await?;
+    outbox::supersede_claims(conn, &ended, Utc::now()).await?;
+    Ok(ended.len())
 }
 
 /// Whether claim `id` is still live.
@@ -100,18 +112,22 @@ pub async fn restore_activation_budgets(
     conn: &mut AsyncPgConnection,
     user: UserId,
 ) -> QueryResult<u32> {
-    let spent: Vec<i32> = claims::table
-        .filter(claims::user_id.eq(user))
-        .select(claims::failed_activations)
-        .for_update()
-        .load(conn)
-        .await?;
-    diesel::update(claims::table.filter(claims::user_id.eq(user)))
-        .set(claims::failed_activations.eq(0))
-        .execute(conn)
-        .await?;
+    #[derive(QueryableByName)]
+    struct Spent {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        spent: i32,
+    }
+    // The old values, read under the row locks the update takes anyway.
+    let spent: Vec<Spent> = diesel::sql_query(
+        "WITH old AS (SELECT id, failed_activations FROM claims WHERE user_id = $1 FOR UPDATE) \
+         UPDATE claims SET failed_activations = 0 FROM old WHERE claims.id = old.id \
+         RETURNING old.failed_activations AS spent",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(user.0)
+    .load(conn)
+    .await?;
     Ok(spent
         .into_iter()
-        .map(|n| u32::try_from(n).unwrap_or(0))
+        .map(|row| u32::try_from(row.spent).unwrap_or(0))
         .sum())
 }

@@ -174,6 +174,27 @@ pub async fn supersede_queued(
         .await
 }
 
+/// Finishes the queued emails of ended claims `claims` as expired: their
+/// codes open nothing now.
+pub async fn supersede_claims(
+    conn: &mut AsyncPgConnection,
+    claims: &[i64],
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    let queued = email_outbox::table
+        .filter(email_outbox::claim_id.eq_any(claims))
+        .filter(email_outbox::status.eq(MessageState::Queued));
+    diesel::update(queued)
+        .set((
+            email_outbox::status.eq(MessageState::Expired),
+            email_outbox::finished_at.eq(now),
+            email_outbox::payload.eq(None::<Vec<u8>>),
+            email_outbox::last_error.eq("its claim ended"),
+        ))
+        .execute(conn)
+        .await
+}
+
 /// Claims up to `limit` due messages for this sender: each claim counts an
 /// attempt and pushes the message's next attempt `lease` ahead, so if this
 /// process dies mid-send the message becomes due again when the lease runs

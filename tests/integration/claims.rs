@@ -77,18 +77,37 @@ async fn a_later_claims_code_typed_with_the_owners_password_activates_nothing() 
 async fn the_same_password_again_sends_nothing_and_claims_are_bounded() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let server = serve(&db, &sink);
+    let server = Server::start(
+        &db.url,
+        &[
+            ("EMAIL_API_URL", sink.url.as_str()),
+            ("TRUSTED_PROXIES", "127.0.0.1/32"),
+        ],
+    );
     let address = unique_email("claims-bounded");
+    let register_from = |client: &str, password: &str| {
+        let body = json!({"email": address, "password": password});
+        server
+            .post_with(
+                "/auth/register",
+                &[("X-Forwarded-For", client)],
+                &body,
+                None,
+            )
+            .0
+    };
     assert_eq!(register(&server, &address, PASSWORD).0, 201);
     code_for(&sink, &address);
     // As the original: no new email for the same password.
     assert_eq!(register(&server, &address, PASSWORD).0, 409);
+    // Five claims, each from a site of its own (unique_ip: its own /48).
     let passwords: Vec<String> = (0..5).map(|i| format!("Cl4im!pass{i}")).collect();
-    for password in &passwords {
-        assert_eq!(register(&server, &address, password).0, 409);
+    let sites: Vec<String> = (0..5).map(|_| crate::common::unique_ip()).collect();
+    for (password, client) in passwords.iter().zip(&sites) {
+        assert_eq!(register_from(client, password), 409);
     }
     // A claimant's own password again: no new email either.
-    assert_eq!(register(&server, &address, &passwords[4]).0, 409);
+    assert_eq!(register_from(&sites[4], &passwords[4]), 409);
     let codes = codes_for(&sink, &address, 6);
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(
@@ -101,6 +120,14 @@ async fn the_same_password_again_sends_nothing_and_claims_are_bounded() {
     assert_eq!(shown["claims"].as_array().unwrap().len(), 3, "{shown}");
     assert_eq!(server.resend(&address, &passwords[0]), 401);
     assert_eq!(server.activate(&address, &passwords[1], &codes[2]), 401);
+    // A new claim from a site that has one replaces it, no other.
+    assert_eq!(register_from(&sites[3], "N3w!claim"), 409);
+    assert_eq!(
+        user_show(&db, &address)["claims"].as_array().unwrap().len(),
+        3
+    );
+    assert_eq!(server.resend(&address, &passwords[3]), 401);
+    assert_eq!(server.resend(&address, "N3w!claim"), 202);
     // A live claim resends its own code; the first registration still
     // activates with its own.
     assert_eq!(server.resend(&address, &passwords[2]), 202);
@@ -196,4 +223,51 @@ async fn concurrent_claims_and_activations_have_exactly_one_winner() {
         "{statuses:?}"
     );
     assert_eq!(user_show(&db, &address)["state"], "active");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claiming_cannot_guess_passwords_faster_than_signing_in() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let server = Server::start(
+        &db.url,
+        &[
+            ("EMAIL_API_URL", sink.url.as_str()),
+            ("TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("AUTH_FAILURE_LIMIT", "3"),
+        ],
+    );
+    let address = unique_email("claims-guess");
+    assert_eq!(register(&server, &address, PASSWORD).0, 201);
+    code_for(&sink, &address);
+    let guesser = crate::common::unique_ip();
+    let register_from = |password: &str| {
+        let body = json!({"email": address, "password": password});
+        server
+            .post_with(
+                "/auth/register",
+                &[("X-Forwarded-For", &guesser)],
+                &body,
+                None,
+            )
+            .0
+    };
+    // Each registration compares a guess with the address's passwords: a
+    // failed sign-in of this client's for the address.
+    for i in 0..3 {
+        assert_eq!(register_from(&format!("Gu3ss!{i}xx")), 409);
+    }
+    codes_for(&sink, &address, 4);
+    // The client's failures are spent: still 409, nothing compared or sent.
+    assert_eq!(register_from("Gu3ss!4xx"), 409);
+    assert_eq!(register_from(PASSWORD), 409);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(codes_for(&sink, &address, 4).len(), 4);
+    let (status, _, _) = server.post_with(
+        "/auth/resend",
+        &[("X-Forwarded-For", &guesser)],
+        &json!({}),
+        Some((&address, PASSWORD)),
+    );
+    assert_eq!(status, 429);
 }
