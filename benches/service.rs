@@ -15,7 +15,10 @@
 //!    second, as a share of the bcrypt bound: one hash each, when the
 //!    activation is proven by the registration's credential proof,
 //! 7. the activation's latency with and without `WEBHOOK_URL` (an event
-//!    queued in the activation's transaction).
+//!    queued in the activation's transaction),
+//! 8. the owner-always-wins attacks (`service/attack.rs`): a sign-in flood
+//!    from 24 /64s of one /56, and a flood of refused registrations, each
+//!    against another client's registrations.
 //!
 //! The dispatcher's own throughput is `benches/email.rs`'s.
 //!
@@ -24,8 +27,8 @@
 //! `BENCH_COST` (bcrypt cost, default 10), `BENCH_BIN` (another build of
 //! `activator` to measure, e.g. the previous release, for a comparison),
 //! `CREDENTIAL_PROOF` (passed to the server: `off` measures signups that
-//! verify the password again), `BENCH_ONLY=signup` (only 1, the register
-//! load of 2 and 6: e.g.
+//! verify the password again), `BENCH_ONLY=attack` (only 8),
+//! `BENCH_ONLY=signup` (only 1, the register load of 2 and 6: e.g.
 //! `BENCH_ONLY=signup BENCH_COST=12 BENCH_CLIENTS=8 scripts/bench.sh service`).
 
 #[path = "../tests/integration/common/mail_sink.rs"]
@@ -34,6 +37,9 @@
     reason = "shared with the tests; this benchmark uses part of it"
 )]
 mod mail_sink;
+
+#[path = "service/attack.rs"]
+mod attack;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -407,6 +413,14 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("attack") {
+        let sink = MailSink::start();
+        let (rate_at_12, _) = raw_bcrypt_rate(12, 3);
+        attack::run(&database_url, &redis_url, &sink, rate_at_12);
+        sql(&maintenance, &format!("DROP DATABASE {name} WITH (FORCE)"));
+        return;
+    }
+
     if std::env::var("BENCH_ONLY").as_deref() == Ok("events") {
         let sink = MailSink::start();
         activation_latency(&database_url, &redis_url, &sink, cost);
@@ -608,6 +622,10 @@ fn main() {
 
     // 7. Events and the activation path.
     activation_latency(&database_url, &redis_url, &sink, cost);
+
+    // 8. The owner-always-wins attacks.
+    let (rate_at_12, _) = raw_bcrypt_rate(12, 3);
+    attack::run(&database_url, &redis_url, &sink, rate_at_12);
     sql(&maintenance, &format!("DROP DATABASE {name} WITH (FORCE)"));
 }
 

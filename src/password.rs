@@ -171,7 +171,8 @@ pub enum HashError {
 pub struct Hasher {
     cost: u32,
     /// The cores' turns, round robin across clients (an IPv4 address, an
-    /// IPv6 /48; exempt callers as one more).
+    /// IPv6 /48; exempt callers as one more), none but the exempt holding
+    /// every core at once.
     turns: Turns<Option<IpAddr>>,
     waiting: Arc<AtomicUsize>,
     max_waiting: usize,
@@ -202,7 +203,8 @@ impl Hasher {
         }
         Ok(Self {
             cost,
-            turns: Turns::new(in_flight),
+            // Exempt callers (and the CLI) are one client the cap spares.
+            turns: Turns::new(in_flight).uncapped(None),
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting,
             per_client: Arc::default(),
