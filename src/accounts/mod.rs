@@ -78,6 +78,13 @@ impl From<HashError> for AccountError {
     }
 }
 
+/// What a sign-in is for: its refusals that need no password come first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignIn {
+    Resend,
+    Activate,
+}
+
 /// `Ok` when `decision` allows, else the refusal.
 fn allowed(decision: Decision) -> Result<(), AccountError> {
     match decision {
@@ -330,9 +337,10 @@ impl Accounts {
         email: &Email,
         password: &Password,
         client: ClientIp,
+        purpose: SignIn,
     ) -> Result<User, AccountError> {
         allowed(self.limiter.reserve_auth_failure(email, client).await?)?;
-        let checked = self.check_password(email, password, client).await;
+        let checked = self.check_password(email, password, client, purpose).await;
         if !matches!(checked, Err(AccountError::InvalidCredentials))
             && let Err(err) = self.limiter.release_auth_failure(email, client).await
         {
@@ -351,12 +359,16 @@ impl Accounts {
         email: &Email,
         password: &Password,
         client: ClientIp,
+        purpose: SignIn,
     ) -> Result<User, AccountError> {
         let user = {
             let mut conn = self.pool.get().await?;
             users::find_by_email(&mut conn, email).await?
         };
         if let Some(user) = &user {
+            if let Some(refusal) = self.refused_before_password(user, purpose).await? {
+                return Err(refusal);
+            }
             if self.proven(user, password).await {
                 return Ok(user.clone());
             }
@@ -407,6 +419,42 @@ impl Accounts {
             }
             _ => Err(AccountError::InvalidCredentials),
         }
+    }
+
+    /// What `purpose` would be refused for on pending `user` whatever the
+    /// password: its lockout (activate), its resend limits (resend), its
+    /// spent failure budget (activate); decided before any password work.
+    /// Only for an account without claims: a claimant's own limits are its
+    /// own, known once its password is.
+    async fn refused_before_password(
+        &self,
+        user: &User,
+        purpose: SignIn,
+    ) -> Result<Option<AccountError>, AccountError> {
+        if user.is_active {
+            return Ok(None);
+        }
+        let mut refusal = self
+            .limiter
+            .refusal(&user.email, purpose == SignIn::Activate)
+            .await?
+            .map(|(limit, retry_after)| AccountError::RateLimited { limit, retry_after });
+        let max = self.limiter.policy().activation_max_failures;
+        if refusal.is_none()
+            && purpose == SignIn::Activate
+            && u32::try_from(user.failed_activations).unwrap_or(0) >= max
+        {
+            let mut conn = self.pool.get().await?;
+            refusal = Some(self.why_not(&mut conn, user).await?);
+        }
+        let Some(refusal) = refusal else {
+            return Ok(None);
+        };
+        let mut conn = self.pool.get().await?;
+        if !db::claims::of_user(&mut conn, user.id).await?.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(refusal))
     }
 
     /// `user` as `password` signed in to it moments ago (its registration,

@@ -396,6 +396,39 @@ impl Limiter {
             .map(drop)
     }
 
+    /// What refuses `email`'s first registration whatever the password: its
+    /// lockout (`activation`), or its resend limits (otherwise); `None` if
+    /// nothing does. Looks, counts nothing.
+    pub async fn refusal(
+        &self,
+        email: &Email,
+        activation: bool,
+    ) -> RedisResult<Option<(Limit, Duration)>> {
+        let keys = EmailKeys::of(email);
+        let limited = |limit, ms: i64| (limit, pttl(ms));
+        if activation {
+            let locked: i64 = redis::cmd("PTTL")
+                .arg(&keys.lock)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            return Ok((locked > 0).then(|| limited(Limit::ActivationAttempts, locked)));
+        }
+        let (minute, minute_ms, day, day_ms): (Option<u32>, i64, Option<u32>, i64) = redis::pipe()
+            .get(&keys.resend_minute)
+            .pttl(&keys.resend_minute)
+            .get(&keys.resend_day)
+            .pttl(&keys.resend_day)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(if minute.unwrap_or(0) >= self.policy.resend_per_minute {
+            Some(limited(Limit::ResendPerMinute, minute_ms))
+        } else if day.unwrap_or(0) >= self.policy.resend_daily {
+            Some(limited(Limit::ResendDaily, day_ms))
+        } else {
+            None
+        })
+    }
+
     /// Clears the activation counters after a successful activation.
     pub async fn clear_attempts(&self, email: &Email) -> RedisResult<()> {
         self.unlock(email, &[], false).await.map(drop)

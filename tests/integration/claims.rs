@@ -177,7 +177,13 @@ async fn support_resends_every_claim_and_unlocks_their_budgets() {
 async fn concurrent_claims_and_activations_have_exactly_one_winner() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let server = std::sync::Arc::new(serve(&db, &sink));
+    let server = Server::start(
+        &db.url,
+        &[
+            ("EMAIL_API_URL", sink.url.as_str()),
+            ("TRUSTED_PROXIES", "127.0.0.1/32"),
+        ],
+    );
     let address = unique_email("claims-race");
     assert_eq!(register(&server, &address, PASSWORD).0, 201);
     let passwords: Vec<String> = (0..3).map(|i| format!("R4ce!pass{i}")).collect();
@@ -186,7 +192,19 @@ async fn concurrent_claims_and_activations_have_exactly_one_winner() {
             .iter()
             .map(|password| {
                 let (server, address) = (&server, &address);
-                scope.spawn(move || register(server, address, password).0)
+                // Each claimant from a site of its own.
+                let client = crate::common::unique_ip();
+                scope.spawn(move || {
+                    let body = json!({"email": address, "password": password});
+                    server
+                        .post_with(
+                            "/auth/register",
+                            &[("X-Forwarded-For", &client)],
+                            &body,
+                            None,
+                        )
+                        .0
+                })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()

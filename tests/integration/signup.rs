@@ -236,3 +236,41 @@ async fn successful_sign_ins_are_limited_per_address_and_per_client_before_any_b
     // Another client is not limited by this one's sign-ins.
     assert_eq!(resend_from(&crate::common::unique_ip(), &second).0, 202);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_account_or_a_spent_resend_limit_is_refused_before_any_bcrypt() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let (server, metrics) = serve_with_metrics(
+        &db,
+        &sink,
+        &[
+            ("RESEND_PER_MINUTE_LIMIT", "1"),
+            // This account's lockout alone (the inbox's budget is `owner`'s).
+            ("INBOX_SHORT_CODE_GUESSES_DAILY", "1000"),
+        ],
+    );
+    let email = unique_email("locked-first");
+    assert_eq!(server.register(&email).0, 201);
+    let code = code_for(&sink, &email);
+    let wrong = if code == "0000" { "1111" } else { "0000" };
+    for _ in 0..5 {
+        assert_eq!(server.activate(&email, PASSWORD, wrong), 400);
+    }
+    let verified = hashes(&metrics, "verify");
+    // Locked: whatever the password, 429 without a verification.
+    assert_eq!(server.activate(&email, "Wr0ng!pass", &code), 429);
+    assert_eq!(server.activate(&email, PASSWORD, &code), 429);
+    assert_eq!(hashes(&metrics, "verify"), verified);
+
+    let other = unique_email("resent-first");
+    assert_eq!(server.register(&other).0, 201);
+    code_for(&sink, &other);
+    assert_eq!(server.resend(&other, PASSWORD), 202);
+    let verified = hashes(&metrics, "verify");
+    assert_eq!(server.resend(&other, "Wr0ng!pass"), 429);
+    assert_eq!(hashes(&metrics, "verify"), verified);
+    // Nothing refuses an unknown address before its (dummy) verification.
+    assert_eq!(server.resend(&unique_email("nobody"), "Wr0ng!pass"), 401);
+    assert_eq!(hashes(&metrics, "verify") - verified, 1.0);
+}
