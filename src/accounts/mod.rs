@@ -21,13 +21,17 @@ use crate::code::{Code, CodeHasher, LONG_LENGTH};
 use crate::credential::{Prover, Recent};
 use crate::db::users::{NewUser, User};
 use crate::db::{self, Pool, activation_codes, outbox, users};
-use crate::limits::{Attempt, Cleared, Decision, Limit, Limiter};
+use crate::limits::{Attempt, Decision, Limit, Limiter};
 use crate::locale::Locale;
 use crate::password::{HashError, Hasher, Password, PasswordHash};
 use crate::seal::{Payload, Sealer};
 
 mod claims;
 mod events;
+mod sign_in;
+mod support;
+
+pub use support::{Deleted, Unlocked};
 
 use crate::settings::Settings;
 use events::{ACTIVATED, Events, REGISTERED, queue_event};
@@ -322,228 +326,6 @@ impl Accounts {
             }
         }
         unreachable!("run_again stops after the second attempt")
-    }
-
-    /// Checks HTTP Basic credentials. Failures are limited per email and per
-    /// client IP, and counted before the password is checked, so a limited
-    /// client is refused (429) before any bcrypt work and parallel guesses
-    /// cannot exceed the limits. Successful sign-ins are limited too
-    /// (checked before, counted after), and credentials verified moments ago
-    /// cost no second bcrypt. An unknown email costs a bcrypt verification
-    /// too, so it cannot be told apart from a wrong password by timing
-    /// (a pending address with claims costs one more per claim).
-    pub async fn authenticate(
-        &self,
-        email: &Email,
-        password: &Password,
-        client: ClientIp,
-        purpose: SignIn,
-    ) -> Result<User, AccountError> {
-        allowed(self.limiter.reserve_auth_failure(email, client).await?)?;
-        let checked = self.check_password(email, password, client, purpose).await;
-        if !matches!(checked, Err(AccountError::InvalidCredentials))
-            && let Err(err) = self.limiter.release_auth_failure(email, client).await
-        {
-            tracing::warn!(error = %err, "could not give back an authentication's count");
-        }
-        if checked.is_ok()
-            && let Err(err) = self.limiter.record_sign_in(email, client).await
-        {
-            tracing::warn!(error = %err, "could not count a sign-in");
-        }
-        checked
-    }
-
-    async fn check_password(
-        &self,
-        email: &Email,
-        password: &Password,
-        client: ClientIp,
-        purpose: SignIn,
-    ) -> Result<User, AccountError> {
-        let user = {
-            let mut conn = self.pool.get().await?;
-            users::find_by_email(&mut conn, email).await?
-        };
-        if let Some(user) = &user {
-            if let Some(refusal) = self.refused_before_password(user, purpose).await? {
-                return Err(refusal);
-            }
-            if self.proven(user, password).await {
-                return Ok(user.clone());
-            }
-            if let Some(known) = self.recalled(user, email, password).await? {
-                return Ok(known);
-            }
-        }
-        let matches = self
-            .hasher
-            .verify(
-                password,
-                user.as_ref().map(|user| &user.password_hash),
-                client,
-            )
-            .await?;
-        match user {
-            Some(user) if matches => {
-                if user.password_hash.cost() != Some(self.hasher.cost()) {
-                    self.rehash(&user, password, client).await;
-                } else {
-                    self.recent
-                        .remember(email, password, &user.password_hash.0, None);
-                }
-                Ok(user)
-            }
-            // A pending address's claims have passwords of their own.
-            Some(user) if !user.is_active => {
-                let live = {
-                    let mut conn = self.pool.get().await?;
-                    db::claims::of_user(&mut conn, user.id).await?
-                };
-                for claim in &live {
-                    if self
-                        .hasher
-                        .verify(password, Some(&claim.password_hash), client)
-                        .await?
-                    {
-                        self.recent.remember(
-                            email,
-                            password,
-                            &claim.password_hash.0,
-                            Some(claim.id),
-                        );
-                        return Ok(user.as_claim(claim));
-                    }
-                }
-                Err(AccountError::InvalidCredentials)
-            }
-            _ => Err(AccountError::InvalidCredentials),
-        }
-    }
-
-    /// What `purpose` would be refused for on pending `user` whatever the
-    /// password: its lockout (activate), its resend limits (resend), its
-    /// spent failure budget (activate); decided before any password work.
-    /// Only for an account without claims: a claimant's own limits are its
-    /// own, known once its password is.
-    async fn refused_before_password(
-        &self,
-        user: &User,
-        purpose: SignIn,
-    ) -> Result<Option<AccountError>, AccountError> {
-        if user.is_active {
-            return Ok(None);
-        }
-        let mut refusal = self
-            .limiter
-            .refusal(&user.email, purpose == SignIn::Activate)
-            .await?
-            .map(|(limit, retry_after)| AccountError::RateLimited { limit, retry_after });
-        let max = self.limiter.policy().activation_max_failures;
-        if refusal.is_none()
-            && purpose == SignIn::Activate
-            && u32::try_from(user.failed_activations).unwrap_or(0) >= max
-        {
-            let mut conn = self.pool.get().await?;
-            refusal = Some(self.why_not(&mut conn, user).await?);
-        }
-        let Some(refusal) = refusal else {
-            return Ok(None);
-        };
-        let mut conn = self.pool.get().await?;
-        if !db::claims::of_user(&mut conn, user.id).await?.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(refusal))
-    }
-
-    /// `user` as `password` signed in to it moments ago (its registration,
-    /// or one of its claims), if it did and the hash it was verified
-    /// against is still that one's: no bcrypt work then.
-    async fn recalled(
-        &self,
-        user: &User,
-        email: &Email,
-        password: &Password,
-    ) -> Result<Option<User>, AccountError> {
-        let Some((hash, claim)) = self.recent.recall(email, password) else {
-            return Ok(None);
-        };
-        let Some(claim) = claim else {
-            return Ok((hash == user.password_hash.0).then(|| user.clone()));
-        };
-        if user.is_active {
-            return Ok(None);
-        }
-        let mut conn = self.pool.get().await?;
-        Ok(db::claims::of_user(&mut conn, user.id)
-            .await?
-            .iter()
-            .find(|live| live.id == claim && live.password_hash.0 == hash)
-            .map(|live| user.as_claim(live)))
-    }
-
-    /// Keeps a proof that `password` is `user`'s for as long as its code
-    /// lives, so that signing in to activate costs no second bcrypt (see
-    /// `crate::credential`). Best effort: without it, bcrypt decides.
-    async fn keep_proof(&self, user: &User, password: &Password) {
-        let Some(prover) = &self.prover else {
-            return;
-        };
-        let proof = prover.proof(&user.email, password);
-        if let Err(err) = self
-            .limiter
-            .store_proof(&user.email, &proof, self.code_ttl)
-            .await
-        {
-            tracing::warn!(error = %err, "could not keep a credential proof");
-        }
-    }
-
-    /// Whether a kept proof shows `password` to be pending `user`'s, so no
-    /// bcrypt work is needed. Anything else (no proof, another password, an
-    /// active account, Redis failing) leaves it to bcrypt.
-    async fn proven(&self, user: &User, password: &Password) -> bool {
-        let Some(prover) = &self.prover else {
-            return false;
-        };
-        if user.is_active {
-            return false;
-        }
-        match self.limiter.proof(&user.email).await {
-            Ok(Some(stored)) => prover.verify(&user.email, password, &stored),
-            Ok(None) => false,
-            Err(err) => {
-                tracing::warn!(error = %err, "could not read a credential proof");
-                false
-            }
-        }
-    }
-
-    /// Rehashes a password that was hashed at another cost than
-    /// `BCRYPT_COST` (the setting changed since), now that it is known to be
-    /// right: a wrong password then costs the same time on every account
-    /// again. Best effort: a failure leaves the old hash, logged.
-    async fn rehash(&self, user: &User, password: &Password, client: ClientIp) {
-        let replaced = async {
-            let new = self.hasher.hash(password, client).await?;
-            let mut conn = self.pool.get().await?;
-            Ok::<_, AccountError>(
-                users::replace_password_hash(&mut conn, user.id, &user.password_hash, &new).await?,
-            )
-        };
-        match replaced.await {
-            Ok(true) => tracing::info!(
-                user_id = %user.id,
-                from = user.password_hash.cost(),
-                to = self.hasher.cost(),
-                "password rehashed at the configured cost"
-            ),
-            Ok(false) => {}
-            Err(err) => {
-                tracing::warn!(user_id = %user.id, error = %err, "could not rehash a password")
-            }
-        }
     }
 
     /// A user's request for a new code, from `client`: limited per email (a
@@ -893,57 +675,6 @@ impl Accounts {
         })
     }
 
-    /// Clears the activation lockout, the failure counters and a spent
-    /// failure budget of an existing account (and with `resend_limits` the
-    /// resend counters).
-    pub async fn unlock(
-        &self,
-        email: &Email,
-        resend_limits: bool,
-    ) -> Result<Unlocked, AccountError> {
-        let user = self.find_user(email).await?;
-        let (budget, claims) = {
-            let mut conn = self.pool.get().await?;
-            let budget = users::restore_activation_budget(&mut conn, user.id).await?
-                + db::claims::restore_activation_budgets(&mut conn, user.id).await?;
-            let claims: Vec<i64> = db::claims::of_user(&mut conn, user.id)
-                .await?
-                .iter()
-                .map(|claim| claim.id)
-                .collect();
-            (budget, claims)
-        };
-        Ok(Unlocked {
-            cleared: self.limiter.unlock(email, &claims, resend_limits).await?,
-            budget,
-        })
-    }
-
-    /// Erases the account of `email`: in one transaction the account, its
-    /// codes and its outbox messages; then its Redis counters and proof.
-    pub async fn delete(&self, email: &Email) -> Result<Deleted, AccountError> {
-        let user = self.find_user(email).await?;
-        let mut conn = self.pool.get().await?;
-        let deleted = conn
-            .transaction(async |conn| {
-                // The row first, as every workflow locks it (codes after).
-                users::lock(conn, user.id).await?;
-                let claims: Vec<i64> = db::claims::of_user(conn, user.id)
-                    .await?
-                    .iter()
-                    .map(|claim| claim.id)
-                    .collect();
-                Ok::<_, diesel::result::Error>(
-                    users::delete(conn, user.id).await?.map(|d| (d, claims)),
-                )
-            })
-            .await?;
-        let ((codes, emails), claims) =
-            deleted.ok_or_else(|| AccountError::UnknownUser(email.clone()))?;
-        self.limiter.forget(&user.email, &claims).await?;
-        Ok(Deleted { codes, emails })
-    }
-
     /// The account registered for `email`.
     pub async fn find_user(&self, email: &Email) -> Result<User, AccountError> {
         find_user(&self.pool, email).await
@@ -999,21 +730,6 @@ impl From<diesel::result::Error> for Rollback {
     fn from(err: diesel::result::Error) -> Self {
         Self::Failed(err)
     }
-}
-
-/// What `unlock` restored: Redis' counters, and how many failed activations
-/// it gave back to the budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unlocked {
-    pub cleared: Cleared,
-    pub budget: u32,
-}
-
-/// What `delete` erased besides the account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deleted {
-    pub codes: i64,
-    pub emails: i64,
 }
 
 /// The account registered for `email`: for commands that have a pool but

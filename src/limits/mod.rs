@@ -23,6 +23,10 @@ use crate::client_ip::ClientIp;
 use crate::redis::RedisConnection;
 use crate::settings::{LimitSettings, Settings};
 
+mod shared;
+
+use shared::{PastTotal, SharedKeys};
+
 /// A limit that can refuse a request: what its 429 says, and its label in
 /// `activator_rate_limited_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -222,48 +226,6 @@ impl EmailKeys {
 
 fn ip_key(ip: IpAddr, name: &str) -> String {
     key(&format!("ip:{ip}"), name)
-}
-
-/// A mailbox's emails of the day: all networks', and by network (a hash).
-fn mailbox_keys(mailbox: &str) -> SharedKeys {
-    let tag = format!("mailbox:{mailbox}");
-    SharedKeys {
-        total: key(&tag, "emails"),
-        by_network: key(&tag, "emails:by-network"),
-    }
-}
-
-/// A mailbox's wrong short codes: of the day, of the year.
-fn guess_keys(mailbox: &str) -> [String; 2] {
-    let tag = format!("mailbox:{mailbox}");
-    [
-        key(&tag, "short-guesses:day"),
-        key(&tag, "short-guesses:year"),
-    ]
-}
-
-/// What a shared budget's full total does to a network's request.
-#[derive(Debug, Clone, Copy)]
-enum PastTotal {
-    /// A network that has not used the budget in this window passes, once
-    /// per wider prefix (an IPv6 /48) and up to as many passes as the total.
-    FirstTryPasses,
-    /// It is counted, not refused.
-    Count,
-}
-
-/// A budget shared among client networks: its total and its hash of counts
-/// by network (one hash tag).
-struct SharedKeys {
-    total: String,
-    by_network: String,
-}
-
-/// A client's network as the shared budgets name it (its address: an IPv6
-/// client's is already its /64); `-` for a client without one (exempt, or
-/// the CLI).
-fn network_field(client: ClientIp) -> String {
-    client.0.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -504,171 +466,6 @@ impl Limiter {
         }
     }
 
-    /// Counts an activation email to `email`'s mailbox asked for by
-    /// `client`, unless the mailbox had its day's share from the client's
-    /// network, or from all of them (past which a network's first email
-    /// still goes, once per wider prefix and up to as many again: others
-    /// cannot spend it). A `renewal` (a long code replacing short ones the
-    /// inbox can no longer use) is never refused for the total.
-    pub async fn reserve_mailbox_email(
-        &self,
-        email: &Email,
-        client: ClientIp,
-        renewal: bool,
-    ) -> RedisResult<Decision> {
-        let policy = &self.policy;
-        self.count_shared(
-            &mailbox_keys(&self.inboxes.of(email)),
-            client,
-            (
-                policy.emails_per_mailbox_daily,
-                policy.emails_per_mailbox_daily_total,
-            ),
-            DAY,
-            if renewal {
-                PastTotal::Count
-            } else {
-                PastTotal::FirstTryPasses
-            },
-            [Limit::MailboxDaily, Limit::MailboxDailyTotal],
-        )
-        .await
-    }
-
-    /// Gives back an email counted by [`Limiter::reserve_mailbox_email`]
-    /// that was not sent after all.
-    pub async fn release_mailbox_email(&self, email: &Email, client: ClientIp) -> RedisResult<()> {
-        self.give_back_shared(&mailbox_keys(&self.inboxes.of(email)), client)
-            .await
-    }
-
-    /// Whether `email`'s inbox has spent its budget of wrong short codes
-    /// (of the day or of the year): its codes are long then.
-    pub async fn inbox_guessed_out(&self, email: &Email) -> RedisResult<bool> {
-        let [day, year] = guess_keys(&self.inboxes.of(email));
-        let (day, year): (Option<u32>, Option<u32>) = redis::pipe()
-            .get(day)
-            .get(year)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(day.unwrap_or(0) >= self.policy.inbox_short_guesses_daily
-            || year.unwrap_or(0) >= self.policy.inbox_short_guesses_yearly)
-    }
-
-    /// Counts a short code's check against `email`'s inbox before it is
-    /// checked; false (counting nothing) when the inbox has spent its
-    /// budget, and the code must not be checked. A right code gives it back
-    /// ([`Limiter::release_inbox_guess`]).
-    pub async fn reserve_inbox_guess(&self, email: &Email) -> RedisResult<bool> {
-        let [day, year] = guess_keys(&self.inboxes.of(email));
-        let policy = &self.policy;
-        let decision = self
-            .count(
-                &[
-                    (day, policy.inbox_short_guesses_daily, DAY),
-                    (year, policy.inbox_short_guesses_yearly, YEAR),
-                ],
-                // Never answered as such: the caller reads a refusal as a
-                // wrong code.
-                &[Limit::ActivationBudget, Limit::ActivationBudget],
-            )
-            .await?;
-        Ok(decision == Decision::Allowed)
-    }
-
-    /// Gives back what [`Limiter::reserve_inbox_guess`] counted.
-    pub async fn release_inbox_guess(&self, email: &Email) -> RedisResult<()> {
-        let [day, year] = guess_keys(&self.inboxes.of(email));
-        let day = self.give_back(&day).await;
-        self.give_back(&year).await.and(day)
-    }
-
-    /// Counts one for `client`'s network in a budget shared among networks
-    /// (`count_shared.lua`): `(mine, total)` are the limits, reported as
-    /// `reached[0]` and `reached[1]`; `past_total` says what a full total
-    /// does.
-    async fn count_shared(
-        &self,
-        keys: &SharedKeys,
-        client: ClientIp,
-        (mine, total): (u32, u32),
-        window: Duration,
-        past_total: PastTotal,
-        reached: [Limit; 2],
-    ) -> RedisResult<Decision> {
-        self.count_shared_checking(
-            keys,
-            client,
-            (mine, total),
-            window,
-            past_total,
-            reached,
-            None,
-        )
-        .await
-    }
-
-    /// [`Limiter::count_shared`], refusing first when the counter `check`
-    /// names (in the same hash tag) is at its limit, without counting in it.
-    #[allow(clippy::too_many_arguments)]
-    async fn count_shared_checking(
-        &self,
-        keys: &SharedKeys,
-        client: ClientIp,
-        (mine, total): (u32, u32),
-        window: Duration,
-        past_total: PastTotal,
-        reached: [Limit; 2],
-        check: Option<(&str, u32, Limit)>,
-    ) -> RedisResult<Decision> {
-        let wide = client
-            .queue_share()
-            .map_or_else(|| "-".to_owned(), |ip| ip.to_string());
-        let mut invocation = self.count_shared.prepare_invoke();
-        invocation.key(&keys.total).key(&keys.by_network);
-        if let Some((key, _, _)) = check {
-            invocation.key(key);
-        }
-        let (full, wait): (usize, i64) = invocation
-            .arg(network_field(client))
-            .arg(mine)
-            .arg(total)
-            .arg(millis(window))
-            .arg(match past_total {
-                PastTotal::FirstTryPasses => "1",
-                PastTotal::Count => "2",
-            })
-            .arg(wide)
-            // As many passes again as the total.
-            .arg(total)
-            .arg(check.map_or(0, |(_, limit, _)| limit))
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        let reached = [
-            reached[0],
-            reached[1],
-            check.map_or(reached[1], |(_, _, limit)| limit),
-        ];
-        Ok(match full.checked_sub(1).and_then(|i| reached.get(i)) {
-            None => Decision::Allowed,
-            Some(&limit) => Decision::Limited {
-                limit,
-                retry_after: pttl(wait),
-            },
-        })
-    }
-
-    /// Gives back what [`Limiter::count_shared`] counted for `client`.
-    async fn give_back_shared(&self, keys: &SharedKeys, client: ClientIp) -> RedisResult<()> {
-        self.give_back_shared
-            .key(&keys.total)
-            .key(&keys.by_network)
-            .arg(network_field(client))
-            .invoke_async::<i64>(&mut self.conn.clone())
-            .await
-            .map(drop)
-    }
-
     /// Counts a Basic authentication as failed before the password is
     /// checked (so parallel guesses cannot exceed the limits), unless the
     /// email or the client IP has no failures left. A successful one is
@@ -848,62 +645,4 @@ pub fn retry_after_seconds(wait: Duration) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_of_one_email_ip_or_mailbox_share_a_hash_tag() {
-        let keys = EmailKeys::of(&crate::address::normalize("Someone@Example.com").unwrap());
-        for key in [
-            &keys.attempts,
-            &keys.lock,
-            &keys.resend_minute,
-            &keys.resend_day,
-            &keys.auth_failures,
-            &keys.auth_failures_by_network,
-            &keys.proof,
-        ] {
-            assert!(key.starts_with("activator:{someone@example.com}:"), "{key}");
-        }
-        let ip = "2001:db8::1".parse().unwrap();
-        assert_eq!(
-            ip_key(ip, "register"),
-            "activator:{ip:2001:db8::1}:register"
-        );
-        assert_eq!(
-            mailbox_keys("someone@example.com").total,
-            "activator:{mailbox:someone@example.com}:emails"
-        );
-        assert_eq!(
-            mailbox_keys("someone@example.com").by_network,
-            "activator:{mailbox:someone@example.com}:emails:by-network"
-        );
-    }
-
-    #[test]
-    fn a_claim_has_its_own_window_lockout_and_resend_limits_under_the_email_tag() {
-        let email = crate::address::normalize("someone@example.com").unwrap();
-        let (first, claim) = (EmailKeys::of(&email), EmailKeys::of_claim(&email, Some(7)));
-        assert_eq!(
-            claim.attempts,
-            "activator:{someone@example.com}:activation:attempts:claim:7"
-        );
-        assert_eq!(
-            claim.lock,
-            "activator:{someone@example.com}:activation:lock:claim:7"
-        );
-        assert_ne!(claim.resend_minute, first.resend_minute);
-        assert_ne!(claim.resend_day, first.resend_day);
-        // Failed sign-ins and the proof are the address's.
-        assert_eq!(claim.auth_failures, first.auth_failures);
-        assert_eq!(claim.proof, first.proof);
-    }
-
-    #[test]
-    fn retry_after_rounds_up_to_whole_seconds() {
-        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
-        assert_eq!(retry_after_seconds(Duration::from_millis(1000)), 1);
-        assert_eq!(retry_after_seconds(Duration::from_millis(1001)), 2);
-        assert_eq!(retry_after_seconds(Duration::from_secs(900)), 900);
-    }
-}
+mod tests;
