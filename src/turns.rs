@@ -100,8 +100,9 @@ impl<K: Eq + Clone> Turns<K> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Waits for a turn for `client`. Cancel-safe: a caller that gives up
-    /// leaves its line, and a turn handed to it meanwhile goes on.
+    /// Waits for a turn for `client`. Cancel-safe: a turn handed to a
+    /// caller that gave up goes on (its place in line is skipped when the
+    /// next turn comes round).
     pub async fn take(&self, client: K) -> Turn<K> {
         let receiver = {
             let mut state = self.lock();

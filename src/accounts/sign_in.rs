@@ -34,8 +34,11 @@ impl Accounts {
         {
             tracing::warn!(error = %err, "could not give back an authentication's count");
         }
-        if checked.is_ok()
-            && let Err(err) = self.limiter.record_sign_in(email, client).await
+        if let Ok(user) = &checked
+            && let Err(err) = self
+                .limiter
+                .record_sign_in(email, user.is_active, client)
+                .await
         {
             tracing::warn!(error = %err, "could not count a sign-in");
         }
@@ -133,7 +136,10 @@ impl Accounts {
             && u32::try_from(user.failed_activations).unwrap_or(0) >= max
         {
             let mut conn = self.pool.get().await?;
-            refusal = Some(self.why_not(&mut conn, user).await?);
+            // Only the budget's refusal: whatever else changed meanwhile is
+            // for the password to decide.
+            refusal = Some(self.why_not(&mut conn, user).await?)
+                .filter(|why| matches!(why, AccountError::RateLimited { .. }));
         }
         let Some(refusal) = refusal else {
             return Ok(None);

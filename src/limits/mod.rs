@@ -516,11 +516,22 @@ impl Limiter {
         Ok(decision)
     }
 
-    /// Counts a successful sign-in of `email` from `ip` (checked, before
-    /// any password work, by [`Limiter::reserve_auth_failure`]).
-    pub async fn record_sign_in(&self, email: &Email, ip: ClientIp) -> RedisResult<()> {
+    /// Counts a successful sign-in from `ip`, and to `email` when its
+    /// account is `active` (checked, before any password work, by
+    /// [`Limiter::reserve_auth_failure`]). A pending address's sign-ins are
+    /// not counted for it: its registration and its claims have passwords
+    /// of their own, and one claimant must not spend another's.
+    pub async fn record_sign_in(
+        &self,
+        email: &Email,
+        active: bool,
+        ip: ClientIp,
+    ) -> RedisResult<()> {
         let window = self.policy.auth_failure_window;
-        let mut counters = vec![(EmailKeys::of(email).sign_ins, u32::MAX, window)];
+        let mut counters = Vec::new();
+        if active {
+            counters.push((EmailKeys::of(email).sign_ins, u32::MAX, window));
+        }
         if let Some(ip) = ip.0 {
             counters.push((ip_key(ip, "sign-ins"), u32::MAX, window));
         }
@@ -567,7 +578,10 @@ impl Limiter {
         pipe.del(&keys.lock)
             .del(&keys.attempts)
             .del(&keys.auth_failures);
-        pipe.del(&keys.auth_failures_by_network).ignore();
+        pipe.del(&keys.auth_failures_by_network)
+            .ignore()
+            .del(&keys.sign_ins)
+            .ignore();
         if resend_limits {
             pipe.del(&keys.resend_minute).del(&keys.resend_day);
         }

@@ -206,14 +206,17 @@ async fn successful_sign_ins_are_limited_per_address_and_per_client_before_any_b
         );
         (status, body)
     };
+    // An active account: its sign-ins count for it.
+    let active = unique_email("signins");
+    assert_eq!(server.register(&active).0, 201);
+    let code = code_for(&sink, &active);
+    assert_eq!(server.activate(&active, PASSWORD, &code), 200);
     let client = crate::common::unique_ip();
-    let first = unique_email("signins");
-    assert_eq!(server.register(&first).0, 201);
     for _ in 0..3 {
-        assert_eq!(resend_from(&client, &first).0, 202);
+        assert_eq!(resend_from(&client, &active).0, 409);
     }
     let verified = hashes(&metrics, "verify");
-    let (status, body) = resend_from(&client, &first);
+    let (status, body) = resend_from(&crate::common::unique_ip(), &active);
     assert_eq!(
         (status, body.as_str()),
         (
@@ -226,15 +229,19 @@ async fn successful_sign_ins_are_limited_per_address_and_per_client_before_any_b
         verified,
         "refused before bcrypt"
     );
-    // The client's own limit: two more on another address, then none.
-    let second = unique_email("signins-other");
-    assert_eq!(server.register(&second).0, 201);
+
+    // A pending address's sign-ins count only for the client: one claimant
+    // (or its first registrant) signing in again and again spends nothing
+    // of the others'.
+    let pending = unique_email("signins-pending");
+    assert_eq!(server.register(&pending).0, 201);
     for _ in 0..2 {
-        assert_eq!(resend_from(&client, &second).0, 202);
+        assert_eq!(resend_from(&client, &pending).0, 202);
     }
-    assert_eq!(resend_from(&client, &second).0, 429);
-    // Another client is not limited by this one's sign-ins.
-    assert_eq!(resend_from(&crate::common::unique_ip(), &second).0, 202);
+    // The client's own limit (5, three spent above) is reached...
+    assert_eq!(resend_from(&client, &pending).0, 429);
+    // ...and another client signs in to the same address.
+    assert_eq!(resend_from(&crate::common::unique_ip(), &pending).0, 202);
 }
 
 #[tokio::test(flavor = "multi_thread")]
