@@ -36,20 +36,30 @@ impl Prover {
         Self { mac }
     }
 
-    /// The proof that `password` is `email`'s.
-    pub fn proof(&self, email: &Email, password: &Password) -> Vec<u8> {
-        self.mac(email, password).finalize().into_bytes().to_vec()
+    /// The proof that `password` is `email`'s, for the registration that
+    /// `bound` names (see [`registration`]; empty: any).
+    pub fn proof(&self, email: &Email, bound: &str, password: &Password) -> Vec<u8> {
+        self.mac(email, bound, password)
+            .finalize()
+            .into_bytes()
+            .to_vec()
     }
 
-    /// Whether `stored` proves that `password` is `email`'s (constant time).
-    pub fn verify(&self, email: &Email, password: &Password, stored: &[u8]) -> bool {
-        self.mac(email, password).verify_slice(stored).is_ok()
+    /// Whether `stored` proves that `password` is `email`'s, for the
+    /// registration `bound` names (constant time).
+    pub fn verify(&self, email: &Email, bound: &str, password: &Password, stored: &[u8]) -> bool {
+        self.mac(email, bound, password)
+            .verify_slice(stored)
+            .is_ok()
     }
 
-    fn mac(&self, email: &Email, password: &Password) -> HmacSha256 {
+    fn mac(&self, email: &Email, bound: &str, password: &Password) -> HmacSha256 {
         let mut mac = self.mac.clone();
-        // The address cannot hold a NUL: it separates the two unambiguously.
+        // Neither the address nor `bound` can hold a NUL: it separates the
+        // three unambiguously.
         mac.update(email.as_str().as_bytes());
+        mac.update(&[0]);
+        mac.update(bound.as_bytes());
         mac.update(&[0]);
         mac.update(password.as_str().as_bytes());
         mac
@@ -104,7 +114,7 @@ impl Recent {
             }
         }
         entries.insert(
-            self.prover.proof(email, password),
+            self.prover.proof(email, "", password),
             Entry {
                 until: now + self.life,
                 hash: hash.to_owned(),
@@ -116,13 +126,20 @@ impl Recent {
     /// The hash `password` was verified against for `email` moments ago,
     /// and whose, if it was.
     pub fn recall(&self, email: &Email, password: &Password) -> Option<(String, Option<i64>)> {
-        let proof = self.prover.proof(email, password);
+        let proof = self.prover.proof(email, "", password);
         let entries = self.entries();
         entries
             .get(&proof)
             .filter(|entry| entry.until > std::time::Instant::now())
             .map(|entry| (entry.hash.clone(), entry.claim))
     }
+}
+
+/// What binds a proof to one registration of an address: its account's id
+/// and creation time. A proof outlives nothing it was made for: an account
+/// erased, or registered afresh, makes another.
+pub fn registration(id: i64, created_at: chrono::DateTime<chrono::Utc>) -> String {
+    format!("{id}:{}", created_at.timestamp_micros())
 }
 
 impl std::fmt::Debug for Prover {
@@ -140,15 +157,28 @@ mod tests {
         let prover = |key: &str| Prover::new(&SecretKey::new(key));
         let ada = Email::stored("ada@example.com".into());
         let password = Password::new("Secr3t!pass");
-        let proof = prover("one key of at least thirty-two bytes").proof(&ada, &password);
+        let first = registration(1, chrono::DateTime::UNIX_EPOCH);
+        let proof = prover("one key of at least thirty-two bytes").proof(&ada, &first, &password);
         assert_eq!(proof.len(), 32);
         assert!(!proof.windows(6).any(|w| w == b"Secr3t"));
         let same = prover("one key of at least thirty-two bytes");
-        assert!(same.verify(&ada, &password, &proof));
-        assert!(!same.verify(&ada, &Password::new("Secr3t!pasS"), &proof));
+        assert!(same.verify(&ada, &first, &password, &proof));
+        assert!(!same.verify(&ada, &first, &Password::new("Secr3t!pasS"), &proof));
         let bob = Email::stored("bob@example.com".into());
-        assert!(!same.verify(&bob, &password, &proof));
+        assert!(!same.verify(&bob, &first, &password, &proof));
+        // Another registration of the address (erased, or started afresh).
+        let again = registration(
+            1,
+            chrono::DateTime::UNIX_EPOCH + chrono::TimeDelta::seconds(1),
+        );
+        assert!(!same.verify(&ada, &again, &password, &proof));
+        assert!(!same.verify(
+            &ada,
+            &registration(2, chrono::DateTime::UNIX_EPOCH),
+            &password,
+            &proof
+        ));
         let rotated = prover("another key of at least thirty-two bytes");
-        assert!(!rotated.verify(&ada, &password, &proof));
+        assert!(!rotated.verify(&ada, &first, &password, &proof));
     }
 }

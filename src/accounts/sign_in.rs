@@ -184,7 +184,8 @@ impl Accounts {
         let Some(prover) = &self.prover else {
             return;
         };
-        let proof = prover.proof(&user.email, password);
+        let bound = crate::credential::registration(user.id.0, user.created_at);
+        let proof = prover.proof(&user.email, &bound, password);
         if let Err(err) = self
             .limiter
             .store_proof(&user.email, &proof, self.code_ttl)
@@ -205,7 +206,10 @@ impl Accounts {
             return false;
         }
         match self.limiter.proof(&user.email).await {
-            Ok(Some(stored)) => prover.verify(&user.email, password, &stored),
+            Ok(Some(stored)) => {
+                let bound = crate::credential::registration(user.id.0, user.created_at);
+                prover.verify(&user.email, &bound, password, &stored)
+            }
             Ok(None) => false,
             Err(err) => {
                 tracing::warn!(error = %err, "could not read a credential proof");

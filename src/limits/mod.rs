@@ -170,7 +170,15 @@ pub struct Limiter {
 
 /// A Redis key with the hash tag `{tag}`: one email's (or IP's, or
 /// mailbox's) keys share a slot, so a script's keys do on Redis Cluster.
+/// Redis Cluster's tag ends at the first `}`, which an address's local part
+/// may hold: `%` and `}` are written `%25` and `%7D` in it (one tag per
+/// address still, and other addresses' keys unchanged).
 fn key(tag: &str, name: &str) -> String {
+    let tag = if tag.contains(['%', '}']) {
+        std::borrow::Cow::Owned(tag.replace('%', "%25").replace('}', "%7D"))
+    } else {
+        std::borrow::Cow::Borrowed(tag)
+    };
     format!("activator:{{{tag}}}:{name}")
 }
 

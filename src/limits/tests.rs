@@ -59,3 +59,26 @@ fn retry_after_rounds_up_to_whole_seconds() {
     assert_eq!(retry_after_seconds(Duration::from_millis(1001)), 2);
     assert_eq!(retry_after_seconds(Duration::from_secs(900)), 900);
 }
+
+#[test]
+fn an_address_with_a_closing_brace_keeps_one_hash_tag_for_all_its_keys() {
+    let keys = EmailKeys::of(&crate::address::normalize("}weird%{@example.com").unwrap());
+    // Redis Cluster hashes what lies between the first `{` and the next `}`.
+    let tag = |key: &str| {
+        let open = key.find('{').unwrap();
+        let close = open + key[open..].find('}').unwrap();
+        key[open + 1..close].to_owned()
+    };
+    assert_eq!(tag(&keys.attempts), "%7Dweird%25{@example.com");
+    for key in [
+        &keys.lock,
+        &keys.auth_failures,
+        &keys.auth_failures_by_network,
+        &keys.proof,
+    ] {
+        assert_eq!(tag(key), tag(&keys.attempts), "{key}");
+    }
+    // Two addresses that differ only there do not share keys.
+    let other = EmailKeys::of(&crate::address::normalize("%7Dweird%25{@example.com").unwrap());
+    assert_ne!(other.attempts, keys.attempts);
+}
