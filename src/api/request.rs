@@ -361,13 +361,25 @@ pub fn code_schema() -> Object {
 
 /// The schema of an activation code field of `length` digits.
 pub fn code_schema_of(length: usize) -> Object {
+    use crate::code::LONG_LENGTH;
+    let (pattern, longest, also) = if length < LONG_LENGTH {
+        (
+            format!(r"^(\d{{{length}}}|\d{{{LONG_LENGTH}}})$"),
+            LONG_LENGTH,
+            format!(
+                ", or the {LONG_LENGTH}-digit one mailed once the address's inbox has spent its budget of wrong codes (docs/LIMITS.md)"
+            ),
+        )
+    } else {
+        (format!(r"^\d{{{length}}}$"), length, String::new())
+    };
     ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(length))
-        .max_length(Some(length))
-        .pattern(Some(format!(r"^\d{{{length}}}$")))
+        .max_length(Some(longest))
+        .pattern(Some(pattern))
         .description(Some(format!(
-            "The {length}-digit code from the email (digits of other scripts are read as ASCII digits)."
+            "The {length}-digit code from the email{also} (digits of other scripts are read as ASCII digits)."
         )))
         .examples([&"0427153".repeat(2)[..length]])
         .build()

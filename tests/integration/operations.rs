@@ -510,7 +510,7 @@ async fn the_openapi_document_describes_every_route_status_and_basic_auth() {
     assert_eq!(register["required"], json!(["email", "password"]));
     assert_eq!(
         doc["components"]["schemas"]["ActivateRequest"]["properties"]["code"]["pattern"],
-        r"^\d{4}$"
+        r"^(\d{4}|\d{8})$"
     );
 }
 
