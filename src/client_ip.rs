@@ -23,6 +23,22 @@ impl ClientIp {
             v4 => v4,
         })
     }
+
+    /// The client's network as the shared budgets record it: its address
+    /// (an IPv6 client's /64), `-` for an exempt caller or the CLI.
+    pub fn network_name(self) -> String {
+        name(self.0)
+    }
+
+    /// The client's site (see [`ClientIp::queue_share`]) as the shared
+    /// budgets and the claims record it, `-` for an exempt caller.
+    pub fn site_name(self) -> String {
+        name(self.queue_share())
+    }
+}
+
+fn name(ip: Option<IpAddr>) -> String {
+    ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
 }
 
 #[cfg(test)]
@@ -37,5 +53,11 @@ mod tests {
         assert_ne!(of("2001:db8:1::"), of("2001:db8:2::"));
         assert_eq!(of("192.0.2.7"), Some("192.0.2.7".parse().unwrap()));
         assert_eq!(ClientIp::EXEMPT.queue_share(), None);
+        let client = ClientIp(Some("2001:db8:1:2::".parse().unwrap()));
+        assert_eq!(
+            (client.network_name(), client.site_name()),
+            ("2001:db8:1:2::".to_owned(), "2001:db8:1::".to_owned())
+        );
+        assert_eq!(ClientIp::EXEMPT.site_name(), "-");
     }
 }

@@ -22,6 +22,15 @@ use crate::password::{Password, PasswordHash};
 /// another site ends the oldest.
 pub const MAX_CLAIMS: usize = 3;
 
+/// Who asks for a claim: the password they chose, their language, where
+/// they are.
+#[derive(Clone, Copy)]
+pub(super) struct Newcomer<'a> {
+    pub(super) password: &'a Password,
+    pub(super) locale: &'a Locale,
+    pub(super) client: ClientIp,
+}
+
 /// What a registration for a pending address did.
 enum Claimed {
     /// A claim of its own, its code's email queued.
@@ -38,14 +47,15 @@ impl Accounts {
     /// and one for each live claim, each to the address (whoever reads it
     /// holds one of the passwords). Returns how many were queued.
     pub async fn reissue_every_claim(&self, user: &User) -> Result<usize, AccountError> {
-        self.reissue(user).await?;
+        let length = self.code_length_for(&user.email).await?;
+        self.reissue_at(user, length).await?;
         let live = {
             let mut conn = self.pool.get().await?;
             claims::of_user(&mut conn, user.id).await?
         };
         let mut codes = 1;
         for claim in &live {
-            match self.reissue(&user.as_claim(claim)).await {
+            match self.reissue_at(&user.as_claim(claim), length).await {
                 Ok(()) => codes += 1,
                 // Ended meanwhile.
                 Err(AccountError::InvalidCredentials) => {}
@@ -70,12 +80,10 @@ impl Accounts {
     pub(super) async fn claim(
         &self,
         user: &User,
-        password: &Password,
-        locale: &Locale,
-        client: ClientIp,
+        newcomer: Newcomer<'_>,
         hash: Option<PasswordHash>,
     ) -> Result<(), AccountError> {
-        let email = &user.email;
+        let (email, client) = (&user.email, newcomer.client);
         if self.limiter.reserve_auth_failure(email, client).await? != Decision::Allowed {
             return Ok(());
         }
@@ -85,10 +93,7 @@ impl Accounts {
             .await;
         let reserved = matches!(mailbox, Ok(Decision::Allowed));
         let recorded = match mailbox {
-            Ok(Decision::Allowed) => {
-                self.check_and_record(user, password, locale, client, hash)
-                    .await
-            }
+            Ok(Decision::Allowed) => self.check_and_record(user, newcomer, hash).await,
             Ok(Decision::Limited { .. }) => Ok(Claimed::Nothing),
             Err(err) => Err(err.into()),
         };
@@ -112,9 +117,7 @@ impl Accounts {
     async fn check_and_record(
         &self,
         user: &User,
-        password: &Password,
-        locale: &Locale,
-        client: ClientIp,
+        newcomer: Newcomer<'_>,
         hash: Option<PasswordHash>,
     ) -> Result<Claimed, AccountError> {
         let live = {
@@ -124,12 +127,15 @@ impl Accounts {
         for known in
             std::iter::once(&user.password_hash).chain(live.iter().map(|c| &c.password_hash))
         {
-            if self.hasher.verify(password, Some(known), client).await? {
+            if self
+                .hasher
+                .verify(newcomer.password, Some(known), newcomer.client)
+                .await?
+            {
                 return Ok(Claimed::SamePassword);
             }
         }
-        self.record_claim(user, password, locale, client, hash)
-            .await
+        self.record_claim(user, newcomer, hash).await
     }
 
     /// Hashes the password (unless done), then in one transaction, with the
@@ -142,17 +148,13 @@ impl Accounts {
     async fn record_claim(
         &self,
         user: &User,
-        password: &Password,
-        locale: &Locale,
-        client: ClientIp,
+        newcomer: Newcomer<'_>,
         hash: Option<PasswordHash>,
     ) -> Result<Claimed, AccountError> {
-        let site = client
-            .queue_share()
-            .map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+        let site = newcomer.client.site_name();
         let hash = match hash {
             Some(hash) => hash,
-            None => self.hasher.hash(password, client).await?,
+            None => self.hasher.hash(newcomer.password, newcomer.client).await?,
         };
         let length = self.code_length_for(&user.email).await?;
         let mut conn = self.pool.get().await?;
@@ -183,7 +185,7 @@ impl Accounts {
                         &NewClaim {
                             user_id: user.id,
                             password_hash: &hash.0,
-                            locale: locale.as_str(),
+                            locale: newcomer.locale.as_str(),
                             network: &site,
                         },
                     )

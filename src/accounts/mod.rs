@@ -34,6 +34,7 @@ mod support;
 pub use support::{Deleted, Unlocked};
 
 use crate::settings::Settings;
+use claims::Newcomer;
 use events::{ACTIVATED, Events, REGISTERED, queue_event};
 
 /// Why a workflow did not complete.
@@ -215,6 +216,11 @@ impl Accounts {
         // in-process ones before any round trip.
         self.hasher.admits(client)?;
         allowed(self.limiter.check_register(client).await?)?;
+        let newcomer = Newcomer {
+            password,
+            locale,
+            client,
+        };
         let existing = {
             let mut conn = self.pool.get().await?;
             users::find_by_email(&mut conn, email).await?
@@ -224,7 +230,7 @@ impl Accounts {
         {
             if matches!(refusal, AccountError::CodeAlreadyIssued) {
                 // Pending: a claim of the newcomer's own (`claims.rs`).
-                self.claim(&user, password, locale, client, None).await?;
+                self.claim(&user, newcomer, None).await?;
             }
             return Err(refusal);
         }
@@ -242,8 +248,7 @@ impl Accounts {
         let (user, restarted) = match registered {
             // Another registration of the address won the race: a claim.
             Err(AccountError::LostRace(user, hash)) => {
-                self.claim(&user, password, locale, client, Some(hash))
-                    .await?;
+                self.claim(&user, newcomer, Some(hash)).await?;
                 return Err(AccountError::CodeAlreadyIssued);
             }
             registered => registered?,
@@ -337,8 +342,8 @@ impl Accounts {
         // Once the inbox's short codes are no longer checked, a new (long)
         // code is the owner's way in: the mailbox's total does not refuse
         // it (its per-network share and the resend limits still do).
-        let renewal =
-            self.code_length < LONG_LENGTH && self.limiter.inbox_guessed_out(&user.email).await?;
+        let length = self.code_length_for(&user.email).await?;
+        let renewal = length > self.code_length;
         allowed(
             self.limiter
                 .reserve_mailbox_email(&user.email, client, renewal)
@@ -346,7 +351,7 @@ impl Accounts {
         )?;
         let resent = async {
             allowed(self.limiter.check_resend(&user.email, user.claim).await?)?;
-            self.reissue(user).await
+            self.reissue_at(user, length).await
         };
         let resent = resent.await;
         if resent.is_err()
@@ -364,6 +369,11 @@ impl Accounts {
     /// regardless of resend limits: the support action.
     pub async fn reissue(&self, user: &User) -> Result<(), AccountError> {
         let length = self.code_length_for(&user.email).await?;
+        self.reissue_at(user, length).await
+    }
+
+    /// [`Accounts::reissue`] with a code of `length` digits.
+    async fn reissue_at(&self, user: &User, length: usize) -> Result<(), AccountError> {
         let mut conn = self.pool.get().await?;
         for attempt in 1.. {
             let reissued = conn

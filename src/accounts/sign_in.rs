@@ -63,7 +63,7 @@ impl Accounts {
             if self.proven(user, password).await {
                 return Ok(user.clone());
             }
-            if let Some(known) = self.recalled(user, email, password).await? {
+            if let Some(known) = self.recalled(user, password).await? {
                 return Ok(known);
             }
         }
@@ -157,10 +157,9 @@ impl Accounts {
     async fn recalled(
         &self,
         user: &User,
-        email: &Email,
         password: &Password,
     ) -> Result<Option<User>, AccountError> {
-        let Some((hash, claim)) = self.recent.recall(email, password) else {
+        let Some((hash, claim)) = self.recent.recall(&user.email, password) else {
             return Ok(None);
         };
         let Some(claim) = claim else {

@@ -60,24 +60,29 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewClaim<'_>) -> QueryRe
 
 /// Ends claims: their codes go with them (by cascade), and their emails
 /// still queued expire.
-pub async fn end(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<usize> {
-    let ended: Vec<i64> = diesel::delete(claims::table.filter(claims::id.eq_any(ids)))
+pub async fn end(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<()> {
+    let ended = diesel::delete(claims::table.filter(claims::id.eq_any(ids)))
         .returning(claims::id)
         .load(conn)
         .await?;
-    outbox::supersede_claims(conn, &ended, Utc::now()).await?;
-    Ok(ended.len())
+    expire_emails(conn, &ended).await
 }
 
 /// Ends every claim of `user` (it was activated, or registered afresh), as
 /// [`end`] does.
-pub async fn end_all(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<usize> {
-    let ended: Vec<i64> = diesel::delete(claims::table.filter(claims::user_id.eq(user)))
+pub async fn end_all(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<()> {
+    let ended = diesel::delete(claims::table.filter(claims::user_id.eq(user)))
         .returning(claims::id)
         .load(conn)
         .await?;
-    outbox::supersede_claims(conn, &ended, Utc::now()).await?;
-    Ok(ended.len())
+    expire_emails(conn, &ended).await
+}
+
+/// The queued emails of claims just ended expire: their codes open nothing.
+async fn expire_emails(conn: &mut AsyncPgConnection, ended: &[i64]) -> QueryResult<()> {
+    outbox::supersede_claims(conn, ended, Utc::now())
+        .await
+        .map(drop)
 }
 
 /// Whether claim `id` is still live.

@@ -506,7 +506,7 @@ impl Limiter {
         }
         let keys = EmailKeys::of(email);
         let decision = self
-            .count_shared_checking(
+            .count_shared(
                 &keys.auth_failures_shared(),
                 ip,
                 (policy.auth_failures_per_email, policy.auth_failure_ceiling),

@@ -45,13 +45,6 @@ pub(super) struct SharedKeys {
     pub(super) by_network: String,
 }
 
-/// A client's network as the shared budgets name it (its address: an IPv6
-/// client's is already its /64); `-` for a client without one (exempt, or
-/// the CLI).
-fn network_field(client: ClientIp) -> String {
-    client.0.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
-}
-
 impl Limiter {
     /// Counts an activation email to `email`'s mailbox asked for by
     /// `client`, unless the mailbox had its day's share from the client's
@@ -80,6 +73,7 @@ impl Limiter {
                 PastTotal::FirstTryPasses
             },
             [Limit::MailboxDaily, Limit::MailboxDailyTotal],
+            None,
         )
         .await
     }
@@ -135,32 +129,10 @@ impl Limiter {
     /// Counts one for `client`'s network in a budget shared among networks
     /// (`count_shared.lua`): `(mine, total)` are the limits, reported as
     /// `reached[0]` and `reached[1]`; `past_total` says what a full total
-    /// does.
-    pub(super) async fn count_shared(
-        &self,
-        keys: &SharedKeys,
-        client: ClientIp,
-        (mine, total): (u32, u32),
-        window: Duration,
-        past_total: PastTotal,
-        reached: [Limit; 2],
-    ) -> RedisResult<Decision> {
-        self.count_shared_checking(
-            keys,
-            client,
-            (mine, total),
-            window,
-            past_total,
-            reached,
-            None,
-        )
-        .await
-    }
-
-    /// [`Limiter::count_shared`], refusing first when the counter `check`
-    /// names (in the same hash tag) is at its limit, without counting in it.
+    /// does. With `check`, refuses first when the counter it names (in the
+    /// same hash tag) is at its limit, without counting in it.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn count_shared_checking(
+    pub(super) async fn count_shared(
         &self,
         keys: &SharedKeys,
         client: ClientIp,
@@ -170,16 +142,13 @@ impl Limiter {
         reached: [Limit; 2],
         check: Option<(&str, u32, Limit)>,
     ) -> RedisResult<Decision> {
-        let wide = client
-            .queue_share()
-            .map_or_else(|| "-".to_owned(), |ip| ip.to_string());
         let mut invocation = self.count_shared.prepare_invoke();
         invocation.key(&keys.total).key(&keys.by_network);
         if let Some((key, _, _)) = check {
             invocation.key(key);
         }
         let (full, wait): (usize, i64) = invocation
-            .arg(network_field(client))
+            .arg(client.network_name())
             .arg(mine)
             .arg(total)
             .arg(millis(window))
@@ -187,7 +156,7 @@ impl Limiter {
                 PastTotal::FirstTryPasses => "1",
                 PastTotal::Count => "2",
             })
-            .arg(wide)
+            .arg(client.site_name())
             // As many passes again as the total.
             .arg(total)
             .arg(check.map_or(0, |(_, limit, _)| limit))
@@ -216,7 +185,7 @@ impl Limiter {
         self.give_back_shared
             .key(&keys.total)
             .key(&keys.by_network)
-            .arg(network_field(client))
+            .arg(client.network_name())
             .invoke_async::<i64>(&mut self.conn.clone())
             .await
             .map(drop)
