@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::email::{code_for, codes_for};
+use crate::common::email::{behind_proxy, code_for, codes_for};
 use crate::common::server::run;
 use crate::common::{MailSink, PASSWORD, Server, TestDb, unique_email};
 
@@ -77,25 +77,10 @@ async fn a_later_claims_code_typed_with_the_owners_password_activates_nothing() 
 async fn the_same_password_again_sends_nothing_and_claims_are_bounded() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let server = Server::start(
-        &db.url,
-        &[
-            ("EMAIL_API_URL", sink.url.as_str()),
-            ("TRUSTED_PROXIES", "127.0.0.1/32"),
-        ],
-    );
+    let server = behind_proxy(&db, &sink, &[]);
     let address = unique_email("claims-bounded");
-    let register_from = |client: &str, password: &str| {
-        let body = json!({"email": address, "password": password});
-        server
-            .post_with(
-                "/auth/register",
-                &[("X-Forwarded-For", client)],
-                &body,
-                None,
-            )
-            .0
-    };
+    let register_from =
+        |client: &str, password: &str| server.register_from(client, &address, password);
     assert_eq!(register(&server, &address, PASSWORD).0, 201);
     code_for(&sink, &address);
     // As the original: no new email for the same password.
@@ -177,13 +162,7 @@ async fn support_resends_every_claim_and_unlocks_their_budgets() {
 async fn concurrent_claims_and_activations_have_exactly_one_winner() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let server = Server::start(
-        &db.url,
-        &[
-            ("EMAIL_API_URL", sink.url.as_str()),
-            ("TRUSTED_PROXIES", "127.0.0.1/32"),
-        ],
-    );
+    let server = behind_proxy(&db, &sink, &[]);
     let address = unique_email("claims-race");
     assert_eq!(register(&server, &address, PASSWORD).0, 201);
     let passwords: Vec<String> = (0..3).map(|i| format!("R4ce!pass{i}")).collect();
@@ -194,17 +173,7 @@ async fn concurrent_claims_and_activations_have_exactly_one_winner() {
                 let (server, address) = (&server, &address);
                 // Each claimant from a site of its own.
                 let client = crate::common::unique_ip();
-                scope.spawn(move || {
-                    let body = json!({"email": address, "password": password});
-                    server
-                        .post_with(
-                            "/auth/register",
-                            &[("X-Forwarded-For", &client)],
-                            &body,
-                            None,
-                        )
-                        .0
-                })
+                scope.spawn(move || server.register_from(&client, address, password))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -247,29 +216,12 @@ async fn concurrent_claims_and_activations_have_exactly_one_winner() {
 async fn claiming_cannot_guess_passwords_faster_than_signing_in() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
-    let server = Server::start(
-        &db.url,
-        &[
-            ("EMAIL_API_URL", sink.url.as_str()),
-            ("TRUSTED_PROXIES", "127.0.0.1/32"),
-            ("AUTH_FAILURE_LIMIT", "3"),
-        ],
-    );
+    let server = behind_proxy(&db, &sink, &[("AUTH_FAILURE_LIMIT", "3")]);
     let address = unique_email("claims-guess");
     assert_eq!(register(&server, &address, PASSWORD).0, 201);
     code_for(&sink, &address);
     let guesser = crate::common::unique_ip();
-    let register_from = |password: &str| {
-        let body = json!({"email": address, "password": password});
-        server
-            .post_with(
-                "/auth/register",
-                &[("X-Forwarded-For", &guesser)],
-                &body,
-                None,
-            )
-            .0
-    };
+    let register_from = |password: &str| server.register_from(&guesser, &address, password);
     // Each registration compares a guess with the address's passwords: a
     // failed sign-in of this client's for the address.
     for i in 0..3 {
@@ -281,9 +233,9 @@ async fn claiming_cannot_guess_passwords_faster_than_signing_in() {
     assert_eq!(register_from(PASSWORD), 409);
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(codes_for(&sink, &address, 4).len(), 4);
-    let (status, _, _) = server.post_with(
+    let (status, _) = server.post_from(
+        &guesser,
         "/auth/resend",
-        &[("X-Forwarded-For", &guesser)],
         &json!({}),
         Some((&address, PASSWORD)),
     );

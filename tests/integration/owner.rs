@@ -4,34 +4,12 @@
 //! binary, behind a trusted proxy whose `X-Forwarded-For` names the client
 //! networks.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::common::email::{code_for, codes_for, scrape, serve_with_metrics};
+use crate::common::email::{behind_proxy, code_for, codes_for, scrape, serve_with_metrics};
 use crate::common::{MailSink, PASSWORD, Server, TestDb, unique_email};
 
 const WRONG: &str = "Wr0ng!pass";
-
-/// A server that believes loopback's `X-Forwarded-For`.
-fn behind_proxy(db: &TestDb, sink: &MailSink, extra: &[(&str, &str)]) -> Server {
-    let mut env = vec![
-        ("EMAIL_API_URL", sink.url.as_str()),
-        ("TRUSTED_PROXIES", "127.0.0.1/32"),
-    ];
-    env.extend_from_slice(extra);
-    Server::start(&db.url, &env)
-}
-
-/// POSTs `body` to `path` as the client `network` (an address in it).
-fn post_from(
-    server: &Server,
-    network: &str,
-    path: &str,
-    body: &Value,
-    auth: Option<(&str, &str)>,
-) -> (u16, String) {
-    let (status, text, _) = server.post_with(path, &[("X-Forwarded-For", network)], body, auth);
-    (status, text)
-}
 
 /// Activates `email` with `code` as the client `network`.
 fn activate_from(
@@ -42,18 +20,7 @@ fn activate_from(
     code: &str,
 ) -> (u16, String) {
     let body = json!({"code": code});
-    post_from(
-        server,
-        network,
-        "/auth/activate",
-        &body,
-        Some((email, password)),
-    )
-}
-
-fn register_from(server: &Server, network: &str, email: &str, password: &str) -> u16 {
-    let body = json!({"email": email, "password": password});
-    post_from(server, network, "/auth/register", &body, None).0
+    server.post_from(network, "/auth/activate", &body, Some((email, password)))
 }
 
 /// A client in a /64 of its own, `2001:db8:<run + n>:<m>::7`: each test
@@ -80,13 +47,12 @@ async fn wrong_passwords_from_other_networks_never_keep_the_owner_out() {
     let server = behind_proxy(&db, &sink, &[]);
     let owner = unique_email("owner-signin");
     let home = network(1, 1);
-    assert_eq!(register_from(&server, &home, &owner, PASSWORD), 201);
+    assert_eq!(server.register_from(&home, &owner, PASSWORD), 201);
     let code = code_for(&sink, &owner);
 
     // Ten networks, one wrong password each: today's table row.
     for n in 0..10 {
-        let (status, _) = post_from(
-            &server,
+        let (status, _) = server.post_from(
             &network(2, n),
             "/auth/resend",
             &json!({}),
@@ -98,13 +64,8 @@ async fn wrong_passwords_from_other_networks_never_keep_the_owner_out() {
     // refused, right password or not.
     let guesser = network(3, 0);
     for _ in 0..10 {
-        let (status, _) = post_from(
-            &server,
-            &guesser,
-            "/auth/resend",
-            &json!({}),
-            Some((&owner, WRONG)),
-        );
+        let (status, _) =
+            server.post_from(&guesser, "/auth/resend", &json!({}), Some((&owner, WRONG)));
         assert_eq!(status, 401);
     }
     let (status, body) = activate_from(&server, &guesser, &owner, PASSWORD, &code);
@@ -129,22 +90,14 @@ async fn past_the_ceiling_networks_that_failed_are_refused_and_the_owner_is_not(
         ],
     );
     let owner = unique_email("owner-ceiling");
-    assert_eq!(
-        register_from(&server, &network(4, 0), &owner, PASSWORD),
-        201
-    );
+    assert_eq!(server.register_from(&network(4, 0), &owner, PASSWORD), 201);
     let code = code_for(&sink, &owner);
     // Six failures from three networks reach the ceiling.
     for n in 1..=3 {
         for _ in 0..2 {
             let body = json!({});
-            let (status, _) = post_from(
-                &server,
-                &network(4, n),
-                "/auth/resend",
-                &body,
-                Some((&owner, WRONG)),
-            );
+            let (status, _) =
+                server.post_from(&network(4, n), "/auth/resend", &body, Some((&owner, WRONG)));
             assert_eq!(status, 401);
         }
     }
@@ -173,16 +126,13 @@ async fn tag_registrations_from_one_client_leave_the_owner_their_email() {
     let attacker = network(5, 0);
     for i in 1..=10 {
         let tagged = format!("{local}+{i}@{domain}");
-        assert_eq!(register_from(&server, &attacker, &tagged, WRONG), 201);
+        assert_eq!(server.register_from(&attacker, &tagged, WRONG), 201);
     }
     // The attacker's network has spent its share of the mailbox...
     let eleventh = format!("{local}+11@{domain}");
-    assert_eq!(register_from(&server, &attacker, &eleventh, WRONG), 429);
+    assert_eq!(server.register_from(&attacker, &eleventh, WRONG), 429);
     // ...and the owner, from another, registers and activates.
-    assert_eq!(
-        register_from(&server, &network(5, 1), &owner, PASSWORD),
-        201
-    );
+    assert_eq!(server.register_from(&network(5, 1), &owner, PASSWORD), 201);
     let code = code_for(&sink, &owner);
     let (status, text) = activate_from(&server, &network(5, 1), &owner, PASSWORD, &code);
     assert_eq!(status, 200, "{text}");
@@ -207,7 +157,7 @@ async fn a_mailbox_has_a_daily_total_across_networks() {
     // and is refused its second; network 2 has not asked: its first goes.
     let statuses: Vec<u16> = [(0, 1), (0, 2), (0, 3), (1, 4), (1, 5), (2, 6), (2, 7)]
         .into_iter()
-        .map(|(n, i)| register_from(&server, &network(6, n), &tagged(i), PASSWORD))
+        .map(|(n, i)| server.register_from(&network(6, n), &tagged(i), PASSWORD))
         .collect();
     assert_eq!(statuses, [201, 201, 429, 201, 429, 201, 429]);
 }
@@ -227,7 +177,7 @@ async fn a_day_of_guessing_from_64_networks_gives_one_inbox_odds_under_a_thousan
     let mut accounts = Vec::new();
     for (i, from) in networks.iter().enumerate() {
         let address = format!("{local}+{i}@{domain}");
-        match register_from(&server, from, &address, WRONG) {
+        match server.register_from(from, &address, WRONG) {
             201 => accounts.push(address),
             429 => {}
             other => panic!("register: {other}"),
@@ -265,7 +215,7 @@ async fn a_day_of_guessing_from_64_networks_gives_one_inbox_odds_under_a_thousan
 
     // The owner still activates: the inbox's new codes are long.
     let home = network(8, 0);
-    assert_eq!(register_from(&server, &home, &victim, PASSWORD), 201);
+    assert_eq!(server.register_from(&home, &victim, PASSWORD), 201);
     let code = code_for(&sink, &victim);
     assert_eq!(code.len(), 8, "{code}");
     let (status, text) = activate_from(&server, &home, &victim, PASSWORD, &code);
@@ -280,7 +230,7 @@ async fn an_owner_whose_short_code_was_voided_gets_a_long_one_past_the_mailbox_t
     let owner = unique_email("owner-renewal");
     let (local, domain) = owner.split_once('@').unwrap();
     let home = network(9, 0);
-    assert_eq!(register_from(&server, &home, &owner, PASSWORD), 201);
+    assert_eq!(server.register_from(&home, &owner, PASSWORD), 201);
     let short = code_for(&sink, &owner);
     assert_eq!(short.len(), 4);
     // Three networks of another site spend the mailbox's total on
@@ -289,7 +239,7 @@ async fn an_owner_whose_short_code_was_voided_gets_a_long_one_past_the_mailbox_t
     for m in 0..3 {
         for i in 0..10 {
             let tagged = format!("{local}+{m}x{i}@{domain}");
-            match register_from(&server, &network(10, m), &tagged, WRONG) {
+            match server.register_from(&network(10, m), &tagged, WRONG) {
                 201 => theirs.push((m, tagged)),
                 // The owner's email took one of the total's 30.
                 429 => assert_eq!((m, i), (2, 9)),
@@ -306,13 +256,8 @@ async fn an_owner_whose_short_code_was_voided_gets_a_long_one_past_the_mailbox_t
     assert_eq!(status, 400, "{text}");
     // ...and a resend, which the full total does not refuse, brings a long
     // one that activates.
-    let (status, text) = post_from(
-        &server,
-        &home,
-        "/auth/resend",
-        &json!({}),
-        Some((&owner, PASSWORD)),
-    );
+    let (status, text) =
+        server.post_from(&home, "/auth/resend", &json!({}), Some((&owner, PASSWORD)));
     assert_eq!(status, 202, "{text}");
     let long = codes_for(&sink, &owner, 2).pop().unwrap();
     assert_eq!(long.len(), 8, "{long}");

@@ -198,13 +198,12 @@ async fn successful_sign_ins_are_limited_per_address_and_per_client_before_any_b
         ],
     );
     let resend_from = |client: &str, email: &str| {
-        let (status, body, _) = server.post_with(
+        server.post_from(
+            client,
             "/auth/resend",
-            &[("X-Forwarded-For", client)],
             &serde_json::json!({}),
             Some((email, PASSWORD)),
-        );
-        (status, body)
+        )
     };
     // An active account: its sign-ins count for it.
     let active = unique_email("signins");

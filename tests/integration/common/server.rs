@@ -240,6 +240,26 @@ impl Server {
         (status, text, retry_after)
     }
 
+    /// POSTs `body` to `path` as the client `client` names, through a
+    /// trusted proxy's `X-Forwarded-For` (see `email::behind_proxy`);
+    /// returns status and body.
+    pub fn post_from(
+        &self,
+        client: &str,
+        path: &str,
+        body: &Value,
+        auth: Option<(&str, &str)>,
+    ) -> (u16, String) {
+        let (status, text, _) = self.post_with(path, &[("X-Forwarded-For", client)], body, auth);
+        (status, text)
+    }
+
+    /// Registers `email` with `password` as `client`; returns the status.
+    pub fn register_from(&self, client: &str, email: &str, password: &str) -> u16 {
+        let body = serde_json::json!({"email": email, "password": password});
+        self.post_from(client, "/auth/register", &body, None).0
+    }
+
     /// Sends `request` (raw bytes) and returns the answer's status line.
     pub fn raw(&self, request: &[u8]) -> String {
         let address = self.base.trim_start_matches("http://");
