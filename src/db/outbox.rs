@@ -120,8 +120,6 @@ pub struct Delivery {
 }
 
 /// A message to queue.
-#[derive(Insertable)]
-#[diesel(table_name = email_outbox)]
 pub struct NewMessage<'a> {
     pub user_id: UserId,
     /// The email's address; an event's subject's.
@@ -141,9 +139,33 @@ pub struct NewMessage<'a> {
 ///
 /// On a shared connection, so it may be pipelined with another statement of
 /// the transaction (one round trip for both).
+///
+/// Written as an insert from a `SELECT` of its values: diesel prepares an
+/// `INSERT … VALUES` afresh every time (a value may be `DEFAULT`), a round
+/// trip and a parse more, and the wait would hold up the statement it is
+/// pipelined with; this form is prepared once per connection.
 pub async fn insert(mut conn: &AsyncPgConnection, new: &NewMessage<'_>) -> QueryResult<i64> {
+    use diesel::sql_types::{Bytea, Nullable};
+    let values = diesel::select((
+        new.user_id.0.into_sql::<BigInt>(),
+        new.recipient.into_sql::<Text>(),
+        Some(new.payload).into_sql::<Nullable<Bytea>>(),
+        new.expires_at.into_sql::<Timestamptz>(),
+        new.kind.into_sql::<Text>(),
+        new.event_type.into_sql::<Nullable<Text>>(),
+        new.claim_id.into_sql::<Nullable<BigInt>>(),
+    ));
     diesel::insert_into(email_outbox::table)
-        .values(new)
+        .values(values)
+        .into_columns((
+            email_outbox::user_id,
+            email_outbox::recipient,
+            email_outbox::payload,
+            email_outbox::expires_at,
+            email_outbox::kind,
+            email_outbox::event_type,
+            email_outbox::claim_id,
+        ))
         .returning(email_outbox::id)
         .get_result(&mut conn)
         .await
