@@ -79,7 +79,12 @@ pub async fn end_all(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<
 }
 
 /// The queued emails of claims just ended expire: their codes open nothing.
+/// No statement when none ended (most activations: an address with no
+/// claims).
 async fn expire_emails(conn: &mut AsyncPgConnection, ended: &[i64]) -> QueryResult<()> {
+    if ended.is_empty() {
+        return Ok(());
+    }
     outbox::supersede_claims(conn, ended, Utc::now())
         .await
         .map(drop)
