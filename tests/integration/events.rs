@@ -145,6 +145,23 @@ async fn an_event_in_flight_when_serve_is_killed_is_delivered_after_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_that_holds_its_answer_holds_up_no_activation() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    // The first post waits a minute for its answer.
+    let receiver = Receiver::start(SECRET, 0, Duration::from_secs(60));
+    let server = serve(&db, &sink, &receiver, &[]);
+    let (first, _) = signup(&server, &sink, "held");
+    receiver.wait_for(1, Duration::from_secs(20));
+    // Meanwhile other accounts activate (`signup` asserts each 200) ...
+    for i in 0..3 {
+        signup(&server, &sink, &format!("while-held-{i}"));
+    }
+    // ... while the first event is still waiting for its answer.
+    assert_eq!(user_show(&db, &first)["events"][0]["status"], "queued");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn two_instances_post_each_event_once() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
