@@ -15,7 +15,9 @@
 //!    second, as a share of the bcrypt bound: one hash each, when the
 //!    activation is proven by the registration's credential proof,
 //! 7. the activation's latency with and without `WEBHOOK_URL` (an event
-//!    queued in the activation's transaction),
+//!    queued in the activation's transaction), against a second server
+//!    without it (the run's noise), interleaved with the events' posts and
+//!    settled (each event delivered before the next activation),
 //! 8. the owner-always-wins attacks (`service/attack.rs`): a sign-in flood
 //!    from 24 /64s of one /56, and a flood of refused registrations, each
 //!    against another client's registrations.
