@@ -241,3 +241,19 @@ async fn claiming_cannot_guess_passwords_faster_than_signing_in() {
     );
     assert_eq!(status, 429);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_activation_expires_the_queued_emails_of_the_claims_it_ends() {
+    // No dispatcher: both emails are still queued when the owner activates.
+    let app = crate::common::TestApp::new().await;
+    let (email, code) = crate::common::pending(&app).await;
+    app.register_from("198.51.100.7", &email, ATTACKER)
+        .await
+        .assert_detail(409, "Activation code already issued");
+    app.activate(&email, PASSWORD, &code)
+        .await
+        .assert_detail(200, "Account activated");
+    let expired = "SELECT count(*) AS n FROM email_outbox WHERE claim_id IS NOT NULL \
+                   AND status = 'expired' AND payload IS NULL AND last_error = 'its claim ended'";
+    assert_eq!(app.db.count(expired).await, 1);
+}
