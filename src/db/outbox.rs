@@ -8,6 +8,7 @@ use diesel::deserialize::{FromSql, FromSqlRow};
 use diesel::expression::AsExpression;
 use diesel::pg::{Pg, PgValue};
 use diesel::prelude::*;
+use diesel::query_builder::BoxedUpdateStatement;
 use diesel::serialize::{Output, ToSql};
 use diesel::sql_types::{BigInt, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -180,20 +181,12 @@ pub async fn supersede_queued(
     claim: Option<i64>,
     now: DateTime<Utc>,
 ) -> QueryResult<usize> {
-    let queued = email_outbox::table
+    let emails = diesel::update(email_outbox::table)
         .filter(email_outbox::user_id.eq(user))
         .filter(email_outbox::claim_id.is_not_distinct_from(claim))
         .filter(email_outbox::kind.eq(EMAIL))
-        .filter(email_outbox::status.eq(MessageState::Queued));
-    diesel::update(queued)
-        .set((
-            email_outbox::status.eq(MessageState::Expired),
-            email_outbox::finished_at.eq(now),
-            email_outbox::payload.eq(None::<Vec<u8>>),
-            email_outbox::last_error.eq("superseded by a newer code"),
-        ))
-        .execute(conn)
-        .await
+        .into_boxed();
+    expire_queued(conn, emails, now, "superseded by a newer code").await
 }
 
 /// Finishes the queued emails of ended claims `claims` as expired: their
@@ -203,15 +196,27 @@ pub async fn supersede_claims(
     claims: &[i64],
     now: DateTime<Utc>,
 ) -> QueryResult<usize> {
-    let queued = email_outbox::table
+    let emails = diesel::update(email_outbox::table)
         .filter(email_outbox::claim_id.eq_any(claims))
-        .filter(email_outbox::status.eq(MessageState::Queued));
-    diesel::update(queued)
+        .into_boxed();
+    expire_queued(conn, emails, now, "its claim ended").await
+}
+
+/// Finishes the messages `update` picks that are still queued as expired,
+/// for `reason`; their payloads go.
+async fn expire_queued(
+    conn: &mut AsyncPgConnection,
+    update: BoxedUpdateStatement<'_, Pg, email_outbox::table>,
+    now: DateTime<Utc>,
+    reason: &str,
+) -> QueryResult<usize> {
+    update
+        .filter(email_outbox::status.eq(MessageState::Queued))
         .set((
             email_outbox::status.eq(MessageState::Expired),
             email_outbox::finished_at.eq(now),
             email_outbox::payload.eq(None::<Vec<u8>>),
-            email_outbox::last_error.eq("its claim ended"),
+            email_outbox::last_error.eq(reason),
         ))
         .execute(conn)
         .await
