@@ -147,15 +147,20 @@ impl CodeHasher {
         self.mac(user, code).finalize().into_bytes().to_vec()
     }
 
-    /// Compares in constant time, under the key and then each fallback.
+    /// Compares in constant time, under the key and then each fallback
+    /// (the one that matched is counted in `activator_secret_key_uses_total`).
     pub fn verify(&self, user: UserId, code: &Code, stored: &[u8]) -> bool {
-        std::iter::once(&self.key)
+        let matched = std::iter::once(&self.key)
             .chain(&self.fallbacks)
-            .any(|key| {
+            .position(|key| {
                 Self::mac_under(key, user, code)
                     .verify_slice(stored)
                     .is_ok()
-            })
+            });
+        if let Some(i) = matched {
+            crate::metrics::get().secret_key_used(i.checked_sub(1));
+        }
+        matched.is_some()
     }
 }
 

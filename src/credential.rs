@@ -2,8 +2,10 @@
 //! from `SECRET_KEY` with HKDF, of an address and a password that were just
 //! known to belong together (the password hashed at registration, or
 //! verified by bcrypt since). Kept in Redis for a code's lifetime
-//! (`limits::Limiter::store_proof`), it lets the activation or resend that
-//! follows skip a second bcrypt verification: a signup costs one hash.
+//! ([`Proofs`]), naming the registration or claim the password is, it lets
+//! the activation or resend that follows skip a second bcrypt
+//! verification (a signup costs one hash), and no limit on failed sign-ins
+//! refuses a password so proven (docs/LIMITS.md "The owner of an address").
 //!
 //! Neither the password nor anything a password can be recovered from rests
 //! anywhere without `SECRET_KEY`: whoever holds both a Redis dump and the key
@@ -11,11 +13,16 @@
 //! bcrypt's, which is the trade-off `CREDENTIAL_PROOF=off` declines. A new
 //! key (rotation) matches no proof made under the old one: they die with it.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use hmac::{Hmac, Mac};
+use redis::RedisResult;
 use sha2::Sha256;
 
 use crate::address::Email;
 use crate::password::Password;
+use crate::redis::{KeyNames, RedisConnection};
 use crate::settings::SecretKey;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -140,6 +147,96 @@ impl Recent {
 /// erased, or registered afresh, makes another.
 pub fn registration(id: i64, created_at: chrono::DateTime<chrono::Utc>) -> String {
     format!("{id}:{}", created_at.timestamp_micros())
+}
+
+/// The proofs kept in Redis: one hash per address, a field per proven
+/// credential (its proof, never the password) whose value names the
+/// registrant it proved and until when. Cheap to clone.
+#[derive(Clone)]
+pub struct Proofs {
+    conn: RedisConnection,
+    names: Arc<KeyNames>,
+    prover: Prover,
+}
+
+impl Proofs {
+    pub fn new(conn: RedisConnection, names: KeyNames, prover: Prover) -> Self {
+        Self {
+            conn,
+            names: Arc::new(names),
+            prover,
+        }
+    }
+
+    fn key(&self, email: &Email) -> String {
+        self.names.address(email.as_str(), "credential:proofs")
+    }
+
+    /// Keeps, for `ttl`, the proof that `password` is `registrant`'s (a
+    /// registration or a claim of `email`, named by the caller).
+    pub async fn keep(
+        &self,
+        email: &Email,
+        password: &Password,
+        registrant: &str,
+        ttl: Duration,
+    ) -> RedisResult<()> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let until = now_ms().saturating_add(ttl_ms);
+        let key = self.key(email);
+        redis::pipe()
+            .hset(
+                &key,
+                self.prover.proof(email, "", password),
+                format!("{registrant}|{until}"),
+            )
+            .ignore()
+            // The hash lives as long as its longest-lived proof.
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl_ms)
+            .arg("NX")
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl_ms)
+            .arg("GT")
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+    }
+
+    /// The registrant `password` was proven to be for `email`, if a proof
+    /// of it is kept and has not expired.
+    pub async fn recall(&self, email: &Email, password: &Password) -> RedisResult<Option<String>> {
+        let value: Option<String> = redis::cmd("HGET")
+            .arg(self.key(email))
+            .arg(self.prover.proof(email, "", password))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(value.and_then(|value| {
+            let (registrant, until) = value.rsplit_once('|')?;
+            (until.parse::<u64>().ok()? > now_ms()).then(|| registrant.to_owned())
+        }))
+    }
+
+    /// Ends every proof kept for `email` (its account was activated,
+    /// unlocked, registered afresh or erased).
+    pub async fn forget(&self, email: &Email) -> RedisResult<()> {
+        redis::cmd("DEL")
+            .arg(self.key(email))
+            .query_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(drop)
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 impl std::fmt::Debug for Prover {

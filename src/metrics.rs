@@ -172,6 +172,7 @@ pub struct Metrics {
     hashes: IntCounterVec,
     events: IntCounterVec,
     wrong_codes: IntCounterVec,
+    secret_key_uses: IntCounterVec,
 }
 
 /// The process's metrics.
@@ -325,8 +326,14 @@ impl Metrics {
                     &["length"],
                 ),
             ),
+            secret_key_uses: counter(
+                "activator_secret_key_uses_total",
+                "Codes verified and sealed values opened, by the key that did it: current (SECRET_KEY) or fallback_N (the Nth of SECRET_KEY_FALLBACKS). A fallback at 0 for a code's life and an email's retries can be dropped.",
+                "key",
+            ),
             registry,
         };
+        metrics.secret_key_uses.with_label_values(&["current"]);
         for (counter, values) in [
             (&metrics.registrations, labels::<Registration>()),
             (&metrics.activations, labels::<Activation>()),
@@ -432,6 +439,16 @@ impl Metrics {
         self.wrong_codes
             .with_label_values(&[length.to_string().as_str()])
             .inc();
+    }
+
+    /// Counts a code verified or a value opened by `SECRET_KEY` (`None`)
+    /// or by the fallback at that position of `SECRET_KEY_FALLBACKS`.
+    pub fn secret_key_used(&self, fallback: Option<usize>) {
+        let label = match fallback {
+            None => "current".to_owned(),
+            Some(i) => format!("fallback_{}", i + 1),
+        };
+        self.secret_key_uses.with_label_values(&[&label]).inc();
     }
 
     pub fn hash_rejected(&self) {

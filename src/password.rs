@@ -54,6 +54,35 @@ impl PasswordHash {
     }
 }
 
+/// Whether two bcrypt hashes are one password under one salt and cost
+/// (whatever their version prefix: `$2a$`, `$2b$`, `$2y$`), compared in
+/// constant time. Malformed hashes match nothing.
+pub fn same_digest(a: &PasswordHash, b: &PasswordHash) -> bool {
+    use subtle::ConstantTimeEq;
+    match (parts(a), parts(b)) {
+        (Some(a), Some(b)) => {
+            let (a, b) = (
+                a.format_for_version(bcrypt::Version::TwoB),
+                b.format_for_version(bcrypt::Version::TwoB),
+            );
+            a.as_bytes().ct_eq(b.as_bytes()).into()
+        }
+        _ => false,
+    }
+}
+
+/// Whether two bcrypt hashes were made with one salt and cost.
+pub fn same_salt(a: &PasswordHash, b: &PasswordHash) -> bool {
+    match (parts(a), parts(b)) {
+        (Some(a), Some(b)) => a.get_salt() == b.get_salt() && a.get_cost() == b.get_cost(),
+        _ => false,
+    }
+}
+
+fn parts(hash: &PasswordHash) -> Option<bcrypt::HashParts> {
+    hash.0.parse().ok()
+}
+
 impl fmt::Debug for PasswordHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PasswordHash(..)")
@@ -229,6 +258,54 @@ impl Hasher {
             .run(client, move || bcrypt::hash(password, cost))
             .await??;
         crate::metrics::get().hashed("hash");
+        Ok(PasswordHash(hash))
+    }
+
+    /// Hashes `password` for `client` with the cost and salt of `like` (a
+    /// pending registration's hash), for a claim: the hashes of one
+    /// address's passwords then compare without more bcrypt work (see
+    /// [`same_digest`]). A malformed `like` gets a fresh salt.
+    pub async fn hash_like(
+        &self,
+        password: &Password,
+        like: &PasswordHash,
+        client: ClientIp,
+    ) -> Result<PasswordHash, HashError> {
+        self.hash_with_salt_of(password, like, client, "hash").await
+    }
+
+    /// [`Hasher::hash_like`] to check `password` against a pending address
+    /// whose passwords share `like`'s salt: one computation whatever their
+    /// number, the cost of one verification (and counted as one).
+    pub async fn digest_like(
+        &self,
+        password: &Password,
+        like: &PasswordHash,
+        client: ClientIp,
+    ) -> Result<PasswordHash, HashError> {
+        self.hash_with_salt_of(password, like, client, "verify")
+            .await
+    }
+
+    async fn hash_with_salt_of(
+        &self,
+        password: &Password,
+        like: &PasswordHash,
+        client: ClientIp,
+        work: &'static str,
+    ) -> Result<PasswordHash, HashError> {
+        let Some(like) = parts(like) else {
+            return self.hash(password, client).await;
+        };
+        let password = password.0.clone();
+        let (cost, salt) = (like.get_cost(), like.get_salt_raw());
+        let hash = self
+            .run(client, move || {
+                bcrypt::hash_with_salt(password, cost, salt)
+                    .map(|parts| parts.format_for_version(bcrypt::Version::TwoB))
+            })
+            .await??;
+        crate::metrics::get().hashed(work);
         Ok(PasswordHash(hash))
     }
 

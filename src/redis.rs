@@ -86,3 +86,116 @@ impl ConnectionLike for RedisConnection {
         }
     }
 }
+
+/// How Redis keys are named: never after the address, inbox or client they
+/// count, but after a keyed hash of it (HMAC-SHA256 under the service's
+/// own naming key, `db::service_keys`), so a Redis dump names nobody and
+/// an erased account leaves nothing in Redis that names it. The naming key
+/// outlives `SECRET_KEY` rotations (it is sealed under it, re-sealed when
+/// rotated), so a rotation resets no counter.
+///
+/// Each key carries its subject's hash as a Redis Cluster hash tag, so the
+/// keys one script touches live in one slot.
+#[derive(Clone)]
+pub struct KeyNames {
+    mac: hmac::Hmac<sha2::Sha256>,
+}
+
+impl KeyNames {
+    pub fn new(key: &[u8; 32]) -> Self {
+        use hmac::Mac;
+        Self {
+            mac: <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+                .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length")),
+        }
+    }
+
+    /// 128 bits of the keyed hash of `subject` of `kind`, in hex.
+    fn hash(&self, kind: &str, subject: &str) -> String {
+        use hmac::Mac;
+        let mut mac = self.mac.clone();
+        // A kind holds no NUL: it separates the two unambiguously.
+        mac.update(kind.as_bytes());
+        mac.update(&[0]);
+        mac.update(subject.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// The key `name` of the normalized address `address`.
+    pub fn address(&self, address: &str, name: &str) -> String {
+        format!("activator:{{a:{}}}:{name}", self.hash("address", address))
+    }
+
+    /// The key `name` of the inbox `inbox` (`address::Inboxes::of`).
+    pub fn inbox(&self, inbox: &str, name: &str) -> String {
+        format!("activator:{{i:{}}}:{name}", self.hash("inbox", inbox))
+    }
+
+    /// The key `name` of the client network `client` (an IPv4 address, an
+    /// IPv6 prefix, as `ClientIp` names it).
+    pub fn client(&self, client: &str, name: &str) -> String {
+        format!("activator:{{c:{}}}:{name}", self.client_field(client))
+    }
+
+    /// A client network as a field of a hash (the networks sharing a
+    /// budget), named as its keys are; `-` (an exempt client, the CLI) as
+    /// itself.
+    pub fn client_field(&self, client: &str) -> String {
+        if client == "-" {
+            return client.to_owned();
+        }
+        self.hash("client", client)
+    }
+}
+
+impl std::fmt::Debug for KeyNames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyNames(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_no_subject_and_differ_by_kind_and_key() {
+        let names = KeyNames::new(&[7; 32]);
+        let key = names.address("ada@example.com", "auth:failures");
+        assert!(!key.contains("ada") && !key.contains("example"), "{key}");
+        assert!(key.starts_with("activator:{a:") && key.ends_with("}:auth:failures"));
+        assert_ne!(
+            names.address("ada@example.com", "x"),
+            names.inbox("ada@example.com", "x")
+        );
+        assert_ne!(
+            names.address("ada@example.com", "x"),
+            KeyNames::new(&[8; 32]).address("ada@example.com", "x")
+        );
+        assert_eq!(
+            names.address("ada@example.com", "x"),
+            names.address("ada@example.com", "x")
+        );
+        let client = names.client("192.0.2.7", "register");
+        assert!(!client.contains("192.0.2"), "{client}");
+        assert_eq!(names.client_field("-"), "-");
+    }
+
+    #[test]
+    fn the_keys_of_one_subject_share_one_cluster_hash_tag() {
+        let names = KeyNames::new(&[7; 32]);
+        let tag = |key: &str| {
+            let open = key.find('{').unwrap();
+            let close = open + key[open..].find('}').unwrap();
+            key[open + 1..close].to_owned()
+        };
+        // An address with braces of its own cannot break the tag: only its
+        // hash is in the key.
+        let odd = "}weird%{@example.com";
+        assert_eq!(
+            tag(&names.address(odd, "activation:lock")),
+            tag(&names.address(odd, "auth:failures"))
+        );
+        assert_eq!(tag(&names.address(odd, "x")).len(), 2 + 32);
+    }
+}

@@ -10,6 +10,10 @@ diesel::table! {
         used_at -> Nullable<Timestamptz>,
         superseded_at -> Nullable<Timestamptz>,
         claim_id -> Nullable<Int8>,
+        inbox -> Nullable<Text>,
+        digits -> Nullable<Int2>,
+        sealed -> Nullable<Bytea>,
+        shared -> Bool,
     }
 }
 
@@ -22,6 +26,7 @@ diesel::table! {
         created_at -> Timestamptz,
         failed_activations -> Int4,
         network -> Text,
+        ended_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -46,6 +51,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    secret_key_uses (fingerprint) {
+        fingerprint -> Text,
+        last_used_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    service_keys (name) {
+        name -> Text,
+        sealed -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Int8,
         email -> Text,
@@ -63,4 +83,11 @@ diesel::joinable!(activation_codes -> users (user_id));
 diesel::joinable!(claims -> users (user_id));
 diesel::joinable!(email_outbox -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(activation_codes, claims, email_outbox, users,);
+diesel::allow_tables_to_appear_in_same_query!(
+    activation_codes,
+    claims,
+    email_outbox,
+    secret_key_uses,
+    service_keys,
+    users,
+);

@@ -89,6 +89,13 @@ impl Sealer {
     /// Opens what [`Sealer::seal`] sealed with the same key (or a fallback)
     /// and `associated`.
     pub fn open(&self, sealed: &[u8], associated: &[u8]) -> Result<Vec<u8>, Unreadable> {
+        self.open_reporting(sealed, associated)
+            .map(|opened| opened.plaintext)
+    }
+
+    /// [`Sealer::open`], saying which key opened it (and counting it in
+    /// `activator_secret_key_uses_total`).
+    pub fn open_reporting(&self, sealed: &[u8], associated: &[u8]) -> Result<Opened, Unreadable> {
         let Some((&VERSION, rest)) = sealed.split_first() else {
             return Err(Unreadable);
         };
@@ -96,17 +103,32 @@ impl Sealer {
             return Err(Unreadable);
         }
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
-        std::iter::once(&self.cipher)
+        let opened = std::iter::once(&self.cipher)
             .chain(&self.fallbacks)
-            .find_map(|cipher| {
+            .enumerate()
+            .find_map(|(i, cipher)| {
                 let payload = aead::Payload {
                     msg: ciphertext,
                     aad: associated,
                 };
-                cipher.decrypt(XNonce::from_slice(nonce), payload).ok()
+                let plaintext = cipher.decrypt(XNonce::from_slice(nonce), payload).ok()?;
+                Some(Opened {
+                    plaintext,
+                    fallback: i.checked_sub(1),
+                })
             })
-            .ok_or(Unreadable)
+            .ok_or(Unreadable)?;
+        crate::metrics::get().secret_key_used(opened.fallback);
+        Ok(opened)
     }
+}
+
+/// What [`Sealer::open_reporting`] opened, and with which key.
+pub struct Opened {
+    pub plaintext: Vec<u8>,
+    /// The position of the `SECRET_KEY_FALLBACKS` key that opened it;
+    /// `None`: `SECRET_KEY` did.
+    pub fallback: Option<usize>,
 }
 
 impl fmt::Debug for Sealer {

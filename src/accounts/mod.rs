@@ -1,41 +1,62 @@
 //! The account workflows: register, authenticate, issue a code (resend and
-//! its support variant), activate, unlock. Plain async functions shared by
-//! the HTTP handlers and the CLI; they know nothing of HTTP.
+//! its support variant), activate, unlock, delete. Plain async functions
+//! shared by the HTTP handlers and the CLI; they know nothing of HTTP.
 //!
-//! Abuse resistance lives here, as each workflow's first steps
-//! (docs/LIMITS.md): per-IP and per-mailbox limits before any hashing,
-//! failed authentications counted before the password is checked, a pending
-//! account's lifetime budget of failed activations, and pending
-//! registrations that expire so nobody can squat an address.
+//! The owner of an address always wins (docs/LIMITS.md "The owner of an
+//! address"): a code proves the inbox, not a registration. Every password
+//! registered for a pending address (its first registration, and each
+//! claim a later registration records) may be activated with any live code
+//! emailed to the address's inbox, so nobody who cannot read the inbox can
+//! end, outrun or spend the owner's chances; what they can guess is bounded
+//! per inbox. Abuse resistance is each workflow's first steps: the client's
+//! limits before any hashing, failed sign-ins counted before the password
+//! is checked (and the account's own limits only once it is known right),
+//! emails counted per inbox.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use diesel_async::AsyncConnection;
-use diesel_async::AsyncPgConnection;
 
-use crate::address::Email;
-use crate::client_ip::ClientIp;
-use crate::code::{Code, CodeHasher, LONG_LENGTH};
-use crate::credential::{Prover, Recent};
-use crate::db::users::{NewUser, User};
-use crate::db::{self, Pool, activation_codes, outbox, users};
-use crate::limits::{Attempt, Decision, Limit, Limiter};
-use crate::locale::Locale;
-use crate::password::{HashError, Hasher, Password, PasswordHash};
-use crate::seal::{Payload, Sealer};
+use crate::address::{Email, Inboxes};
+use crate::code::CodeHasher;
+use crate::credential::{Proofs, Prover, Recent};
+use crate::db::users::User;
+use crate::db::{self, Pool, users};
+use crate::limits::{Decision, Limit, Limiter};
+use crate::password::{HashError, Hasher};
+use crate::redis::KeyNames;
+use crate::seal::Sealer;
+use crate::settings::Settings;
 
-mod claims;
+/// Runs the async closure `$work` in a transaction on `$conn` (a `&mut
+/// AsyncPgConnection`), once more if PostgreSQL aborted it for a deadlock or
+/// a serialization failure ([`run_again`]). A macro, so that each run gets a
+/// closure of its own.
+macro_rules! transaction {
+    ($conn:expr, $work:expr) => {{
+        let conn: &mut diesel_async::AsyncPgConnection = $conn;
+        let mut attempt = 1;
+        loop {
+            let result = diesel_async::AsyncConnection::transaction(&mut *conn, $work).await;
+            if !super::run_again(&result, attempt) {
+                break result;
+            }
+            attempt += 1;
+        }
+    }};
+}
+
+mod activate;
+mod codes;
 mod events;
+mod register;
 mod sign_in;
 mod support;
 
 pub use support::{Deleted, Unlocked};
 
-use crate::settings::Settings;
-use claims::Newcomer;
-use events::{ACTIVATED, Events, REGISTERED, queue_event};
+use events::Events;
 
 /// Why a workflow did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -62,11 +83,6 @@ pub enum AccountError {
     Redis(#[from] redis::RedisError),
     #[error("password hashing failed: {0}")]
     Hash(HashError),
-    /// A registration found the address pending inside its transaction
-    /// (another came first meanwhile); it carries the newcomer's hash, to
-    /// record the claim with. Never leaves the workflows.
-    #[error("another registration of the address came first")]
-    LostRace(Box<User>, PasswordHash),
 }
 
 impl From<HashError> for AccountError {
@@ -81,13 +97,6 @@ impl From<HashError> for AccountError {
             other => Self::Hash(other),
         }
     }
-}
-
-/// What a sign-in is for: its refusals that need no password come first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignIn {
-    Resend,
-    Activate,
 }
 
 /// `Ok` when `decision` allows, else the refusal.
@@ -105,7 +114,8 @@ fn allowed(decision: Decision) -> Result<(), AccountError> {
 const RECENT_LIFE: Duration = Duration::from_secs(60);
 
 /// What the workflows work with: the database, bcrypt, the code key, the
-/// outbox's sealing key and the rate limiter. Cheap to clone.
+/// outbox's sealing key, the rate limiter and the credential proofs. Cheap
+/// to clone.
 #[derive(Clone)]
 pub struct Accounts {
     pool: Pool,
@@ -115,9 +125,11 @@ pub struct Accounts {
     limiter: Limiter,
     /// Proofs of credentials just verified (`CREDENTIAL_PROOF`); `None`:
     /// off.
-    prover: Option<Prover>,
+    proofs: Option<Proofs>,
     /// Credentials verified moments ago, in memory.
     recent: Arc<Recent>,
+    /// How addresses fold into the inboxes they reach.
+    inboxes: Arc<Inboxes>,
     /// Which events are queued for the webhook (`WEBHOOK_EVENTS`, when
     /// `WEBHOOK_URL` is set).
     events: Events,
@@ -130,21 +142,36 @@ pub struct Accounts {
 impl Accounts {
     /// Builds the pool, the Redis connection and the workflows' other parts
     /// from `settings`. Connections are opened when first used (a single
-    /// Redis) or now (a Redis Cluster).
+    /// Redis) or now (a Redis Cluster, and PostgreSQL, which holds the key
+    /// that names Redis keys).
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         use anyhow::Context;
+        let pool = db::pool(&settings.database).context("cannot set up the database pool")?;
+        let sealer =
+            Sealer::new(&settings.secret_key).with_fallbacks(&settings.secret_key_fallbacks);
+        let names = key_names(&pool, &sealer).await?;
+        let limiter = Limiter::connect(settings, names.clone()).await?;
+        let proofs = settings.credential_proof.then(|| {
+            Proofs::new(
+                limiter.connection().clone(),
+                names,
+                Prover::new(&settings.secret_key),
+            )
+        });
         Ok(Self {
-            pool: db::pool(&settings.database).context("cannot set up the database pool")?,
+            pool,
             hasher: Hasher::new(settings.bcrypt_cost, settings.limits.hash_queue_per_ip)
                 .context("invalid BCRYPT_COST")?,
             code_hasher: CodeHasher::new(settings.secret_key.clone())
                 .with_fallbacks(settings.secret_key_fallbacks.clone()),
-            sealer: Sealer::new(&settings.secret_key),
-            limiter: Limiter::connect(settings).await?,
-            prover: settings
-                .credential_proof
-                .then(|| Prover::new(&settings.secret_key)),
+            sealer,
+            limiter,
+            proofs,
             recent: Arc::new(Recent::new(Prover::new(&settings.secret_key), RECENT_LIFE)),
+            inboxes: Arc::new(Inboxes::new(
+                settings.inboxes.aliases.clone(),
+                settings.inboxes.dotless.clone(),
+            )),
             events: Events {
                 activated: settings.webhook.as_ref().is_some_and(|w| w.activated),
                 registered: settings.webhook.as_ref().is_some_and(|w| w.registered),
@@ -171,6 +198,16 @@ impl Accounts {
         self.code_ttl
     }
 
+    /// The rate limiter, for support's views.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    /// The inbox `email` reaches.
+    pub fn inbox_of(&self, email: &Email) -> String {
+        self.inboxes.of(email)
+    }
+
     /// When a registration made now would have to be made before to be
     /// expired; `None` if registrations never expire.
     fn expired_before(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -178,511 +215,19 @@ impl Accounts {
             .map(|ttl| now - crate::duration::to_delta(ttl))
     }
 
+    /// Whether `user` is a pending registration that has expired: its
+    /// address may be registered afresh, and its passwords open nothing.
+    fn expired(&self, user: &User, now: DateTime<Utc>) -> bool {
+        !user.is_active
+            && self
+                .expired_before(now)
+                .is_some_and(|cutoff| user.created_at < cutoff)
+    }
+
     /// When `user`'s pending registration expires, if it does.
     pub fn pending_until(&self, user: &User) -> Option<DateTime<Utc>> {
         let ttl = self.pending_ttl?;
         (!user.is_active).then(|| user.created_at + crate::duration::to_delta(ttl))
-    }
-
-    /// Why `user` blocks a new registration of its address, if it does: an
-    /// active account, or a pending one that has not expired.
-    fn refusal_for_existing(&self, user: &User, now: DateTime<Utc>) -> Option<AccountError> {
-        if user.is_active {
-            Some(AccountError::AlreadyActive)
-        } else if self
-            .expired_before(now)
-            .is_some_and(|cutoff| user.created_at < cutoff)
-        {
-            None
-        } else {
-            Some(AccountError::CodeAlreadyIssued)
-        }
-    }
-
-    /// Creates a pending account (or starts an expired pending one afresh)
-    /// whose emails are in `locale` (negotiated by the caller) and queues
-    /// its activation email, all in one transaction. One account
-    /// per address also under concurrency: the unique constraint (or the
-    /// compare-and-set of a fresh start) decides, the losers get the
-    /// winner's state.
-    pub async fn register(
-        &self,
-        email: &Email,
-        password: &Password,
-        locale: &Locale,
-        client: ClientIp,
-    ) -> Result<User, AccountError> {
-        // Every check that can refuse comes before paying for a hash, the
-        // in-process ones before any round trip.
-        self.hasher.admits(client)?;
-        allowed(self.limiter.check_register(client).await?)?;
-        let newcomer = Newcomer {
-            password,
-            locale,
-            client,
-        };
-        let existing = {
-            let mut conn = self.pool.get().await?;
-            users::find_by_email(&mut conn, email).await?
-        };
-        if let Some(user) = existing
-            && let Some(refusal) = self.refusal_for_existing(&user, Utc::now())
-        {
-            if matches!(refusal, AccountError::CodeAlreadyIssued) {
-                // Pending: a claim of the newcomer's own (`claims.rs`).
-                self.claim(&user, newcomer, None).await?;
-            }
-            return Err(refusal);
-        }
-        allowed(
-            self.limiter
-                .reserve_mailbox_email(email, client, false)
-                .await?,
-        )?;
-        let registered = self.create(email, password, locale.as_str(), client).await;
-        if registered.is_err()
-            && let Err(err) = self.limiter.release_mailbox_email(email, client).await
-        {
-            tracing::warn!(error = %err, "could not give back a mailbox's email count");
-        }
-        let (user, restarted) = match registered {
-            // Another registration of the address won the race: a claim.
-            Err(AccountError::LostRace(user, hash)) => {
-                self.claim(&user, newcomer, Some(hash)).await?;
-                return Err(AccountError::CodeAlreadyIssued);
-            }
-            registered => registered?,
-        };
-        if restarted {
-            // A new owner: the old one's counters are none of theirs.
-            if let Err(err) = self.limiter.unlock(email, &[], true).await {
-                tracing::warn!(error = %err, "could not clear the counters of a renewed registration");
-            }
-        }
-        if self.events.registered {
-            crate::metrics::get().event(REGISTERED, "queued");
-        }
-        self.keep_proof(&user, password).await;
-        Ok(user)
-    }
-
-    /// Hashes the password and writes the account and its first code; true
-    /// when an expired pending registration was started afresh.
-    async fn create(
-        &self,
-        email: &Email,
-        password: &Password,
-        locale: &str,
-        client: ClientIp,
-    ) -> Result<(User, bool), AccountError> {
-        let hash = self.hasher.hash(password, client).await?;
-        let length = self.code_length_for(email).await?;
-        let mut conn = self.pool.get().await?;
-        for attempt in 1.. {
-            let created = conn
-                .transaction(async |conn| {
-                    let new = NewUser {
-                        email: email.as_str(),
-                        password_hash: &hash.0,
-                        locale,
-                    };
-                    if let Some(user) = users::insert(conn, &new).await? {
-                        self.issue_code(conn, &user, length).await?;
-                        if self.events.registered {
-                            queue_event(conn, REGISTERED, &user, None).await?;
-                        }
-                        return Ok((user, false));
-                    }
-                    let now = Utc::now();
-                    let existing = users::find_by_email(conn, email)
-                        .await?
-                        .ok_or_else(|| AccountError::UnknownUser(email.clone()))?;
-                    match self.refusal_for_existing(&existing, now) {
-                        Some(AccountError::CodeAlreadyIssued) => {
-                            return Err(AccountError::LostRace(Box::new(existing), hash.clone()));
-                        }
-                        Some(refusal) => return Err(refusal),
-                        None => {}
-                    }
-                    let cutoff = self.expired_before(now).unwrap_or(now);
-                    match users::restart_registration(conn, existing.id, &hash, locale, cutoff)
-                        .await?
-                    {
-                        Some(user) => {
-                            tracing::info!(
-                                user_id = %user.id,
-                                "an expired pending registration starts afresh"
-                            );
-                            // Its claims expired with it.
-                            db::claims::end_all(conn, user.id).await?;
-                            self.issue_code(conn, &user, length).await?;
-                            if self.events.registered {
-                                queue_event(conn, REGISTERED, &user, None).await?;
-                            }
-                            Ok((user, true))
-                        }
-                        // Renewed by a concurrent registration.
-                        None => Err(AccountError::CodeAlreadyIssued),
-                    }
-                })
-                .await;
-            if !run_again(&created, attempt) {
-                return created;
-            }
-        }
-        unreachable!("run_again stops after the second attempt")
-    }
-
-    /// A user's request for a new code, from `client`: limited per email (a
-    /// minute, a day) and per mailbox, then as `reissue`.
-    pub async fn resend(&self, user: &User, client: ClientIp) -> Result<(), AccountError> {
-        if user.is_active {
-            return Err(AccountError::AlreadyActive);
-        }
-        // Once the inbox's short codes are no longer checked, a new (long)
-        // code is the owner's way in: the mailbox's total does not refuse
-        // it (its per-network share and the resend limits still do).
-        let length = self.code_length_for(&user.email).await?;
-        let renewal = length > self.code_length;
-        allowed(
-            self.limiter
-                .reserve_mailbox_email(&user.email, client, renewal)
-                .await?,
-        )?;
-        let resent = async {
-            allowed(self.limiter.check_resend(&user.email, user.claim).await?)?;
-            self.reissue_at(user, length).await
-        };
-        let resent = resent.await;
-        if resent.is_err()
-            && let Err(err) = self
-                .limiter
-                .release_mailbox_email(&user.email, client)
-                .await
-        {
-            tracing::warn!(error = %err, "could not give back a mailbox's email count");
-        }
-        resent
-    }
-
-    /// Issues a new code (superseding older ones) and queues its email,
-    /// regardless of resend limits: the support action.
-    pub async fn reissue(&self, user: &User) -> Result<(), AccountError> {
-        let length = self.code_length_for(&user.email).await?;
-        self.reissue_at(user, length).await
-    }
-
-    /// [`Accounts::reissue`] with a code of `length` digits.
-    async fn reissue_at(&self, user: &User, length: usize) -> Result<(), AccountError> {
-        let mut conn = self.pool.get().await?;
-        for attempt in 1.. {
-            let reissued = conn
-                .transaction(async |conn| {
-                    // Lock the user: issuers of one user's codes take turns,
-                    // and an activation or a fresh registration that
-                    // committed meanwhile is seen.
-                    let current = users::lock(conn, user.id)
-                        .await?
-                        .ok_or_else(|| AccountError::UnknownUser(user.email.clone()))?;
-                    if current.is_active {
-                        return Err(AccountError::AlreadyActive);
-                    }
-                    if current.created_at != user.created_at {
-                        // Registered afresh since `user` signed in: not theirs now.
-                        return Err(AccountError::InvalidCredentials);
-                    }
-                    match user.claim {
-                        // A claim ended by newer ones opens nothing.
-                        Some(claim) if !db::claims::exists(conn, claim).await? => {
-                            Err(AccountError::InvalidCredentials)
-                        }
-                        Some(_) => self.issue_code(conn, user, length).await,
-                        None => self.issue_code(conn, &current, length).await,
-                    }
-                })
-                .await;
-            if !run_again(&reissued, attempt) {
-                if reissued.is_ok() && user.claim.is_none() {
-                    // A new code: the proof made for the old one ends.
-                    if let Err(err) = self.limiter.forget_proof(&user.email).await {
-                        tracing::warn!(error = %err, "could not end a credential proof");
-                    }
-                }
-                return reissued;
-            }
-        }
-        unreachable!("run_again stops after the second attempt")
-    }
-
-    /// The length of `email`'s next code: `CODE_LENGTH`, or
-    /// [`LONG_LENGTH`] once its inbox has spent its budget of wrong short
-    /// codes (docs/LIMITS.md "Guessing odds per inbox").
-    async fn code_length_for(&self, email: &Email) -> Result<usize, AccountError> {
-        if self.code_length < LONG_LENGTH && self.limiter.inbox_guessed_out(email).await? {
-            return Ok(LONG_LENGTH);
-        }
-        Ok(self.code_length)
-    }
-
-    /// Supersedes the live code (and the emails still queued with it),
-    /// stores a new one and queues its email, the code sealed (the
-    /// dispatcher writes the email when it sends it). Runs inside the
-    /// caller's transaction.
-    async fn issue_code(
-        &self,
-        conn: &mut AsyncPgConnection,
-        user: &User,
-        length: usize,
-    ) -> Result<(), AccountError> {
-        let now = Utc::now();
-        let expires_at = now + crate::duration::to_delta(self.code_ttl);
-        let code = Code::generate(length);
-        activation_codes::supersede_live(conn, user.id, user.claim, now).await?;
-        outbox::supersede_queued(conn, user.id, user.claim, now).await?;
-        activation_codes::insert(
-            conn,
-            &activation_codes::NewCode {
-                user_id: user.id,
-                code_hash: &self.code_hasher.hash(user.id, &code),
-                expires_at,
-                claim_id: user.claim,
-            },
-        )
-        .await?;
-        // The account's language, kept since registration (the dispatcher
-        // falls back to the default for one it no longer has).
-        let payload = Payload {
-            code,
-            locale: user.locale.clone().unwrap_or_default(),
-        };
-        outbox::insert(
-            conn,
-            &outbox::NewMessage {
-                user_id: user.id,
-                recipient: user.email.as_str(),
-                payload: &payload.seal(&self.sealer, user.id),
-                expires_at,
-                kind: outbox::EMAIL,
-                event_type: None,
-                claim_id: user.claim,
-            },
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Activates `user` with `code`. An attempt is counted three times
-    /// before the code is looked at: against the client (wrong codes from
-    /// one IP, across accounts), in the Redis window that locks out a burst
-    /// (see `crate::limits`), and against the account's lifetime budget of
-    /// failures, in the database. Once the budget is spent, even the right
-    /// code is refused until `user unlock` or the registration expires.
-    /// Marking the code used and the user active is one transaction, and
-    /// only for the registration `user` signed in to: if it was registered
-    /// afresh since, by its new owner, the attempt is refused as bad
-    /// credentials.
-    pub async fn activate(
-        &self,
-        user: &User,
-        code: &Code,
-        client: ClientIp,
-    ) -> Result<(), AccountError> {
-        if user.is_active {
-            // As the original: a failed attempt like any other, so that
-            // after the window's limit the account is locked out (429).
-            let attempt = self.reserve_attempt(user).await?;
-            self.limiter
-                .record_failure(&user.email, user.claim, attempt)
-                .await?;
-            return Err(AccountError::AlreadyActive);
-        }
-        allowed(self.limiter.reserve_activation_failure(client).await?)?;
-        // A short code is counted against the inbox (all its addresses)
-        // before it is checked; once the inbox has spent that budget, short
-        // codes are not checked at all: its codes are long now.
-        let short = code.as_str().len() < LONG_LENGTH;
-        if short {
-            let reserved = self.limiter.reserve_inbox_guess(&user.email).await;
-            if !matches!(reserved, Ok(true)) {
-                // Not checked: no guess of this client's either. The owner
-                // of a short code asks for a new (long) one.
-                if let Err(err) = self.limiter.release_activation_failure(client).await {
-                    tracing::warn!(error = %err, "could not give back an activation's count");
-                }
-                reserved?;
-                return Err(AccountError::InvalidCode);
-            }
-        }
-        let tried = self.try_activate(user, code).await;
-        if !matches!(tried, Err(AccountError::InvalidCode)) {
-            if let Err(err) = self.limiter.release_activation_failure(client).await {
-                tracing::warn!(error = %err, "could not give back an activation's count");
-            }
-            if short && let Err(err) = self.limiter.release_inbox_guess(&user.email).await {
-                tracing::warn!(error = %err, "could not give back an inbox's guess");
-            }
-        }
-        tried
-    }
-
-    async fn try_activate(&self, user: &User, code: &Code) -> Result<(), AccountError> {
-        let email = &user.email;
-        let attempt = self.reserve_attempt(user).await?;
-        let mut conn = self.pool.get().await?;
-        let max = self.limiter.policy().activation_max_failures;
-        let spent = match user.claim {
-            // A claim's own budget.
-            Some(claim) => db::claims::spend_activation(&mut conn, claim, max).await?,
-            None => users::spend_activation(&mut conn, user.id, user.created_at, max).await?,
-        };
-        if spent.is_none() {
-            return Err(self.why_not(&mut conn, user).await?);
-        }
-        // `Some(true)`: activated; `Some(false)`: not the code; `None`: the
-        // account changed under us (the transaction is rolled back).
-        let mut activated = self
-            .try_code(&mut conn, user, code)
-            .await
-            .map_err(AccountError::from);
-        if run_again(&activated, 1) {
-            activated = self
-                .try_code(&mut conn, user, code)
-                .await
-                .map_err(AccountError::from);
-        }
-        let activated = activated?;
-        let Some(activated) = activated else {
-            return Err(self.why_not(&mut conn, user).await?);
-        };
-        if activated {
-            if self.events.activated {
-                crate::metrics::get().event(ACTIVATED, "queued");
-            }
-            // The account is active whatever Redis says now; stale counters
-            // only matter to an account that can no longer activate.
-            if let Err(err) = self.limiter.clear_attempts(email).await {
-                tracing::warn!(error = %err, "could not clear activation counters");
-            }
-            Ok(())
-        } else {
-            crate::metrics::get().wrong_code(code.as_str().len());
-            self.limiter
-                .record_failure(email, user.claim, attempt)
-                .await?;
-            Err(AccountError::InvalidCode)
-        }
-    }
-
-    /// In one transaction: checks `code` against `user`'s live code, marks
-    /// it used and the user active. `Some(true)`: activated; `Some(false)`:
-    /// not the code; `None`: the account changed under us (activated, or
-    /// registered afresh), the transaction rolled back. The user's row is
-    /// locked first, then its code: the order of every workflow that
-    /// touches both (a resend, a fresh start), so none deadlocks another.
-    async fn try_code(
-        &self,
-        conn: &mut AsyncPgConnection,
-        user: &User,
-        code: &Code,
-    ) -> Result<Option<bool>, diesel::result::Error> {
-        let activated = conn
-            .transaction(async |conn| {
-                let now = Utc::now();
-                let current = users::lock(conn, user.id).await?;
-                if current.is_none_or(|current| {
-                    current.is_active || current.created_at != user.created_at
-                }) {
-                    return Err(Rollback::ChangedMeanwhile);
-                }
-                // A code verifies only its own registration or claim.
-                let Some(stored) = activation_codes::find_live(conn, user.id, user.claim).await?
-                else {
-                    return Ok(false);
-                };
-                if stored.expires_at <= now
-                    || !self.code_hasher.verify(user.id, code, &stored.code_hash)
-                {
-                    return Ok(false);
-                }
-                if !activation_codes::mark_used(conn, stored.id, now).await? {
-                    return Ok(false);
-                }
-                // A claim wins: the account takes its password and
-                // language; every claim ends (their codes with them).
-                if let Some(claim) = user.claim
-                    && !users::take_claim(conn, user.id, claim).await?
-                {
-                    return Err(Rollback::ChangedMeanwhile);
-                }
-                db::claims::end_all(conn, user.id).await?;
-                // The event is pipelined with the activation (one round trip
-                // for both); if the account changed meanwhile, the rollback
-                // takes it too.
-                let activate = users::activate(conn, user.id, user.created_at, now);
-                let activated = if self.events.activated {
-                    let event = queue_event(conn, ACTIVATED, user, Some(now));
-                    futures_util::future::try_join(activate, event).await?.0
-                } else {
-                    activate.await?
-                };
-                if !activated {
-                    return Err(Rollback::ChangedMeanwhile);
-                }
-                Ok(true)
-            })
-            .await;
-        match activated {
-            Ok(activated) => Ok(Some(activated)),
-            Err(Rollback::ChangedMeanwhile) => Ok(None),
-            Err(Rollback::Failed(err)) => Err(err),
-        }
-    }
-
-    /// Reserves an activation attempt in the window of `user`'s
-    /// registration or claim, or refuses it while that is locked out.
-    async fn reserve_attempt(&self, user: &User) -> Result<Attempt, AccountError> {
-        self.limiter
-            .reserve_attempt(&user.email, user.claim)
-            .await?
-            .map_err(|retry_after| AccountError::RateLimited {
-                limit: Limit::ActivationAttempts,
-                retry_after,
-            })
-    }
-
-    /// Why `user`, as it signed in, cannot be activated any more: registered
-    /// afresh by someone else (bad credentials now), already active, or its
-    /// failure budget spent (429 until the registration expires and the
-    /// address can be registered afresh; without expiry, a lockout's
-    /// length).
-    async fn why_not(
-        &self,
-        conn: &mut AsyncPgConnection,
-        user: &User,
-    ) -> Result<AccountError, AccountError> {
-        let current = users::find(conn, user.id)
-            .await?
-            .ok_or_else(|| AccountError::UnknownUser(user.email.clone()))?;
-        if current.created_at != user.created_at {
-            return Ok(AccountError::InvalidCredentials);
-        }
-        if current.is_active {
-            return Ok(AccountError::AlreadyActive);
-        }
-        if let Some(claim) = user.claim
-            && !db::claims::exists(conn, claim).await?
-        {
-            // Ended by newer claims, or by another's activation.
-            return Ok(AccountError::InvalidCredentials);
-        }
-        let retry_after = self
-            .pending_until(&current)
-            .and_then(|until| (until - Utc::now()).to_std().ok())
-            .unwrap_or(self.limiter.policy().lock);
-        Ok(AccountError::RateLimited {
-            limit: Limit::ActivationBudget,
-            retry_after,
-        })
     }
 
     /// The account registered for `email`.
@@ -702,17 +247,35 @@ impl Accounts {
     }
 }
 
-/// Whether PostgreSQL aborted a transaction that may simply run again: a
-/// serialization failure, or a deadlock (which one lock order everywhere
-/// should prevent; this is the safety net). PostgreSQL says "deadlock
-/// detected" in English unless `lc_messages` says otherwise.
-fn retryable(err: &diesel::result::Error) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error};
-    match err {
-        Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
-        Error::DatabaseError(_, info) => info.message().contains("deadlock detected"),
-        _ => false,
+/// The name of a registrant of a pending address in Redis: its first
+/// registration (bound to its creation, so a registration started afresh
+/// is another) or one of its claims.
+fn registrant(user: &User) -> String {
+    match user.claim {
+        Some(claim) => format!("c{claim}"),
+        None => format!("r{}.{}", user.id.0, user.created_at.timestamp_micros()),
     }
+}
+
+/// The key that names Redis keys (`redis::KeyNames`), made on first use
+/// and kept in PostgreSQL sealed under `SECRET_KEY`: for `serve` and the
+/// commands that read or clear counters.
+pub async fn key_names(pool: &Pool, sealer: &Sealer) -> anyhow::Result<KeyNames> {
+    use anyhow::Context;
+    let mut conn = pool
+        .get()
+        .await
+        .context("cannot reach the database (DATABASE_URL)")?;
+    let key = db::service_keys::get_or_create(&mut conn, "redis key names", sealer).await?;
+    Ok(KeyNames::new(&key))
+}
+
+/// Whether PostgreSQL aborted a transaction that may simply run again, by
+/// its SQLSTATE (never its message, which `lc_messages` may translate): a
+/// serialization failure (40001) or a deadlock (40P01, which one lock order
+/// everywhere should prevent; this is the safety net).
+fn retryable(err: &diesel::result::Error) -> bool {
+    db::sqlstate(err).is_some_and(|state| matches!(state.as_str(), "40001" | "40P01"))
 }
 
 /// Whether a transaction's `attempt` (from 1) should be run again: once,
@@ -726,20 +289,6 @@ fn run_again<T>(result: &Result<T, AccountError>, attempt: u32) -> bool {
         );
     }
     again
-}
-
-/// Why the activation's transaction rolled back.
-enum Rollback {
-    /// The account was activated or registered afresh by a concurrent
-    /// request.
-    ChangedMeanwhile,
-    Failed(diesel::result::Error),
-}
-
-impl From<diesel::result::Error> for Rollback {
-    fn from(err: diesel::result::Error) -> Self {
-        Self::Failed(err)
-    }
 }
 
 /// The account registered for `email`: for commands that have a pool but

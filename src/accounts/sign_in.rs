@@ -1,72 +1,199 @@
-//! Signing in: HTTP Basic credentials checked against an account's
-//! registration or one of its claims, with every refusal that needs no
-//! password decided first, and the proofs of credentials verified moments
-//! ago (in Redis for a registration's code life, in memory for a minute)
-//! sparing a second bcrypt.
+//! Signing in: HTTP Basic credentials checked against an account, or, for
+//! a pending address, against every password registered for it (its first
+//! registration and its claims, all hashed under one salt: one bcrypt
+//! computation whatever their number).
+//!
+//! The original's order: a wrong password is a 401 before any limit of
+//! the account's says 429, so whoever does not know the password learns
+//! nothing of the account's limits. Only the client's own limits (its
+//! failed and successful sign-ins, its failures for this address) refuse
+//! before bcrypt, bounding that work; a credential proven moments ago (a
+//! proof in Redis, or in memory) needs no bcrypt and is refused by no
+//! failure limit.
 
-use super::{AccountError, Accounts, SignIn, allowed};
+use chrono::Utc;
+
+use super::{AccountError, Accounts, allowed, registrant};
 use crate::address::Email;
 use crate::client_ip::ClientIp;
-use crate::db::users::User;
-use crate::db::{self, users};
+use crate::db::claims::{self, Claim};
+use crate::db::users::{self, User};
 use crate::password::Password;
 
 impl Accounts {
-    /// Checks HTTP Basic credentials. Failures are limited per email and per
-    /// client IP, and counted before the password is checked, so a limited
-    /// client is refused (429) before any bcrypt work and parallel guesses
-    /// cannot exceed the limits. Successful sign-ins are limited too
-    /// (checked before, counted after), and credentials verified moments ago
-    /// cost no second bcrypt. An unknown email costs a bcrypt verification
-    /// too, so it cannot be told apart from a wrong password by timing
-    /// (a pending address with claims costs one more per claim).
+    /// Checks HTTP Basic credentials; the account as the password signs in
+    /// to it (a pending address's registration, or one of its claims). An
+    /// unknown address, an expired pending registration and a wrong
+    /// password are the same 401 after the same bcrypt work.
     pub async fn authenticate(
         &self,
         email: &Email,
         password: &Password,
         client: ClientIp,
-        purpose: SignIn,
     ) -> Result<User, AccountError> {
+        if let Some(user) = self.recognized(email, password).await? {
+            allowed(self.limiter.check_sign_ins_per_ip(client).await?)?;
+            return self.admitted(user, client).await;
+        }
         allowed(self.limiter.reserve_auth_failure(email, client).await?)?;
-        let checked = self.check_password(email, password, client, purpose).await;
+        let checked = self.check_password(email, password, client).await;
         if !matches!(checked, Err(AccountError::InvalidCredentials))
             && let Err(err) = self.limiter.release_auth_failure(email, client).await
         {
             tracing::warn!(error = %err, "could not give back an authentication's count");
         }
-        if let Ok(user) = &checked
-            && let Err(err) = self
-                .limiter
-                .record_sign_in(email, user.is_active, client)
-                .await
-        {
-            tracing::warn!(error = %err, "could not count a sign-in");
-        }
-        checked
+        self.admitted(checked?, client).await
     }
 
+    /// A signed-in `user`, once its account's own limit allows: an active
+    /// account's successful sign-ins (`SIGN_IN_LIMIT`), asked only now that
+    /// the password is known right. Counts the client's sign-in.
+    async fn admitted(&self, user: User, client: ClientIp) -> Result<User, AccountError> {
+        if user.is_active {
+            allowed(self.limiter.check_sign_ins(&user.email).await?)?;
+        }
+        if let Err(err) = self.limiter.record_sign_in(client).await {
+            tracing::warn!(error = %err, "could not count a sign-in");
+        }
+        Ok(user)
+    }
+
+    /// `user` as `password` was proven to be moments ago, with no bcrypt
+    /// work: a proof kept in Redis for a pending registrant's code life, or
+    /// a credential verified in this process in the last minute; `None`
+    /// when neither holds (or no longer names the account as it is).
+    async fn recognized(
+        &self,
+        email: &Email,
+        password: &Password,
+    ) -> Result<Option<User>, AccountError> {
+        let remembered = self.recent.recall(email, password);
+        let proven = match (&remembered, &self.proofs) {
+            (None, Some(proofs)) => match proofs.recall(email, password).await {
+                Ok(proven) => proven,
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not read a credential proof");
+                    None
+                }
+            },
+            _ => None,
+        };
+        if remembered.is_none() && proven.is_none() {
+            return Ok(None);
+        }
+        let mut conn = self.pool.get().await?;
+        let Some(user) = users::find_by_email(&mut conn, email).await? else {
+            return Ok(None);
+        };
+        if self.expired(&user, Utc::now()) {
+            return Ok(None);
+        }
+        if let Some((hash, claim)) = remembered {
+            return Ok(match claim {
+                None => (hash == user.password_hash.0).then_some(user),
+                Some(claim) if !user.is_active => claims::of_user(&mut conn, user.id)
+                    .await?
+                    .iter()
+                    .find(|live| live.id == claim && live.password_hash.0 == hash)
+                    .map(|live| user.as_claim(live)),
+                Some(_) => None,
+            });
+        }
+        if user.is_active {
+            return Ok(None);
+        }
+        let proven = proven.unwrap_or_default();
+        if proven == registrant(&user) {
+            return Ok(Some(user));
+        }
+        Ok(claims::of_user(&mut conn, user.id)
+            .await?
+            .iter()
+            .find(|claim| proven == registrant(&user.as_claim(claim)))
+            .map(|claim| user.as_claim(claim)))
+    }
+
+    /// Verifies `password` for `email` with bcrypt: one computation for an
+    /// unknown address (against a dummy hash), an active account, or a
+    /// pending one and all its claims.
     async fn check_password(
         &self,
         email: &Email,
         password: &Password,
         client: ClientIp,
-        purpose: SignIn,
     ) -> Result<User, AccountError> {
-        let user = {
+        let (user, live) = {
             let mut conn = self.pool.get().await?;
-            users::find_by_email(&mut conn, email).await?
+            match users::find_by_email(&mut conn, email).await? {
+                Some(user) if !user.is_active && self.expired(&user, Utc::now()) => (None, vec![]),
+                Some(user) if !user.is_active => {
+                    let live = claims::of_user(&mut conn, user.id).await?;
+                    (Some(user), live)
+                }
+                other => (other, vec![]),
+            }
         };
-        if let Some(user) = &user {
-            if let Some(refusal) = self.refused_before_password(user, purpose).await? {
-                return Err(refusal);
-            }
-            if self.proven(user, password).await {
-                return Ok(user.clone());
-            }
-            if let Some(known) = self.recalled(user, password).await? {
-                return Ok(known);
+        let user = match user {
+            Some(user) if !user.is_active => user,
+            other => return self.check_account(other, email, password, client).await,
+        };
+        let hash = self
+            .hasher
+            .digest_like(password, &user.password_hash, client)
+            .await?;
+        if crate::password::same_digest(&user.password_hash, &hash) {
+            self.recent
+                .remember(email, password, &user.password_hash.0, None);
+            return Ok(user);
+        }
+        if let Some(claim) = self.claim_of(&live, &hash, password, client).await? {
+            self.recent
+                .remember(email, password, &claim.password_hash.0, Some(claim.id));
+            return Ok(user.as_claim(claim));
+        }
+        Err(AccountError::InvalidCredentials)
+    }
+
+    /// The claim of `live` whose password `hash` (under the registration's
+    /// salt) is. A claim recorded before claims shared the registration's
+    /// salt is verified on its own.
+    async fn claim_of<'a>(
+        &self,
+        live: &'a [Claim],
+        hash: &crate::password::PasswordHash,
+        password: &Password,
+        client: ClientIp,
+    ) -> Result<Option<&'a Claim>, AccountError> {
+        if let Some(claim) = live
+            .iter()
+            .find(|claim| crate::password::same_digest(&claim.password_hash, hash))
+        {
+            return Ok(Some(claim));
+        }
+        for claim in live
+            .iter()
+            .filter(|claim| !crate::password::same_salt(&claim.password_hash, hash))
+        {
+            if self
+                .hasher
+                .verify(password, Some(&claim.password_hash), client)
+                .await?
+            {
+                return Ok(Some(claim));
             }
         }
+        Ok(None)
+    }
+
+    /// Verifies `password` against an active account (rehashed at the
+    /// configured cost once known right) or, for no account, a dummy hash.
+    async fn check_account(
+        &self,
+        user: Option<User>,
+        email: &Email,
+        password: &Password,
+        client: ClientIp,
+    ) -> Result<User, AccountError> {
         let matches = self
             .hasher
             .verify(
@@ -75,152 +202,23 @@ impl Accounts {
                 client,
             )
             .await?;
-        match user {
-            Some(user) if matches => {
-                if user.password_hash.cost() != Some(self.hasher.cost()) {
-                    self.rehash(&user, password, client).await;
-                } else {
-                    self.recent
-                        .remember(email, password, &user.password_hash.0, None);
-                }
-                Ok(user)
-            }
-            // A pending address's claims have passwords of their own.
-            Some(user) if !user.is_active => {
-                let live = {
-                    let mut conn = self.pool.get().await?;
-                    db::claims::of_user(&mut conn, user.id).await?
-                };
-                for claim in &live {
-                    if self
-                        .hasher
-                        .verify(password, Some(&claim.password_hash), client)
-                        .await?
-                    {
-                        self.recent.remember(
-                            email,
-                            password,
-                            &claim.password_hash.0,
-                            Some(claim.id),
-                        );
-                        return Ok(user.as_claim(claim));
-                    }
-                }
-                Err(AccountError::InvalidCredentials)
-            }
-            _ => Err(AccountError::InvalidCredentials),
+        let user = user
+            .filter(|_| matches)
+            .ok_or(AccountError::InvalidCredentials)?;
+        if user.password_hash.cost() != Some(self.hasher.cost()) {
+            self.rehash(&user, password, client).await;
+        } else {
+            self.recent
+                .remember(email, password, &user.password_hash.0, None);
         }
+        Ok(user)
     }
 
-    /// What `purpose` would be refused for on pending `user` whatever the
-    /// password: its lockout (activate), its resend limits (resend), its
-    /// spent failure budget (activate); decided before any password work.
-    /// Only for an account without claims: a claimant's own limits are its
-    /// own, known once its password is.
-    async fn refused_before_password(
-        &self,
-        user: &User,
-        purpose: SignIn,
-    ) -> Result<Option<AccountError>, AccountError> {
-        if user.is_active {
-            return Ok(None);
-        }
-        let mut refusal = self
-            .limiter
-            .refusal(&user.email, purpose == SignIn::Activate)
-            .await?
-            .map(|(limit, retry_after)| AccountError::RateLimited { limit, retry_after });
-        let max = self.limiter.policy().activation_max_failures;
-        if refusal.is_none()
-            && purpose == SignIn::Activate
-            && u32::try_from(user.failed_activations).unwrap_or(0) >= max
-        {
-            let mut conn = self.pool.get().await?;
-            // Only the budget's refusal: whatever else changed meanwhile is
-            // for the password to decide.
-            refusal = Some(self.why_not(&mut conn, user).await?)
-                .filter(|why| matches!(why, AccountError::RateLimited { .. }));
-        }
-        let Some(refusal) = refusal else {
-            return Ok(None);
-        };
-        let mut conn = self.pool.get().await?;
-        if !db::claims::of_user(&mut conn, user.id).await?.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(refusal))
-    }
-
-    /// `user` as `password` signed in to it moments ago (its registration,
-    /// or one of its claims), if it did and the hash it was verified
-    /// against is still that one's: no bcrypt work then.
-    async fn recalled(
-        &self,
-        user: &User,
-        password: &Password,
-    ) -> Result<Option<User>, AccountError> {
-        let Some((hash, claim)) = self.recent.recall(&user.email, password) else {
-            return Ok(None);
-        };
-        let Some(claim) = claim else {
-            return Ok((hash == user.password_hash.0).then(|| user.clone()));
-        };
-        if user.is_active {
-            return Ok(None);
-        }
-        let mut conn = self.pool.get().await?;
-        Ok(db::claims::of_user(&mut conn, user.id)
-            .await?
-            .iter()
-            .find(|live| live.id == claim && live.password_hash.0 == hash)
-            .map(|live| user.as_claim(live)))
-    }
-
-    /// Keeps a proof that `password` is `user`'s for as long as its code
-    /// lives, so that signing in to activate costs no second bcrypt (see
-    /// `crate::credential`). Best effort: without it, bcrypt decides.
-    pub(super) async fn keep_proof(&self, user: &User, password: &Password) {
-        let Some(prover) = &self.prover else {
-            return;
-        };
-        let bound = crate::credential::registration(user.id.0, user.created_at);
-        let proof = prover.proof(&user.email, &bound, password);
-        if let Err(err) = self
-            .limiter
-            .store_proof(&user.email, &proof, self.code_ttl)
-            .await
-        {
-            tracing::warn!(error = %err, "could not keep a credential proof");
-        }
-    }
-
-    /// Whether a kept proof shows `password` to be pending `user`'s, so no
-    /// bcrypt work is needed. Anything else (no proof, another password, an
-    /// active account, Redis failing) leaves it to bcrypt.
-    async fn proven(&self, user: &User, password: &Password) -> bool {
-        let Some(prover) = &self.prover else {
-            return false;
-        };
-        if user.is_active {
-            return false;
-        }
-        match self.limiter.proof(&user.email).await {
-            Ok(Some(stored)) => {
-                let bound = crate::credential::registration(user.id.0, user.created_at);
-                prover.verify(&user.email, &bound, password, &stored)
-            }
-            Ok(None) => false,
-            Err(err) => {
-                tracing::warn!(error = %err, "could not read a credential proof");
-                false
-            }
-        }
-    }
-
-    /// Rehashes a password that was hashed at another cost than
-    /// `BCRYPT_COST` (the setting changed since), now that it is known to be
-    /// right: a wrong password then costs the same time on every account
-    /// again. Best effort: a failure leaves the old hash, logged.
+    /// Rehashes an active account's password that was hashed at another
+    /// cost than `BCRYPT_COST` (the setting changed since), now that it is
+    /// known to be right: a wrong password then costs the same time on
+    /// every account again. Best effort: a failure leaves the old hash,
+    /// logged.
     async fn rehash(&self, user: &User, password: &Password, client: ClientIp) {
         let replaced = async {
             let new = self.hasher.hash(password, client).await?;

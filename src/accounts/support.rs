@@ -29,10 +29,12 @@ impl Accounts {
                 .collect();
             (budget, claims)
         };
-        Ok(Unlocked {
-            cleared: self.limiter.unlock(email, &claims, resend_limits).await?,
-            budget,
-        })
+        let cleared = self.limiter.unlock(email, &claims, resend_limits).await?;
+        // Whatever unlocks an account also ends its credential proofs.
+        if let Some(proofs) = &self.proofs {
+            proofs.forget(email).await?;
+        }
+        Ok(Unlocked { cleared, budget })
     }
 
     /// Erases the account of `email`: in one transaction the account, its
@@ -57,6 +59,9 @@ impl Accounts {
         let ((codes, emails), claims) =
             deleted.ok_or_else(|| AccountError::UnknownUser(email.clone()))?;
         self.limiter.forget(&user.email, &claims).await?;
+        if let Some(proofs) = &self.proofs {
+            proofs.forget(&user.email).await?;
+        }
         Ok(Deleted { codes, emails })
     }
 }

@@ -10,7 +10,7 @@ use rocket::serde::json::Json;
 use rocket::{State, post};
 use utoipa::ToSchema;
 
-use crate::accounts::{AccountError, Accounts, SignIn};
+use crate::accounts::{AccountError, Accounts};
 use crate::address::Email;
 use crate::api::error::{ApiError, Detail, ValidationErrors};
 use crate::api::request::{self, BasicAuth, Body, Check, Fields};
@@ -214,7 +214,7 @@ pub async fn resend(
     let result = async {
         let auth = auth?;
         let user = accounts
-            .authenticate(&auth.email, &auth.password, client, SignIn::Resend)
+            .authenticate(&auth.email, &auth.password, client)
             .await?;
         accounts.resend(&user, client).await.map_err(ApiError::from)
     }
@@ -268,7 +268,7 @@ pub async fn activate(
         let auth = auth?;
         let ActivateRequest { code } = ActivateRequest::read(&body, accounts.code_length())?;
         let user = accounts
-            .authenticate(&auth.email, &auth.password, client, SignIn::Activate)
+            .authenticate(&auth.email, &auth.password, client)
             .await?;
         accounts
             .activate(&user, &code, client)

@@ -10,10 +10,12 @@
 //! An IPv6 client is counted by its /64: one host is routinely given a whole
 //! /64, and every address in it, so a limit per address would be no limit.
 //!
-//! A client in `RATE_LIMIT_EXEMPT` (loopback by default) skips the per-IP
-//! limits: a reverse proxy on the same host that is not yet trusted would
-//! otherwise make the whole site one throttled address. The first request
-//! from such a peer that carries `X-Forwarded-For` logs a warning naming
+//! Loopback is a trusted proxy by default (as uvicorn's
+//! `--forwarded-allow-ips`): a reverse proxy on the same host is believed
+//! without being named, and a loopback client without the header is
+//! limited like any other. A client in `RATE_LIMIT_EXEMPT` (none by
+//! default) skips the per-IP limits; the first request from such a peer
+//! that is not trusted and carries `X-Forwarded-For` logs a warning naming
 //! `TRUSTED_PROXIES`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -202,7 +202,7 @@ impl From<AccountError> for ApiError {
     fn from(err: AccountError) -> Self {
         match err {
             AccountError::AlreadyActive => Self::AlreadyActive,
-            AccountError::CodeAlreadyIssued | AccountError::LostRace(..) => Self::CodeAlreadyIssued,
+            AccountError::CodeAlreadyIssued => Self::CodeAlreadyIssued,
             AccountError::InvalidCredentials | AccountError::UnknownUser(_) => {
                 Self::InvalidCredentials
             }

@@ -6,8 +6,8 @@
 //! secret redacted. Exit 0, or 1 with one line per problem.
 
 use crate::db::migrations;
-use crate::limits::Limiter;
 use crate::mail::courier::Courier;
+use crate::redis::RedisConnection;
 use crate::settings::{DefaultValue, Environment, Settings, Source, VARIABLES, redact_url};
 
 #[derive(Debug, clap::Subcommand)]
@@ -64,8 +64,8 @@ fn check(env: &Environment) -> anyhow::Result<()> {
         )),
     }
     let redis = super::block_on(async {
-        let limiter = Limiter::connect(&settings).await?;
-        limiter.connection().ping().await?;
+        let redis = RedisConnection::connect(&settings.redis_url).await?;
+        redis.ping().await?;
         anyhow::Ok(())
     })?;
     if let Err(err) = redis {

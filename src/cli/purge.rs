@@ -1,8 +1,8 @@
 //! `activator purge`: the cron clean-up.
 //!
-//! Deletes spent codes (used, superseded or expired), sent/dead/expired
-//! emails older than the retention, and, only when asked, accounts never
-//! activated. Deletes in batches, each its own short transaction, so a busy
+//! Deletes spent codes (used, expired, or short and superseded),
+//! sent/dead/expired emails older than the retention, claims ended over a
+//! day ago, and, only when asked, accounts never activated. Deletes in batches, each its own short transaction, so a busy
 //! `serve` never waits long on its locks; rows another purge has locked are
 //! skipped, so purges on several hosts at once split the work.
 
@@ -10,7 +10,7 @@ use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 use serde::Serialize;
 
-use crate::db::{self, activation_codes, outbox, users};
+use crate::db::{self, activation_codes, claims, outbox, users};
 use crate::settings::{DatabaseSettings, Environment};
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +37,7 @@ struct Counts {
     dry_run: bool,
     codes: u64,
     emails: u64,
+    claims: u64,
     accounts: u64,
 }
 
@@ -57,9 +58,11 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
         let targets = [
             (&activation_codes::SPENT, Some(now)),
             (&outbox::FINISHED, Some(email_cutoff)),
+            // Any code they were sent has expired a day later.
+            (&claims::ENDED, Some(now - days(1))),
             (&users::STALE_PENDING, account_cutoff),
         ];
-        let mut found = [0; 3];
+        let mut found = [0; 4];
         for ((rows, cutoff), found) in targets.into_iter().zip(&mut found) {
             let Some(cutoff) = cutoff else { continue };
             *found = if opts.dry_run {
@@ -68,11 +71,12 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
                 rows.delete(conn, cutoff, opts.batch_size).await?
             };
         }
-        let [codes, emails, accounts] = found;
+        let [codes, emails, claims, accounts] = found;
         let counts = Counts {
             dry_run: opts.dry_run,
             codes,
             emails,
+            claims,
             accounts,
         };
         anyhow::Ok(counts)
@@ -86,8 +90,8 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
             "deleted"
         };
         println!(
-            "{verb} {} code(s), {} email(s), {} account(s)",
-            counts.codes, counts.emails, counts.accounts
+            "{verb} {} code(s), {} email(s), {} ended claim(s), {} account(s)",
+            counts.codes, counts.emails, counts.claims, counts.accounts
         );
     }
     Ok(())

@@ -12,6 +12,7 @@ use crate::address::Email;
 use crate::db::{self, Pool, activation_codes, outbox};
 use crate::duration::approximate;
 use crate::limits::{Limiter, LockState};
+use crate::seal::Sealer;
 use crate::settings::{Environment, Settings};
 
 #[derive(Debug, clap::Subcommand)]
@@ -61,7 +62,10 @@ pub fn run(command: Command, env: &Environment) -> anyhow::Result<()> {
             Command::Show { email, json } => {
                 let pool =
                     db::pool(&settings.database).context("cannot set up the database pool")?;
-                let limiter = Limiter::connect(&settings).await?;
+                let sealer = Sealer::new(&settings.secret_key)
+                    .with_fallbacks(&settings.secret_key_fallbacks);
+                let names = accounts::key_names(&pool, &sealer).await?;
+                let limiter = Limiter::connect(&settings, names).await?;
                 show(&pool, &limiter, settings.pending_ttl, &email, json).await
             }
         }
@@ -91,16 +95,12 @@ async fn resend(accounts: &Accounts, email: &Email) -> anyhow::Result<()> {
         .find_user(email)
         .await
         .map_err(|err| explain(err, email))?;
-    let codes = accounts
-        .reissue_every_claim(&user)
+    accounts
+        .reissue(&user)
         .await
         .map_err(|err| explain(err, email))?;
-    let what = match codes {
-        1 => "a new activation code".to_owned(),
-        n => format!("{n} new activation codes (one per claim)"),
-    };
     println!(
-        "queued {what} for {email}, valid for {}s; a running `activator serve` sends it",
+        "queued a new activation code for {email}, valid for {}s; a running `activator serve` sends it",
         accounts.code_ttl().as_secs()
     );
     Ok(())
@@ -160,6 +160,8 @@ struct Report {
     lock_seconds_left: Option<u64>,
     attempts_in_window: u32,
     auth_failures_in_window: u32,
+    /// Resends of the first registration in the current day's window.
+    resends_today: u32,
     /// Failed activations left of the pending account's lifetime budget.
     activation_failures_left: Option<u32>,
     code: Option<CodeReport>,
@@ -296,6 +298,7 @@ async fn show(
         lock_seconds_left: lock.locked_for.map(|left| left.as_secs().max(1)),
         attempts_in_window: lock.attempts,
         auth_failures_in_window: lock.auth_failures,
+        resends_today: lock.resends_today,
         activation_failures_left: (!user.is_active).then(|| {
             let spent = u32::try_from(user.failed_activations).unwrap_or(0);
             limiter

@@ -1,15 +1,18 @@
 //! The `claims` table: registrations made for an address while an earlier
-//! one was pending, each with its own password hash, language and failure
-//! budget (its code is in `activation_codes`, with its id). The first
-//! registration is the `users` row itself; see `crate::accounts` for how a
-//! claim wins.
+//! one was pending, each with its own password hash (under the first
+//! registration's salt), language and failure budget; the codes issued for
+//! it are in `activation_codes`, with its id. The first registration is the
+//! `users` row itself; see `crate::accounts` for how a claim wins. A claim
+//! ends (the account was activated, or registered afresh) but is not
+//! deleted until `purge`: codes it was sent may prove the inbox to others
+//! until they expire.
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::outbox;
+use crate::db::{Purgeable, outbox};
 use crate::ids::UserId;
 use crate::password::PasswordHash;
 use crate::schema::claims;
@@ -43,6 +46,7 @@ pub struct NewClaim<'a> {
 pub async fn of_user(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<Vec<Claim>> {
     claims::table
         .filter(claims::user_id.eq(user))
+        .filter(claims::ended_at.is_null())
         .order(claims::id.asc())
         .select(Claim::as_select())
         .load(conn)
@@ -58,23 +62,21 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewClaim<'_>) -> QueryRe
         .await
 }
 
-/// Ends claims: their codes go with them (by cascade), and their emails
-/// still queued expire.
-pub async fn end(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<()> {
-    let ended = diesel::delete(claims::table.filter(claims::id.eq_any(ids)))
-        .returning(claims::id)
-        .load(conn)
-        .await?;
-    expire_emails(conn, &ended).await
-}
-
-/// Ends every claim of `user` (it was activated, or registered afresh), as
-/// [`end`] does.
+/// Ends every live claim of `user` (it was activated, or registered
+/// afresh): their passwords open nothing now, and their emails still
+/// queued expire. Their codes stay, for the inbox's other registrants,
+/// until they expire.
 pub async fn end_all(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<()> {
-    let ended = diesel::delete(claims::table.filter(claims::user_id.eq(user)))
-        .returning(claims::id)
-        .load(conn)
-        .await?;
+    let now = Utc::now();
+    let ended = diesel::update(
+        claims::table
+            .filter(claims::user_id.eq(user))
+            .filter(claims::ended_at.is_null()),
+    )
+    .set(claims::ended_at.eq(now))
+    .returning(claims::id)
+    .load(conn)
+    .await?;
     expire_emails(conn, &ended).await
 }
 
@@ -92,9 +94,11 @@ async fn expire_emails(conn: &mut AsyncPgConnection, ended: &[i64]) -> QueryResu
 
 /// Whether claim `id` is still live.
 pub async fn exists(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(claims::table.find(id)))
-        .get_result(conn)
-        .await
+    diesel::select(diesel::dsl::exists(
+        claims::table.find(id).filter(claims::ended_at.is_null()),
+    ))
+    .get_result(conn)
+    .await
 }
 
 /// Spends one failed activation of claim `id`'s budget of `max`, before
@@ -107,6 +111,7 @@ pub async fn spend_activation(
     diesel::update(
         claims::table
             .find(id)
+            .filter(claims::ended_at.is_null())
             .filter(claims::failed_activations.lt(i32::try_from(max).unwrap_or(i32::MAX))),
     )
     .set(claims::failed_activations.eq(claims::failed_activations + 1))
@@ -129,7 +134,8 @@ pub async fn restore_activation_budgets(
     }
     // The old values, read under the row locks the update takes anyway.
     let spent: Vec<Spent> = diesel::sql_query(
-        "WITH old AS (SELECT id, failed_activations FROM claims WHERE user_id = $1 FOR UPDATE) \
+        "WITH old AS (SELECT id, failed_activations FROM claims \
+         WHERE user_id = $1 AND ended_at IS NULL FOR UPDATE) \
          UPDATE claims SET failed_activations = 0 FROM old WHERE claims.id = old.id \
          RETURNING old.failed_activations AS spent",
     )
@@ -141,3 +147,10 @@ pub async fn restore_activation_budgets(
         .map(|row| u32::try_from(row.spent).unwrap_or(0))
         .sum())
 }
+
+/// Claims ended before the cutoff: whatever codes they were sent have long
+/// expired (their codes go with them by cascade).
+pub const ENDED: Purgeable = Purgeable {
+    table: "claims",
+    condition: "ended_at < $1",
+};

@@ -6,6 +6,7 @@ pub mod activation_codes;
 pub mod claims;
 pub mod migrations;
 pub mod outbox;
+pub mod service_keys;
 pub mod users;
 
 use std::time::Duration;
@@ -125,8 +126,17 @@ impl Purgeable {
     }
 }
 
+/// The SQLSTATE PostgreSQL gave `err`, if it came from the server.
+pub fn sqlstate(err: &diesel::result::Error) -> Option<diesel::result::SqlState> {
+    match err {
+        diesel::result::Error::DatabaseError(_, info) => info.sqlstate(),
+        _ => None,
+    }
+}
+
 /// Whether `err` means the connection is gone (or the server too sick to
-/// answer), as opposed to a problem with one statement.
+/// answer), as opposed to a problem with one statement. Read from the
+/// SQLSTATE, never from the message, which `lc_messages` may translate.
 pub fn is_connection_error(err: &diesel::result::Error) -> bool {
     use diesel::result::{DatabaseErrorKind, Error};
     match err {
@@ -135,22 +145,20 @@ pub fn is_connection_error(err: &diesel::result::Error) -> bool {
             _,
         )
         | Error::BrokenTransactionManager => true,
-        // A server that went read-only under us: a primary demoted in a
-        // failover, reached before the connection is replaced.
-        Error::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => true,
-        // statement_timeout and lock timeouts land here too: a sick
-        // database; and a server stopping, starting or in recovery.
-        Error::DatabaseError(_, info) => {
-            let message = info.message();
-            [
-                "statement timeout",
-                "terminating connection",
-                "the database system is",
-                "recovery is in progress",
-            ]
-            .iter()
-            .any(|sign| message.contains(sign))
-        }
+        Error::DatabaseError(..) => sqlstate(err).is_some_and(|state| {
+            matches!(
+                state.as_str(),
+                // A server going down, crashed, or not taking connections
+                // yet (starting, in recovery).
+                "57P01" | "57P02" | "57P03"
+                // A statement cancelled: statement_timeout, a lock timeout,
+                // an administrator: a sick database.
+                | "57014"
+                // A primary demoted in a failover, reached before the
+                // connection is replaced.
+                | "25006"
+            ) || state.class().as_str() == "08"
+        }),
         _ => false,
     }
 }

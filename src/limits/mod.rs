@@ -1,10 +1,11 @@
-//! Rate limits in Redis, per normalized email, per client IP and per
-//! mailbox (docs/LIMITS.md). The scripts are the `.lua` files beside this
-//! one.
+//! Rate limits in Redis, per address (and per registration or claim of a
+//! pending one), per client network and per inbox (docs/LIMITS.md). The
+//! scripts are the `.lua` files beside this one.
 //!
 //! Every check-and-record is one Lua script, so it is atomic: N concurrent
-//! resends see exactly one "allowed". All keys of one email share the hash tag
-//! `{email}`, so a script's keys live in one slot on Redis Cluster.
+//! resends see exactly one "allowed". Keys are named by `redis::KeyNames`:
+//! a keyed hash of their subject, never an address or an IP, and one hash
+//! tag per subject, so a script's keys live in one slot on Redis Cluster.
 //!
 //! Activation: an attempt is recorded *before* the code is checked. If the
 //! user is locked, or the attempt would exceed `ACTIVATION_ATTEMPT_LIMIT`, it
@@ -18,14 +19,16 @@ use std::time::Duration;
 
 use redis::{RedisResult, Script};
 
-use crate::address::{Email, Inboxes};
+use crate::address::Email;
 use crate::client_ip::ClientIp;
-use crate::redis::RedisConnection;
+use crate::redis::{KeyNames, RedisConnection};
 use crate::settings::{LimitSettings, Settings};
 
+mod inbox;
 mod shared;
 
-use shared::{PastTotal, SharedKeys};
+pub use inbox::{EmailSlot, GuessPaid, cost_of};
+use shared::SharedKeys;
 
 /// A limit that can refuse a request: what its 429 says, and its label in
 /// `activator_rate_limited_total`.
@@ -120,15 +123,17 @@ pub struct Cleared {
     pub resend_limits: bool,
 }
 
-/// An email's lockout state, for support.
+/// An address's lockout state and counts, for support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockState {
     /// Time left on the lockout, if locked.
     pub locked_for: Option<Duration>,
-    /// Failed activations counted in the current window.
+    /// Activation attempts counted in the current window.
     pub attempts: u32,
     /// Failed Basic authentications counted in the current window.
     pub auth_failures: u32,
+    /// Resends in the current day's window.
+    pub resends_today: u32,
 }
 
 /// Reserves an activation attempt, or refuses it while locked (`reserve_attempt.lua`).
@@ -143,12 +148,6 @@ const COUNT: &str = include_str!("count.lua");
 /// Gives back one count of a reservation not used (`give_back.lua`).
 const GIVE_BACK: &str = include_str!("give_back.lua");
 
-/// Counts one in a budget shared among client networks (`count_shared.lua`).
-const COUNT_SHARED: &str = include_str!("count_shared.lua");
-
-/// Gives back one count of a shared budget (`give_back_shared.lua`).
-const GIVE_BACK_SHARED: &str = include_str!("give_back_shared.lua");
-
 const MINUTE: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(86_400);
 const YEAR: Duration = Duration::from_secs(365 * 86_400);
@@ -158,82 +157,48 @@ const YEAR: Duration = Duration::from_secs(365 * 86_400);
 pub struct Limiter {
     conn: RedisConnection,
     policy: LimitSettings,
-    /// How addresses fold into the mailboxes the email limit counts.
-    inboxes: Arc<Inboxes>,
+    names: Arc<KeyNames>,
     reserve_attempt: Arc<Script>,
     lock: Arc<Script>,
     count: Arc<Script>,
     give_back: Arc<Script>,
-    count_shared: Arc<Script>,
-    give_back_shared: Arc<Script>,
+    shared: Arc<shared::Scripts>,
+    inbox: Arc<inbox::Scripts>,
 }
 
-/// A Redis key with the hash tag `{tag}`: one email's (or IP's, or
-/// mailbox's) keys share a slot, so a script's keys do on Redis Cluster.
-/// Redis Cluster's tag ends at the first `}`, which an address's local part
-/// may hold: `%` and `}` are written `%25` and `%7D` in it (one tag per
-/// address still, and other addresses' keys unchanged).
-fn key(tag: &str, name: &str) -> String {
-    let tag = if tag.contains(['%', '}']) {
-        std::borrow::Cow::Owned(tag.replace('%', "%25").replace('}', "%7D"))
-    } else {
-        std::borrow::Cow::Borrowed(tag)
-    };
-    format!("activator:{{{tag}}}:{name}")
-}
-
-/// The Redis keys of one email.
-struct EmailKeys {
+/// The Redis keys of one address, and of its first registration (`None`)
+/// or one of its claims: each registration and claim has its own
+/// activation window, lockout and resend limits (one claimant cannot spend
+/// another's); failed and successful sign-ins are the address's.
+struct AddressKeys {
     attempts: String,
     lock: String,
     resend_minute: String,
     resend_day: String,
-    auth_failures: String,
-    /// Failed authentications by client network (a hash).
-    auth_failures_by_network: String,
-    /// Successful sign-ins.
+    auth_failures: SharedKeys,
+    /// Successful sign-ins (of an active account).
     sign_ins: String,
-    proof: String,
 }
 
-impl EmailKeys {
-    /// The failed authentications, shared among client networks.
-    fn auth_failures_shared(&self) -> SharedKeys {
-        SharedKeys {
-            total: self.auth_failures.clone(),
-            by_network: self.auth_failures_by_network.clone(),
-        }
-    }
-
-    fn of(email: &Email) -> Self {
-        Self::of_claim(email, None)
-    }
-
-    /// The keys of `email`'s registration (`None`) or of one of its claims:
-    /// each has its own activation window, lockout and resend limits (one
-    /// claimant cannot spend another's); failed sign-ins and the proof are
-    /// the address's.
-    fn of_claim(email: &Email, claim: Option<i64>) -> Self {
-        let tag = email.as_str();
+impl AddressKeys {
+    fn of(names: &KeyNames, email: &Email, claim: Option<i64>) -> Self {
+        let address = email.as_str();
         let of = |name: &str| match claim {
-            Some(claim) => key(tag, &format!("{name}:claim:{claim}")),
-            None => key(tag, name),
+            Some(claim) => names.address(address, &format!("{name}:claim:{claim}")),
+            None => names.address(address, name),
         };
         Self {
             attempts: of("activation:attempts"),
             lock: of("activation:lock"),
             resend_minute: of("resend:minute"),
             resend_day: of("resend:day"),
-            auth_failures: key(tag, "auth:failures"),
-            auth_failures_by_network: key(tag, "auth:failures:by-network"),
-            sign_ins: key(tag, "sign-ins"),
-            proof: key(tag, "credential:proof"),
+            auth_failures: SharedKeys {
+                total: names.address(address, "auth:failures"),
+                by_network: names.address(address, "auth:failures:by-network"),
+            },
+            sign_ins: names.address(address, "sign-ins"),
         }
     }
-}
-
-fn ip_key(ip: IpAddr, name: &str) -> String {
-    key(&format!("ip:{ip}"), name)
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -247,39 +212,28 @@ fn pttl(ms: i64) -> Duration {
 }
 
 impl Limiter {
-    pub fn new(conn: RedisConnection, policy: LimitSettings) -> Self {
+    pub fn new(conn: RedisConnection, policy: LimitSettings, names: KeyNames) -> Self {
         Self {
             conn,
             policy,
-            inboxes: Arc::default(),
+            names: Arc::new(names),
             reserve_attempt: Script::new(RESERVE_ATTEMPT).into(),
             lock: Script::new(LOCK).into(),
             count: Script::new(COUNT).into(),
             give_back: Script::new(GIVE_BACK).into(),
-            count_shared: Script::new(COUNT_SHARED).into(),
-            give_back_shared: Script::new(GIVE_BACK_SHARED).into(),
+            shared: Arc::default(),
+            inbox: Arc::default(),
         }
     }
 
-    /// Connects to the Redis of `settings`, with its limits.
-    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+    /// Connects to the Redis of `settings`, with its limits, naming keys
+    /// with `names`.
+    pub async fn connect(settings: &Settings, names: KeyNames) -> anyhow::Result<Self> {
         use anyhow::Context;
         let redis = RedisConnection::connect(&settings.redis_url)
             .await
             .context("cannot connect to Redis (REDIS_URL)")?;
-        let inboxes = Inboxes::new(
-            settings.inboxes.aliases.clone(),
-            settings.inboxes.dotless.clone(),
-        );
-        Ok(Self::new(redis, settings.limits).with_inboxes(inboxes))
-    }
-
-    /// The same limiter, folding addresses into mailboxes by `inboxes`.
-    pub fn with_inboxes(self, inboxes: Inboxes) -> Self {
-        Self {
-            inboxes: Arc::new(inboxes),
-            ..self
-        }
+        Ok(Self::new(redis, settings.limits, names))
     }
 
     pub fn connection(&self) -> &RedisConnection {
@@ -288,6 +242,20 @@ impl Limiter {
 
     pub fn policy(&self) -> &LimitSettings {
         &self.policy
+    }
+
+    /// How this limiter names its keys.
+    pub fn names(&self) -> &KeyNames {
+        &self.names
+    }
+
+    fn keys(&self, email: &Email, claim: Option<i64>) -> AddressKeys {
+        AddressKeys::of(&self.names, email, claim)
+    }
+
+    /// The key `name` of the client `ip`.
+    fn client_key(&self, ip: IpAddr, name: &str) -> String {
+        self.names.client(&ip.to_string(), name)
     }
 
     /// Counts one in each of `counters` (key, limit, window) unless one is
@@ -319,14 +287,16 @@ impl Limiter {
             .map(drop)
     }
 
-    /// Records an activation attempt before its code is checked; `Err` holds
-    /// the refusal when the user is locked out.
+    /// Counts an activation attempt of `email`'s registration or claim
+    /// `claim`, whatever then becomes of it (a code checked or not); `Err`
+    /// holds the refusal when it is locked out (the attempt that passes the
+    /// window's limit starts the lockout).
     pub async fn reserve_attempt(
         &self,
         email: &Email,
         claim: Option<i64>,
     ) -> RedisResult<Result<Attempt, Duration>> {
-        let keys = EmailKeys::of_claim(email, claim);
+        let keys = self.keys(email, claim);
         let (locked, value): (i64, i64) = self
             .reserve_attempt
             .key(&keys.attempts)
@@ -356,7 +326,7 @@ impl Limiter {
         if attempt.number < self.policy.attempt_limit {
             return Ok(());
         }
-        let keys = EmailKeys::of_claim(email, claim);
+        let keys = self.keys(email, claim);
         self.lock
             .key(&keys.attempts)
             .key(&keys.lock)
@@ -366,47 +336,15 @@ impl Limiter {
             .map(drop)
     }
 
-    /// What refuses `email`'s first registration whatever the password: its
-    /// lockout (`activation`), or its resend limits (otherwise); `None` if
-    /// nothing does. Looks, counts nothing.
-    pub async fn refusal(
-        &self,
-        email: &Email,
-        activation: bool,
-    ) -> RedisResult<Option<(Limit, Duration)>> {
-        let keys = EmailKeys::of(email);
-        let limited = |limit, ms: i64| (limit, pttl(ms));
-        if activation {
-            let locked: i64 = redis::cmd("PTTL")
-                .arg(&keys.lock)
-                .query_async(&mut self.conn.clone())
-                .await?;
-            return Ok((locked > 0).then(|| limited(Limit::ActivationAttempts, locked)));
-        }
-        let (minute, minute_ms, day, day_ms): (Option<u32>, i64, Option<u32>, i64) = redis::pipe()
-            .get(&keys.resend_minute)
-            .pttl(&keys.resend_minute)
-            .get(&keys.resend_day)
-            .pttl(&keys.resend_day)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(if minute.unwrap_or(0) >= self.policy.resend_per_minute {
-            Some(limited(Limit::ResendPerMinute, minute_ms))
-        } else if day.unwrap_or(0) >= self.policy.resend_daily {
-            Some(limited(Limit::ResendDaily, day_ms))
-        } else {
-            None
-        })
-    }
-
     /// Clears the activation counters after a successful activation.
     pub async fn clear_attempts(&self, email: &Email) -> RedisResult<()> {
         self.unlock(email, &[], false).await.map(drop)
     }
 
-    /// Counts a resend, unless that would exceed the per-minute or daily limit.
+    /// Counts a resend of `email`'s registration or claim `claim`, unless
+    /// that would exceed the per-minute or daily limit.
     pub async fn check_resend(&self, email: &Email, claim: Option<i64>) -> RedisResult<Decision> {
-        let keys = EmailKeys::of_claim(email, claim);
+        let keys = self.keys(email, claim);
         self.count(
             &[
                 (keys.resend_minute, self.policy.resend_per_minute, MINUTE),
@@ -440,7 +378,7 @@ impl Limiter {
     ) -> RedisResult<Decision> {
         match ip.0 {
             Some(ip) => {
-                self.count(&[(ip_key(ip, what), limit, window)], &[reached])
+                self.count(&[(self.client_key(ip, what), limit, window)], &[reached])
                     .await
             }
             None => Ok(Decision::Allowed),
@@ -469,30 +407,36 @@ impl Limiter {
     /// Gives back what [`Limiter::reserve_activation_failure`] counted.
     pub async fn release_activation_failure(&self, ip: ClientIp) -> RedisResult<()> {
         match ip.0 {
-            Some(ip) => self.give_back(&ip_key(ip, "activation:failures")).await,
+            Some(ip) => {
+                self.give_back(&self.client_key(ip, "activation:failures"))
+                    .await
+            }
             None => Ok(()),
         }
     }
 
-    /// Counts a Basic authentication as failed before the password is
-    /// checked (so parallel guesses cannot exceed the limits), unless the
-    /// email or the client IP has no failures left. A successful one is
-    /// given back with [`Limiter::release_auth_failure`].
+    /// Counts a Basic sign-in that needs bcrypt as failed before its
+    /// password is checked (so parallel guesses cannot exceed the limits),
+    /// unless the client has no failures (or sign-ins) left, or has failed
+    /// for this address as much as it may. These are the client's own
+    /// limits: none of them says anything of the account. A sign-in that
+    /// turns out right is given back with [`Limiter::release_auth_failure`].
     pub async fn reserve_auth_failure(&self, email: &Email, ip: ClientIp) -> RedisResult<Decision> {
         let policy = &self.policy;
-        // Two scripts: the email's and the IP's keys live in other slots.
-        // Each also checks (without counting) its successful sign-ins.
+        // Two scripts: the address's and the client's keys live in other
+        // slots. The client's also checks (without counting) its
+        // successful sign-ins.
         if let Some(ip) = ip.0 {
             let decision = self
                 .count(
                     &[
                         (
-                            ip_key(ip, "auth:failures"),
+                            self.client_key(ip, "auth:failures"),
                             policy.auth_failures_per_ip,
                             policy.auth_failure_window,
                         ),
                         (
-                            ip_key(ip, "sign-ins"),
+                            self.client_key(ip, "sign-ins"),
                             policy.sign_ins_per_ip,
                             Duration::ZERO,
                         ),
@@ -504,61 +448,83 @@ impl Limiter {
                 return Ok(decision);
             }
         }
-        let keys = EmailKeys::of(email);
         let decision = self
             .count_shared(
-                &keys.auth_failures_shared(),
+                &self.keys(email, None).auth_failures,
                 ip,
                 (policy.auth_failures_per_email, policy.auth_failure_ceiling),
                 policy.auth_failure_window,
-                PastTotal::FirstTryPasses,
                 [Limit::AuthFailures, Limit::AuthFailuresCeiling],
-                Some((&keys.sign_ins, policy.sign_ins_per_email, Limit::SignIns)),
             )
             .await?;
         if decision != Decision::Allowed
             && let Some(ip) = ip.0
         {
-            self.give_back(&ip_key(ip, "auth:failures")).await?;
+            self.give_back(&self.client_key(ip, "auth:failures"))
+                .await?;
         }
         Ok(decision)
     }
 
-    /// Counts a successful sign-in from `ip`, and to `email` when its
-    /// account is `active` (checked, before any password work, by
-    /// [`Limiter::reserve_auth_failure`]). A pending address's sign-ins are
-    /// not counted for it: its registration and its claims have passwords
-    /// of their own, and one claimant must not spend another's.
-    pub async fn record_sign_in(
-        &self,
-        email: &Email,
-        active: bool,
-        ip: ClientIp,
-    ) -> RedisResult<()> {
-        let window = self.policy.auth_failure_window;
-        let mut counters = Vec::new();
-        if active {
-            counters.push((EmailKeys::of(email).sign_ins, u32::MAX, window));
-        }
+    /// Gives back what [`Limiter::reserve_auth_failure`] counted, for a
+    /// sign-in that did not fail.
+    pub async fn release_auth_failure(&self, email: &Email, ip: ClientIp) -> RedisResult<()> {
+        self.give_back_shared(&self.keys(email, None).auth_failures, ip)
+            .await?;
         if let Some(ip) = ip.0 {
-            counters.push((ip_key(ip, "sign-ins"), u32::MAX, window));
-        }
-        // Two slots: one script each.
-        for counter in counters {
-            self.count(&[counter], &[Limit::SignIns]).await?;
+            self.give_back(&self.client_key(ip, "auth:failures"))
+                .await?;
         }
         Ok(())
     }
 
-    /// Gives back what [`Limiter::reserve_auth_failure`] counted, for an
-    /// authentication that did not fail.
-    pub async fn release_auth_failure(&self, email: &Email, ip: ClientIp) -> RedisResult<()> {
-        self.give_back_shared(&EmailKeys::of(email).auth_failures_shared(), ip)
-            .await?;
-        if let Some(ip) = ip.0 {
-            self.give_back(&ip_key(ip, "auth:failures")).await?;
-        }
-        Ok(())
+    /// Counts a successful sign-in to active `email`, unless it has had its
+    /// window's share (`SIGN_IN_LIMIT`): asked only once the password is
+    /// known right, so it tells nothing to whoever does not know it.
+    pub async fn check_sign_ins(&self, email: &Email) -> RedisResult<Decision> {
+        self.count(
+            &[(
+                self.keys(email, None).sign_ins,
+                self.policy.sign_ins_per_email,
+                self.policy.auth_failure_window,
+            )],
+            &[Limit::SignIns],
+        )
+        .await
+    }
+
+    /// Whether `ip` may sign in again (its successful sign-ins), checked
+    /// without counting: for a sign-in proven without bcrypt, which passes
+    /// no failure limit.
+    pub async fn check_sign_ins_per_ip(&self, ip: ClientIp) -> RedisResult<Decision> {
+        let Some(ip) = ip.0 else {
+            return Ok(Decision::Allowed);
+        };
+        self.count(
+            &[(
+                self.client_key(ip, "sign-ins"),
+                self.policy.sign_ins_per_ip,
+                Duration::ZERO,
+            )],
+            &[Limit::SignInsPerIp],
+        )
+        .await
+    }
+
+    /// Counts a successful sign-in from `ip` (checked, before any password
+    /// work, by [`Limiter::reserve_auth_failure`]).
+    pub async fn record_sign_in(&self, ip: ClientIp) -> RedisResult<()> {
+        let Some(ip) = ip.0 else {
+            return Ok(());
+        };
+        let counter = (
+            self.client_key(ip, "sign-ins"),
+            u32::MAX,
+            self.policy.auth_failure_window,
+        );
+        self.count(&[counter], &[Limit::SignInsPerIp])
+            .await
+            .map(drop)
     }
 
     /// Removes the lockout and the failure counters (activations and
@@ -571,10 +537,10 @@ impl Limiter {
         claims: &[i64],
         resend_limits: bool,
     ) -> RedisResult<Cleared> {
-        let keys = EmailKeys::of(email);
+        let keys = self.keys(email, None);
         let mut pipe = redis::pipe();
         for &claim in claims {
-            let keys = EmailKeys::of_claim(email, Some(claim));
+            let keys = self.keys(email, Some(claim));
             pipe.del(&keys.lock).ignore().del(&keys.attempts).ignore();
             if resend_limits {
                 pipe.del(&keys.resend_minute)
@@ -585,16 +551,14 @@ impl Limiter {
         }
         pipe.del(&keys.lock)
             .del(&keys.attempts)
-            .del(&keys.auth_failures);
-        pipe.del(&keys.auth_failures_by_network)
+            .del(&keys.auth_failures.total);
+        pipe.del(&keys.auth_failures.by_network)
             .ignore()
             .del(&keys.sign_ins)
             .ignore();
         if resend_limits {
             pipe.del(&keys.resend_minute).del(&keys.resend_day);
         }
-        // Whatever unlocks an account also ends its credential proof.
-        pipe.del(&keys.proof).ignore();
         let deleted: Vec<i64> = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(Cleared {
             lock: deleted.first() == Some(&1),
@@ -603,56 +567,34 @@ impl Limiter {
         })
     }
 
-    /// Keeps `proof` (`credential::Prover`) of `email`'s credentials for
-    /// `ttl`, replacing any other.
-    pub async fn store_proof(&self, email: &Email, proof: &[u8], ttl: Duration) -> RedisResult<()> {
-        redis::cmd("SET")
-            .arg(EmailKeys::of(email).proof)
-            .arg(proof)
-            .arg("PX")
-            .arg(millis(ttl).max(1))
-            .query_async(&mut self.conn.clone())
-            .await
-    }
-
-    /// The proof kept for `email`'s credentials, if any.
-    pub async fn proof(&self, email: &Email) -> RedisResult<Option<Vec<u8>>> {
-        redis::cmd("GET")
-            .arg(EmailKeys::of(email).proof)
-            .query_async(&mut self.conn.clone())
-            .await
-    }
-
     /// Forgets everything counted for `email` (its account is erased): the
-    /// lockout, the counters, the resend limits, the proof. The mailbox's
-    /// and the clients' counts are shared with others and stay.
+    /// lockouts, the counters, the resend limits. What an inbox or a
+    /// client counted stays, shared with others: its keys name neither.
     pub async fn forget(&self, email: &Email, claims: &[i64]) -> RedisResult<()> {
-        // What a full unlock clears is every key of the email's.
         self.unlock(email, claims, true).await.map(drop)
     }
 
-    /// Ends `email`'s proof (a new code, a new owner).
-    pub async fn forget_proof(&self, email: &Email) -> RedisResult<()> {
-        redis::cmd("DEL")
-            .arg(EmailKeys::of(email).proof)
-            .query_async::<i64>(&mut self.conn.clone())
-            .await
-            .map(drop)
-    }
-
-    /// The lockout state, for support.
+    /// The lockout state and counts of `email`'s first registration, for
+    /// support.
     pub async fn lock_state(&self, email: &Email) -> RedisResult<LockState> {
-        let keys = EmailKeys::of(email);
-        let (lock_ms, attempts, auth_failures): (i64, Option<u32>, Option<u32>) = redis::pipe()
+        let keys = self.keys(email, None);
+        let (lock_ms, attempts, auth_failures, resends): (
+            i64,
+            Option<u32>,
+            Option<u32>,
+            Option<u32>,
+        ) = redis::pipe()
             .pttl(&keys.lock)
             .get(&keys.attempts)
-            .get(&keys.auth_failures)
+            .get(&keys.auth_failures.total)
+            .get(&keys.resend_day)
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(LockState {
             locked_for: (lock_ms > 0).then(|| pttl(lock_ms)),
             attempts: attempts.unwrap_or(0),
             auth_failures: auth_failures.unwrap_or(0),
+            resends_today: resends.unwrap_or(0),
         })
     }
 }

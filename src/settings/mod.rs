@@ -227,19 +227,17 @@ pub struct NetworkSettings {
 
 impl NetworkSettings {
     pub fn from_source(source: &impl Source) -> Result<Self, SettingsError> {
+        // Set but empty means none, unlike the other settings.
+        let list = |name: &'static str| {
+            let raw = source
+                .get(name)
+                .or_else(|| default_of(name).map(str::to_owned))
+                .unwrap_or_default();
+            cidrs(name, &raw)
+        };
         Ok(Self {
-            trusted_proxies: cidrs(
-                "TRUSTED_PROXIES",
-                &value(source, "TRUSTED_PROXIES").unwrap_or_default(),
-            )?,
-            // Set but empty means none, unlike the other settings.
-            rate_limit_exempt: cidrs(
-                "RATE_LIMIT_EXEMPT",
-                &source
-                    .get("RATE_LIMIT_EXEMPT")
-                    .or_else(|| default_of("RATE_LIMIT_EXEMPT").map(str::to_owned))
-                    .unwrap_or_default(),
-            )?,
+            trusted_proxies: list("TRUSTED_PROXIES")?,
+            rate_limit_exempt: list("RATE_LIMIT_EXEMPT")?,
         })
     }
 }
@@ -260,7 +258,7 @@ pub enum LogFormat {
 }
 
 /// The key behind the activation codes' HMAC. Never printed.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SecretKey(Vec<u8>);
 
 /// One Redis URL, or several for a cluster. May carry a password: redacted in
@@ -333,6 +331,13 @@ impl SecretKey {
             .expand(purpose, &mut key)
             .unwrap_or_else(|_| unreachable!("HKDF-SHA256 yields 32 bytes"));
         key
+    }
+
+    /// A name for this key that reveals nothing of it (16 hex digits of a
+    /// key derived for the purpose): what `config check` and the records
+    /// of a fallback's last use show.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(&self.derive(b"activator key fingerprint v1")[..8])
     }
 }
 
@@ -634,6 +639,14 @@ impl Settings {
             })
             .transpose()?
             .unwrap_or_default();
+        if secret_key_fallbacks.contains(&secret_key) {
+            // A fallback that is the key itself would keep nothing old
+            // working and hide a rotation that was never made.
+            return Err(SettingsError::Invalid {
+                name: "SECRET_KEY_FALLBACKS",
+                problem: "holds SECRET_KEY itself; list only the keys SECRET_KEY replaced".into(),
+            });
+        }
 
         let system_email =
             value(source, "SYSTEM_EMAIL").ok_or(SettingsError::Missing("SYSTEM_EMAIL"))?;

@@ -240,15 +240,15 @@ pub const VARIABLES: &[Variable] = &[
     },
     Variable {
         name: "TRUSTED_PROXIES",
-        default: DefaultValue::Value(""),
-        meaning: "CIDRs whose `X-Forwarded-For` is believed; none by default",
+        // As uvicorn's --forwarded-allow-ips: a reverse proxy on the same
+        // host is believed without being named.
+        default: DefaultValue::Value("127.0.0.1/32,::1"),
+        meaning: "CIDRs whose `X-Forwarded-For` is believed; empty for none",
     },
-    // Loopback: a reverse proxy on the same host not yet in
-    // `TRUSTED_PROXIES` must not make every client one throttled address.
     Variable {
         name: "RATE_LIMIT_EXEMPT",
-        default: DefaultValue::Value("127.0.0.0/8,::1"),
-        meaning: "CIDRs the per-IP limits skip; empty for none",
+        default: DefaultValue::Value(""),
+        meaning: "CIDRs the per-IP limits skip; none by default",
     },
     Variable {
         name: "METRICS_ADDRESS",

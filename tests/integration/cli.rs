@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 
+use crate::common::Api;
 use crate::common::cli::{error_line, refused, stderr, stdout, succeeded};
 use crate::common::server::{free_port, run};
 use crate::common::{
@@ -95,7 +96,14 @@ async fn every_migration_reverts_and_reapplies() {
     };
     assert_eq!(
         tables().await,
-        ["activation_codes", "claims", "email_outbox", "users"]
+        [
+            "activation_codes",
+            "claims",
+            "email_outbox",
+            "secret_key_uses",
+            "service_keys",
+            "users"
+        ]
     );
 
     for _ in 0..migration_count() {
@@ -113,7 +121,14 @@ async fn every_migration_reverts_and_reapplies() {
     );
     assert_eq!(
         tables().await,
-        ["activation_codes", "claims", "email_outbox", "users"]
+        [
+            "activation_codes",
+            "claims",
+            "email_outbox",
+            "secret_key_uses",
+            "service_keys",
+            "users"
+        ]
     );
 }
 
@@ -133,7 +148,7 @@ async fn serve_refuses_a_database_with_pending_migrations() {
 async fn serve_with_migrate_applies_them_and_serves() {
     let db = TestDb::empty().await;
     let server = crate::common::Server::start_with_args(&db.url, &[], &["--migrate"]);
-    let (status, body) = server.get("/health/check");
+    let (status, body) = server.get("/health/check").await.pair();
     assert_eq!(status, 200, "{body}");
     let after = run(&db.url, &[], &["migrate", "--status"]);
     assert!(
@@ -151,21 +166,11 @@ async fn user_resend_queues_a_code_that_a_running_serve_delivers() {
     let sink = MailSink::start();
     let server = Server::start(&app.db.url, &[("EMAIL_API_URL", &sink.url)]);
     let email = unique_email("cli-resend");
-    server.register(&email);
+    server.register(&email, PASSWORD).await.pair();
     assert_eq!(sink.wait_for(1, Duration::from_secs(5)).len(), 1);
     // The user's own resend limit is spent; support is not bound by it.
-    assert_eq!(
-        server
-            .post("/auth/resend", &json!({}), Some((&email, PASSWORD)))
-            .0,
-        202
-    );
-    assert_eq!(
-        server
-            .post("/auth/resend", &json!({}), Some((&email, PASSWORD)))
-            .0,
-        429
-    );
+    assert_eq!(server.resend(&email, PASSWORD).await.code(), 202);
+    assert_eq!(server.resend(&email, PASSWORD).await.code(), 429);
 
     let out = succeeded(&run(
         &app.db.url,
@@ -185,18 +190,24 @@ async fn user_resend_queues_a_code_that_a_running_serve_delivers() {
     let newest = code_in(delivered[2]["body"].as_str().unwrap());
     let older = code_in(delivered[1]["body"].as_str().unwrap());
     if older != newest {
-        let (status, _) = server.post(
-            "/auth/activate",
-            &json!({"code": older}),
-            Some((&email, PASSWORD)),
-        );
+        let (status, _) = server
+            .post_json(
+                "/auth/activate",
+                &json!({"code": older}),
+                Some((&email, PASSWORD)),
+            )
+            .await
+            .pair();
         assert_eq!(status, 400, "a superseded code is refused");
     }
-    let (status, _) = server.post(
-        "/auth/activate",
-        &json!({"code": newest}),
-        Some((&email, PASSWORD)),
-    );
+    let (status, _) = server
+        .post_json(
+            "/auth/activate",
+            &json!({"code": newest}),
+            Some((&email, PASSWORD)),
+        )
+        .await
+        .pair();
     assert_eq!(status, 200);
 }
 
@@ -239,7 +250,7 @@ async fn user_unlock_lets_a_locked_user_activate_again() {
     assert_eq!(
         out.trim(),
         format!(
-            "cleared the activation lockout, 5 failed activation(s) from the budget for {email}"
+            "cleared the activation lockout, the failure counters, 5 failed activation(s) from the budget for {email}"
         )
     );
     app.activate(&email, PASSWORD, &code)
@@ -400,9 +411,12 @@ async fn rows(app: &TestApp) -> (i64, i64, i64) {
     )
 }
 
-/// Seeds spent and live rows: 3 spent codes (used, superseded, expired) and
-/// 1 live; 3 old finished emails (sent, dead, expired), 1 recent sent and 1
-/// queued; 2 pending accounts older than 10 days, 1 recent, 1 old but active.
+/// Seeds spent and live rows: 3 spent codes (used, superseded short,
+/// expired), 1 live, and 1 long one superseded but not expired (it still
+/// proves the inbox to others); 3 old finished emails (sent, dead, expired),
+/// 1 recent sent and 1 queued; a claim ended two days ago, one ended now,
+/// one live; 2 pending accounts older than 10 days, 1 recent, 1 old but
+/// active.
 async fn seed_purgeable(app: &TestApp) {
     sql(app, "INSERT INTO users (id, email, password_hash, is_active, created_at, activated_at) VALUES \
         (1, 'old1@example.com', 'x', false, now() - interval '10 days', NULL), \
@@ -414,6 +428,14 @@ async fn seed_purgeable(app: &TestApp) {
         (3, 'b', now() + interval '1 minute', NULL, now()), \
         (1, 'c', now() - interval '10 days', NULL, NULL), \
         (3, 'd', now() + interval '1 minute', NULL, NULL)").await;
+    sql(app, "INSERT INTO activation_codes (user_id, code_hash, expires_at, superseded_at, inbox, digits, claim_id) VALUES \
+        (3, 'e', now() + interval '1 minute', now(), 'new@example.com', 8, NULL)").await;
+    sql(
+        app,
+        "INSERT INTO claims (user_id, password_hash, ended_at) VALUES \
+        (3, 'x', now() - interval '2 days'), (3, 'x', now()), (3, 'x', NULL)",
+    )
+    .await;
     sql(app, "INSERT INTO email_outbox (user_id, recipient, payload, status, created_at, expires_at, finished_at) VALUES \
         (4, 'active@example.com', NULL, 'sent', now() - interval '30 days', now() - interval '30 days', now() - interval '30 days'), \
         (4, 'active@example.com', NULL, 'dead', now() - interval '9 days', now() - interval '9 days', now() - interval '8 days'), \
@@ -433,9 +455,9 @@ async fn purge_dry_run_counts_and_deletes_nothing() {
     ));
     assert_eq!(
         out.trim(),
-        "would delete 3 code(s), 3 email(s), 2 account(s)"
+        "would delete 3 code(s), 3 email(s), 1 ended claim(s), 2 account(s)"
     );
-    assert_eq!(rows(&app).await, (4, 5, 4));
+    assert_eq!(rows(&app).await, (5, 5, 4));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -450,20 +472,27 @@ async fn purge_deletes_spent_codes_and_old_emails_but_accounts_only_when_asked()
     let counts: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         counts,
-        json!({"dry_run": false, "codes": 3, "emails": 3, "accounts": 0})
+        json!({"dry_run": false, "codes": 3, "emails": 3, "claims": 1, "accounts": 0})
     );
-    assert_eq!(rows(&app).await, (1, 2, 4));
+    assert_eq!(rows(&app).await, (2, 2, 4));
+    assert_eq!(app.db.count("SELECT count(*) AS n FROM claims").await, 2);
 
     let out = succeeded(&run(
         &app.db.url,
         &[],
         &["purge", "--unactivated-older-than", "7"],
     ));
-    assert_eq!(out.trim(), "deleted 0 code(s), 0 email(s), 2 account(s)");
+    assert_eq!(
+        out.trim(),
+        "deleted 0 code(s), 0 email(s), 0 ended claim(s), 2 account(s)"
+    );
     assert_eq!(app.db.count("SELECT count(*) AS n FROM users").await, 2);
 
     let out = succeeded(&run(&app.db.url, &[], &["purge"]));
-    assert_eq!(out.trim(), "deleted 0 code(s), 0 email(s), 0 account(s)");
+    assert_eq!(
+        out.trim(),
+        "deleted 0 code(s), 0 email(s), 0 ended claim(s), 0 account(s)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -721,9 +750,12 @@ async fn user_delete_erases_the_account_its_codes_emails_and_counters() {
         (Server::start(&db.url, &env), metrics)
     };
     let email = unique_email("erase");
-    assert_eq!(server.register(&email).0, 201);
+    assert_eq!(server.register(&email, PASSWORD).await.code(), 201);
     // A failed sign-in leaves a counter in Redis.
-    let (status, _) = server.post("/auth/resend", &json!({}), Some((&email, "Wr0ng!pass")));
+    let (status, _) = server
+        .post_json("/auth/resend", &json!({}), Some((&email, "Wr0ng!pass")))
+        .await
+        .pair();
     assert_eq!(status, 401);
     let count = |table: &str| {
         format!(
@@ -748,10 +780,29 @@ async fn user_delete_erases_the_account_its_codes_emails_and_counters() {
         0
     );
     assert_eq!(db.count("SELECT count(*) AS n FROM email_outbox").await, 0);
-    let keys = crate::common::redis_keys_of(&email);
+    let keys = crate::common::redis_keys_of(&db, &email).await;
     assert!(keys.is_empty(), "{keys:?}");
+    // Nothing in Redis names the address: not a key, not a value (what an
+    // inbox or a client counted stays, under a keyed hash of it).
+    let (local, domain) = email.split_once('@').unwrap();
+    let mut redis = crate::common::redis_connection();
+    let all: Vec<String> = redis::cmd("KEYS")
+        .arg("activator:*")
+        .query(&mut redis)
+        .unwrap();
+    for key in &all {
+        assert!(!key.contains(local) && !key.contains(domain), "{key}");
+        let value: Option<Vec<u8>> = redis::cmd("DUMP").arg(key).query(&mut redis).unwrap();
+        assert!(
+            !value
+                .unwrap_or_default()
+                .windows(local.len())
+                .any(|w| w == local.as_bytes()),
+            "{key} holds the address"
+        );
+    }
     // The address can be registered afresh.
-    assert_eq!(server.register(&email).0, 201);
+    assert_eq!(server.register(&email, PASSWORD).await.code(), 201);
 
     // An unknown address: one line, exit 1.
     let output = run(&db.url, &[], &["user", "delete", "nobody@example.com"]);

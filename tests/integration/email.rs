@@ -16,6 +16,7 @@ use activator::code::Code;
 use activator::ids::UserId;
 use activator::seal::Payload;
 
+use crate::common::Api;
 use crate::common::email::{outbox, serve_with_email_api, settled};
 use crate::common::mail_sink::Answer;
 use crate::common::{
@@ -72,7 +73,7 @@ async fn a_registration_delivers_exactly_one_email_whose_code_activates() {
     let server = serve_with_email_api(&db, &sink, &[]);
     let email = unique_email("deliver");
 
-    let (status, body) = server.register(&email);
+    let (status, body) = server.register(&email, PASSWORD).await.pair();
     assert_eq!(status, 201, "{body}");
     let delivered = sink.wait_for(1, Duration::from_secs(5));
     assert_eq!(delivered.len(), 1, "{delivered:?}");
@@ -85,11 +86,14 @@ async fn a_registration_delivers_exactly_one_email_whose_code_activates() {
     assert!(message["body"].as_str().unwrap().contains("1 minute"));
     assert!(message["html"].as_str().unwrap().contains(&code));
 
-    let (status, body) = server.post(
-        "/auth/activate",
-        &json!({"code": code}),
-        Some((&email, PASSWORD)),
-    );
+    let (status, body) = server
+        .post_json(
+            "/auth/activate",
+            &json!({"code": code}),
+            Some((&email, PASSWORD)),
+        )
+        .await
+        .pair();
     assert_eq!(
         (status, body.as_str()),
         (200, r#"{"detail":"Account activated"}"#)
@@ -112,7 +116,7 @@ async fn two_failed_posts_are_retried_and_the_third_delivers() {
     let server = serve_with_email_api(&db, &sink, &[]);
     let email = unique_email("retry");
     let started = Instant::now();
-    server.register(&email);
+    server.register(&email, PASSWORD).await.pair();
 
     let delivered = sink.wait_for(1, Duration::from_secs(15));
     let took = started.elapsed();
@@ -190,7 +194,7 @@ async fn a_message_in_flight_when_serve_is_killed_is_delivered_after_restart() {
     sink.stall(true);
     let first = serve_with_email_api(&db, &sink, &[]);
     let email = unique_email("crash");
-    let (status, _) = first.register(&email);
+    let (status, _) = first.register(&email, PASSWORD).await.pair();
     assert_eq!(status, 201);
     assert_eq!(sink.wait_for_posts(1, Duration::from_secs(5)), 1);
     let (status, _) = first.stop_with("KILL");
@@ -203,11 +207,14 @@ async fn a_message_in_flight_when_serve_is_killed_is_delivered_after_restart() {
     assert_eq!(delivered.len(), 1);
     assert_eq!(delivered[0]["to"], email.as_str());
     let code = code_in(delivered[0]["body"].as_str().unwrap());
-    let (status, _) = second.post(
-        "/auth/activate",
-        &json!({"code": code}),
-        Some((&email, PASSWORD)),
-    );
+    let (status, _) = second
+        .post_json(
+            "/auth/activate",
+            &json!({"code": code}),
+            Some((&email, PASSWORD)),
+        )
+        .await
+        .pair();
     assert_eq!(status, 200);
     let rows = settled(&db, Duration::from_secs(5)).await;
     assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("sent", 2));
@@ -294,7 +301,7 @@ async fn without_an_email_api_the_email_goes_to_the_log_with_a_warning() {
     let db = TestDb::new().await;
     let server = Server::start(&db.url, &[]);
     let email = unique_email("logged");
-    let (status, _) = server.register(&email);
+    let (status, _) = server.register(&email, PASSWORD).await.pair();
     assert_eq!(status, 201);
     let rows = settled(&db, Duration::from_secs(5)).await;
     assert_eq!(rows[0].status, "sent");
@@ -548,7 +555,7 @@ async fn no_code_rests_in_a_database_dump_in_flight_or_after_sending() {
     sink.delay(Duration::from_millis(1500));
     let server = serve_with_email_api(&db, &sink, &[]);
     let email = unique_email("dump");
-    server.register(&email);
+    server.register(&email, PASSWORD).await.pair();
     let code = crate::common::latest_code(&db, &email).await;
     assert_eq!(sink.wait_for_posts(1, Duration::from_secs(5)), 1);
 
@@ -622,7 +629,7 @@ async fn twelve_spellings_of_one_gmail_inbox_get_at_most_ten_emails_a_day() {
     ];
     let mut statuses = Vec::new();
     for spelling in &spellings {
-        statuses.push(server.register(spelling).0);
+        statuses.push(server.register(spelling, PASSWORD).await.code());
     }
     let created = statuses.iter().filter(|&&s| s == 201).count();
     assert!(created <= 10, "{statuses:?}");

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::common::Api;
 use crate::common::email::serve_with_smtp;
 use crate::common::server::free_port;
 use crate::common::{PASSWORD, Server, TestDb, code_in, eventually, unique_email};
@@ -37,7 +38,7 @@ async fn serve_posts_to_the_mailbox_which_shows_the_code() {
     let send_url = format!("{base}/v1/send");
     let server = Server::start(&db.url, &[("EMAIL_API_URL", &send_url)]);
     let email = unique_email("mailbox");
-    server.register(&email);
+    server.register(&email, PASSWORD).await.pair();
 
     let messages = eventually(Duration::from_secs(5), async || {
         let mut response = agent
@@ -61,11 +62,14 @@ async fn serve_posts_to_the_mailbox_which_shows_the_code() {
         "{html}"
     );
     assert!(html.contains(&email));
-    let (status, _) = server.post(
-        "/auth/activate",
-        &json!({"code": code}),
-        Some((&email, PASSWORD)),
-    );
+    let (status, _) = server
+        .post_json(
+            "/auth/activate",
+            &json!({"code": code}),
+            Some((&email, PASSWORD)),
+        )
+        .await
+        .pair();
     assert_eq!(status, 200);
 
     let _ = mailbox.kill();
@@ -171,7 +175,7 @@ async fn serve_sends_over_smtp_to_the_mailbox_which_shows_text_html_and_an_eight
     let url = format!("smtp://127.0.0.1:{}", mailbox.smtp_port);
     let server = serve_with_smtp(&db, &url, &[("CODE_LENGTH", "8")]);
     let email = unique_email("mailbox-smtp");
-    assert_eq!(server.register(&email).0, 201);
+    assert_eq!(server.register(&email, PASSWORD).await.code(), 201);
 
     let messages = eventually(Duration::from_secs(10), async || {
         let list = mailbox.messages(&email);
@@ -198,11 +202,14 @@ async fn serve_sends_over_smtp_to_the_mailbox_which_shows_text_html_and_an_eight
     let page = inbox.body_mut().read_to_string().unwrap();
     assert!(page.contains("<iframe sandbox=\"\""), "{page}");
 
-    let (status, _) = server.post(
-        "/auth/activate",
-        &json!({"code": code}),
-        Some((&email, PASSWORD)),
-    );
+    let (status, _) = server
+        .post_json(
+            "/auth/activate",
+            &json!({"code": code}),
+            Some((&email, PASSWORD)),
+        )
+        .await
+        .pair();
     assert_eq!(status, 200);
 }
 

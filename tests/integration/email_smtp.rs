@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::common::Api;
 use crate::common::email::{parts, serve_with_smtp, settled};
 use crate::common::server::run;
 use crate::common::smtp_sink::{SmtpSink, cert_file};
@@ -19,7 +20,7 @@ async fn serve_sends_a_multipart_email_over_smtp_whose_code_activates() {
     let server = serve_with_smtp(&db, &sink.url(), &[]);
     let email = unique_email("smtp");
 
-    assert_eq!(server.register(&email).0, 201);
+    assert_eq!(server.register(&email, PASSWORD).await.code(), 201);
     let messages = sink.wait_for(1, Duration::from_secs(10));
     assert_eq!(messages.len(), 1);
     let message = &messages[0];
@@ -32,11 +33,14 @@ async fn serve_sends_a_multipart_email_over_smtp_whose_code_activates() {
     assert!(text.contains("valid for 1 minute"), "{text}");
     assert!(html.contains(&code) && html.contains("<html lang=\"en\">"));
 
-    let (status, _) = server.post(
-        "/auth/activate",
-        &json!({"code": code}),
-        Some((&email, PASSWORD)),
-    );
+    let (status, _) = server
+        .post_json(
+            "/auth/activate",
+            &json!({"code": code}),
+            Some((&email, PASSWORD)),
+        )
+        .await
+        .pair();
     assert_eq!(status, 200);
     let rows = settled(&db, Duration::from_secs(20)).await;
     assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("sent", 1));
@@ -49,7 +53,7 @@ async fn a_recipient_refused_with_550_is_dead_after_one_try_and_user_show_says_w
     let _server = serve_with_smtp(&db, &sink.url(), &[]);
     let email = unique_email("reject");
 
-    assert_eq!(_server.register(&email).0, 201);
+    assert_eq!(_server.register(&email, PASSWORD).await.code(), 201);
     let rows = settled(&db, Duration::from_secs(20)).await;
     assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("dead", 1));
     assert_eq!(rows[0].last_status, Some(550));
@@ -74,7 +78,7 @@ async fn a_450_is_retried_and_the_second_attempt_delivers() {
     let server = serve_with_smtp(&db, &sink.url(), &[]);
     let email = unique_email("flaky");
 
-    assert_eq!(server.register(&email).0, 201);
+    assert_eq!(server.register(&email, PASSWORD).await.code(), 201);
     let messages = sink.wait_for(1, Duration::from_secs(15));
     assert_eq!(messages.len(), 1);
     assert_eq!(
@@ -92,7 +96,7 @@ async fn a_451_pauses_sending_and_is_retried_without_counting_an_attempt() {
     let server = serve_with_smtp(&db, &sink.url(), &[]);
     let email = unique_email("later");
 
-    assert_eq!(server.register(&email).0, 201);
+    assert_eq!(server.register(&email, PASSWORD).await.code(), 201);
     let messages = sink.wait_for(1, Duration::from_secs(15));
     assert_eq!(messages.len(), 1);
     assert_eq!(
@@ -112,7 +116,7 @@ async fn a_452_pauses_sending_like_a_429_and_is_not_an_attempt() {
     let server = serve_with_smtp(&db, &sink.url(), &[]);
     let email = unique_email("busy");
 
-    assert_eq!(server.register(&email).0, 201);
+    assert_eq!(server.register(&email, PASSWORD).await.code(), 201);
     let messages = sink.wait_for(1, Duration::from_secs(15));
     assert_eq!(messages.len(), 1);
     assert_eq!(sink.replies_to(&email, 2).len(), 2);
@@ -138,7 +142,7 @@ async fn starttls_to_a_server_whose_certificate_is_trusted_delivers_and_hides_th
     );
     let email = unique_email("tls");
 
-    assert_eq!(server.register(&email).0, 201);
+    assert_eq!(server.register(&email, PASSWORD).await.code(), 201);
     let messages = sink.wait_for(1, Duration::from_secs(10));
     assert_eq!(messages.len(), 1, "{}", server.stderr());
     assert_eq!(messages[0]["tls"], true);
@@ -159,7 +163,13 @@ async fn an_untrusted_certificate_is_a_failed_attempt_not_a_delivery() {
     let url = format!("smtp://localhost:{}?tls=required", sink.tls_port);
     let _server = serve_with_smtp(&db, &url, &[("EMAIL_MAX_ATTEMPTS", "1")]);
 
-    assert_eq!(_server.register(&unique_email("untrusted")).0, 201);
+    assert_eq!(
+        _server
+            .register(&unique_email("untrusted"), PASSWORD)
+            .await
+            .code(),
+        201
+    );
     let rows = settled(&db, Duration::from_secs(20)).await;
     assert_eq!(
         (rows[0].status.as_str(), rows[0].last_status),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::common::Api;
 use crate::common::email::code_for;
 use crate::common::server::run;
 use crate::common::webhook_receiver::{Receiver, SECRET};
@@ -23,11 +24,11 @@ fn serve(db: &TestDb, sink: &MailSink, receiver: &Receiver, extra: &[(&str, &str
 }
 
 /// Registers and activates a new address; returns it and its code.
-fn signup(server: &Server, sink: &MailSink, label: &str) -> (String, String) {
+async fn signup(server: &Server, sink: &MailSink, label: &str) -> (String, String) {
     let email = unique_email(label);
-    assert_eq!(server.register(&email).0, 201);
+    assert_eq!(server.register(&email, PASSWORD).await.code(), 201);
     let code = code_for(sink, &email);
-    assert_eq!(server.activate(&email, PASSWORD, &code), 200);
+    assert_eq!(server.activate(&email, PASSWORD, &code).await.code(), 200);
     (email, code)
 }
 
@@ -58,8 +59,8 @@ async fn each_activation_posts_exactly_one_verified_event_and_a_registration_non
     let receiver = Receiver::start(SECRET, 0, Duration::ZERO);
     let server = serve(&db, &sink, &receiver, &[]);
     let pending = unique_email("never-activated");
-    assert_eq!(server.register(&pending).0, 201);
-    let (email, code) = signup(&server, &sink, "activated");
+    assert_eq!(server.register(&pending, PASSWORD).await.code(), 201);
+    let (email, code) = signup(&server, &sink, "activated").await;
 
     let received = receiver.wait_for(1, Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(500));
@@ -95,7 +96,7 @@ async fn two_500s_then_204_is_delivered_with_the_same_webhook_id() {
     let sink = MailSink::start();
     let receiver = Receiver::start(SECRET, 2, Duration::ZERO);
     let server = serve(&db, &sink, &receiver, &[]);
-    let (email, _) = signup(&server, &sink, "retried");
+    let (email, _) = signup(&server, &sink, "retried").await;
     let received = receiver.wait_for(3, Duration::from_secs(30));
     let statuses: Vec<&Value> = received.iter().map(|post| &post["status"]).collect();
     assert_eq!(statuses, [500, 500, 204], "{received:?}");
@@ -116,7 +117,7 @@ async fn a_receiver_with_another_secret_fails_to_verify_and_the_event_is_dead() 
     let sink = MailSink::start();
     let receiver = Receiver::start("whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY", 0, Duration::ZERO);
     let server = serve(&db, &sink, &receiver, &[]);
-    let (email, _) = signup(&server, &sink, "other-secret");
+    let (email, _) = signup(&server, &sink, "other-secret").await;
     let received = receiver.wait_for(1, Duration::from_secs(20));
     assert_eq!(received[0]["verified"], false, "{received:?}");
     assert_eq!(received[0]["status"], 401);
@@ -132,7 +133,7 @@ async fn an_event_in_flight_when_serve_is_killed_is_delivered_after_restart() {
     // The first post is held long enough for the kill.
     let receiver = Receiver::start(SECRET, 0, Duration::from_secs(3));
     let server = serve(&db, &sink, &receiver, &[]);
-    signup(&server, &sink, "killed");
+    signup(&server, &sink, "killed").await;
     receiver.wait_for(1, Duration::from_secs(20));
     let (status, _) = server.stop_with("KILL");
     assert!(!status.success());
@@ -151,11 +152,11 @@ async fn a_receiver_that_holds_its_answer_holds_up_no_activation() {
     // The first post waits a minute for its answer.
     let receiver = Receiver::start(SECRET, 0, Duration::from_secs(60));
     let server = serve(&db, &sink, &receiver, &[]);
-    let (first, _) = signup(&server, &sink, "held");
+    let (first, _) = signup(&server, &sink, "held").await;
     receiver.wait_for(1, Duration::from_secs(20));
     // Meanwhile other accounts activate (`signup` asserts each 200) ...
     for i in 0..3 {
-        signup(&server, &sink, &format!("while-held-{i}"));
+        signup(&server, &sink, &format!("while-held-{i}")).await;
     }
     // ... while the first event is still waiting for its answer.
     assert_eq!(user_show(&db, &first)["events"][0]["status"], "queued");
@@ -172,7 +173,7 @@ async fn two_instances_post_each_event_once() {
     ];
     let signups = 20;
     for i in 0..signups {
-        signup(&servers[i % 2], &sink, &format!("twice{i}"));
+        signup(&servers[i % 2], &sink, &format!("twice{i}")).await;
     }
     receiver.wait_for(signups, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(1));
@@ -193,9 +194,10 @@ async fn an_instance_without_webhook_url_leaves_events_to_one_that_has_it() {
     // Shares the outbox, sends emails, has nowhere to post events.
     let _plain = Server::start(&db.url, &[("EMAIL_API_URL", sink.url.as_str())]);
     let signups = 12;
-    let emails: Vec<String> = (0..signups)
-        .map(|i| signup(&hooked, &sink, &format!("mixed{i}")).0)
-        .collect();
+    let mut emails = Vec::new();
+    for i in 0..signups {
+        emails.push(signup(&hooked, &sink, &format!("mixed{i}")).await.0);
+    }
     receiver.wait_for(signups, Duration::from_secs(30));
     for email in &emails {
         let event = first_event_once(&db, email, "sent");
@@ -216,7 +218,7 @@ async fn user_registered_is_sent_only_when_webhook_events_names_it() {
         &[("WEBHOOK_EVENTS", "user.registered,user.activated")],
     );
     let email = unique_email("registered");
-    assert_eq!(server.register(&email).0, 201);
+    assert_eq!(server.register(&email, PASSWORD).await.code(), 201);
     let received = receiver.wait_for(1, Duration::from_secs(20));
     assert_eq!(
         received[0]["body"]["type"], "user.registered",

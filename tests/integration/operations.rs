@@ -19,6 +19,7 @@ use serde_json::json;
 use crate::common::cli::error_line;
 use crate::common::email::code_for;
 use crate::common::server::{free_port, run};
+use crate::common::{Api, Call};
 use crate::common::{
     MailSink, PASSWORD, Reply, Server, TestApp, TestDb, exactly, settings_for, unique_email,
     unique_ip, users_named, wrong_code,
@@ -355,7 +356,7 @@ async fn without_a_rocket_toml_the_body_limit_is_still_16_kib() {
     let db = TestDb::new().await;
     let server = crate::common::Server::start(&db.url, &[]);
     let body = json!({"email": "big@example.com", "password": "x".repeat(17 * 1024)});
-    let (status, reply) = server.post("/auth/register", &body, None);
+    let (status, reply) = server.post_json("/auth/register", &body, None).await.pair();
     assert_eq!(
         (status, reply.as_str()),
         (413, r#"{"detail":"Request body too large"}"#)
@@ -649,19 +650,51 @@ async fn forwarded_for_is_believed_from_trusted_proxies_only_right_most_first() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_exempt_peer_sending_forwarded_for_is_warned_about_once() {
-    let db = crate::common::TestDb::new().await;
+async fn loopback_is_a_trusted_proxy_by_default_and_limited_like_any_client_without_one() {
+    let db = TestDb::new().await;
     let server = Server::start(&db.url, &[("REGISTER_PER_IP_LIMIT", "1")]);
-    let agent = Server::agent();
+    // A proxy on this host: each client it names is counted apart.
+    for client in ["203.0.113.5", "203.0.113.6"] {
+        let reply = server
+            .register_from(client, &unique_email("proxied"), PASSWORD)
+            .await;
+        assert_eq!(reply.code(), 201, "{reply:?}");
+    }
+    // Loopback with no header is a client like any other: limited.
+    assert_eq!(
+        server
+            .register(&unique_email("local"), PASSWORD)
+            .await
+            .code(),
+        201
+    );
+    assert_eq!(
+        server
+            .register(&unique_email("local"), PASSWORD)
+            .await
+            .code(),
+        429
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exempt_peer_sending_forwarded_for_is_warned_about_once() {
+    let db = TestDb::new().await;
+    // A proxy that is exempt but not trusted: its header is not believed,
+    // and the operator is told once.
+    let server = Server::start(
+        &db.url,
+        &[
+            ("REGISTER_PER_IP_LIMIT", "1"),
+            ("TRUSTED_PROXIES", ""),
+            ("RATE_LIMIT_EXEMPT", "127.0.0.0/8,::1"),
+        ],
+    );
     for _ in 0..3 {
-        let status = agent
-            .post(format!("{}/auth/register", server.base))
-            .header("X-Forwarded-For", "203.0.113.5")
-            .send_json(json!({"email": unique_email("warned"), "password": PASSWORD}))
-            .unwrap()
-            .status()
-            .as_u16();
-        assert_eq!(status, 201, "loopback is exempt by default");
+        let reply = server
+            .register_from("203.0.113.5", &unique_email("warned"), PASSWORD)
+            .await;
+        assert_eq!(reply.code(), 201, "the exempt peer is not limited");
     }
     let (_, log) = server.stop_with("TERM");
     let warnings = log
@@ -687,12 +720,14 @@ async fn a_forwarded_address_that_does_not_read_or_is_loopback_is_never_exempt()
         let mut limited = 0;
         for (i, hop) in forwarded.iter().enumerate() {
             let email = unique_email(&format!("fwd{case}-{i}"));
-            let (status, body, _) = server.post_with(
-                "/auth/register",
-                &[("X-Forwarded-For", hop)],
-                &json!({"email": email, "password": PASSWORD}),
-                None,
-            );
+            let (status, body) = server
+                .send(
+                    Call::post("/auth/register")
+                        .header("X-Forwarded-For", hop)
+                        .json(&json!({"email": email, "password": PASSWORD})),
+                )
+                .await
+                .pair();
             match status {
                 201 => created += 1,
                 429 => limited += 1,
@@ -711,17 +746,27 @@ async fn a_rotated_key_with_the_old_one_as_fallback_keeps_codes_and_queued_email
     let db = TestDb::new().await;
     let sink = MailSink::start();
     let email = unique_email("rotation");
+    let new_key = "the-rotated-integration-test-secret-key-0123456789";
+    let failures = |env: &[(&str, &str)]| {
+        let shown = run(&db.url, env, &["user", "show", &email, "--json"]);
+        let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+        shown["auth_failures_in_window"].clone()
+    };
     {
         let old = Server::start(&db.url, &[("EMAIL_API_URL", sink.url.as_str())]);
-        assert_eq!(old.register(&email).0, 201);
+        assert_eq!(old.register(&email, PASSWORD).await.code(), 201);
         code_for(&sink, &email);
+        // An attacker's counts, which a rotation must not reset.
+        for _ in 0..3 {
+            assert_eq!(old.resend(&email, "Wr0ng!pass").await.code(), 401);
+        }
     }
+    assert_eq!(failures(&[]), 3);
     // A new code queued under the old key while no server runs.
     let resent = run(&db.url, &[], &["user", "resend", &email]);
     assert!(resent.status.success(), "{resent:?}");
     let posts = sink.posts();
 
-    let new_key = "the-rotated-integration-test-secret-key-0123456789";
     let fallbacks = crate::common::SECRET_KEY;
     let rotated = Server::start(
         &db.url,
@@ -738,11 +783,13 @@ async fn a_rotated_key_with_the_old_one_as_fallback_keeps_codes_and_queued_email
         std::thread::sleep(Duration::from_millis(20));
     }
     let code = code_for(&sink, &email);
+    // The counters are where they were, under either key.
+    assert_eq!(failures(&[("SECRET_KEY", new_key)]), 3);
     // Its code, hashed under the old key, still activates.
-    assert_eq!(rotated.activate(&email, PASSWORD, &code), 200);
+    assert_eq!(rotated.activate(&email, PASSWORD, &code).await.code(), 200);
     // New registrations work under the new key alone.
     let newcomer = unique_email("rotation-new");
-    assert_eq!(rotated.register(&newcomer).0, 201);
+    assert_eq!(rotated.register(&newcomer, PASSWORD).await.code(), 201);
     let code = code_for(&sink, &newcomer);
     drop(rotated);
     let only_new = Server::start(
@@ -752,5 +799,30 @@ async fn a_rotated_key_with_the_old_one_as_fallback_keeps_codes_and_queued_email
             ("SECRET_KEY", new_key),
         ],
     );
-    assert_eq!(only_new.activate(&newcomer, PASSWORD, &code), 200);
+    assert_eq!(
+        only_new.activate(&newcomer, PASSWORD, &code).await.code(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_key_without_the_old_one_as_fallback_stops_start_up_naming_it() {
+    let db = TestDb::new().await;
+    // The first start makes the key that names Redis keys, sealed under
+    // the tests' key.
+    drop(Server::start(&db.url, &[]));
+    let output = crate::common::server::command(
+        &db.url,
+        &[(
+            "SECRET_KEY",
+            "a-replacement-key-with-no-fallback-0123456789",
+        )],
+    )
+    .arg("serve")
+    .output()
+    .unwrap();
+    assert!(!output.status.success());
+    let line = error_line(&output);
+    assert!(line.contains("SECRET_KEY_FALLBACKS"), "{line}");
+    assert!(!line.contains("a-replacement-key"), "{line}");
 }

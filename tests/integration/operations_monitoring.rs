@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::common::Api;
 use crate::common::email::{scrape, serve_with_metrics, value};
 use crate::common::server::{Server, free_port};
 use crate::common::{MailSink, PASSWORD, TestDb, code_in, eventually, unique_email, wrong_code};
@@ -28,11 +29,18 @@ async fn counters_move_by_exactly_what_happened() {
     let (server, metrics) = serve_with_metrics(&db, &sink, &[]);
     let (ada, bob) = (unique_email("ada"), unique_email("bob"));
 
-    assert_eq!(server.register(&ada).0, 201);
-    assert_eq!(server.register(&bob).0, 201);
-    assert_eq!(server.register(&ada).0, 409);
+    assert_eq!(server.register(&ada, PASSWORD).await.code(), 201);
+    assert_eq!(server.register(&bob, PASSWORD).await.code(), 201);
+    assert_eq!(server.register(&ada, PASSWORD).await.code(), 409);
     let invalid = json!({"email": "not-an-address", "password": PASSWORD});
-    assert_eq!(server.post("/auth/register", &invalid, None).0, 422);
+    assert_eq!(
+        server
+            .post_json("/auth/register", &invalid, None)
+            .await
+            .pair()
+            .0,
+        422
+    );
     let delivered = sink.wait_for(2, Duration::from_secs(5));
     let code = delivered
         .iter()
@@ -40,27 +48,23 @@ async fn counters_move_by_exactly_what_happened() {
         .map(|message| code_in(message["body"].as_str().unwrap()))
         .unwrap();
     let wrong = wrong_code(&code);
-    let activate = |code: &str, password: &str| {
+    assert_eq!(server.activate(&ada, PASSWORD, wrong).await.code(), 400);
+    assert_eq!(
+        server.activate(&ada, "Wr0ng!password", &code).await.code(),
+        401
+    );
+    assert_eq!(server.activate(&ada, PASSWORD, &code).await.code(), 200);
+    assert_eq!(server.resend(&bob, PASSWORD).await.code(), 202);
+    assert_eq!(server.resend(&bob, PASSWORD).await.code(), 429);
+    assert_eq!(server.resend(&ada, PASSWORD).await.code(), 409);
+    assert_eq!(
         server
-            .post(
-                "/auth/activate",
-                &json!({ "code": code }),
-                Some((&ada, password)),
-            )
-            .0
-    };
-    assert_eq!(activate(wrong, PASSWORD), 400);
-    assert_eq!(activate(&code, "Wr0ng!password"), 401);
-    assert_eq!(activate(&code, PASSWORD), 200);
-    let resend = |email: &str| {
-        server
-            .post("/auth/resend", &json!({}), Some((email, PASSWORD)))
-            .0
-    };
-    assert_eq!(resend(&bob), 202);
-    assert_eq!(resend(&bob), 429);
-    assert_eq!(resend(&ada), 409);
-    assert_eq!(server.get("/no/such/path?email=x@example.com").0, 404);
+            .get("/no/such/path?email=x@example.com")
+            .await
+            .pair()
+            .0,
+        404
+    );
     // Three emails (two registrations, one resend), recorded as sent before
     // the first scrape: the sent count is read at most once a minute.
     all_sent(&db, 3).await;
@@ -165,7 +169,13 @@ async fn outbox_gauges_are_read_at_most_once_a_second() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
     let (server, metrics) = serve_with_metrics(&db, &sink, &[]);
-    assert_eq!(server.register(&unique_email("gauge")).0, 201);
+    assert_eq!(
+        server
+            .register(&unique_email("gauge"), PASSWORD)
+            .await
+            .code(),
+        201
+    );
     all_sent(&db, 1).await;
     assert_series(
         &scrape(&metrics),
@@ -212,8 +222,11 @@ async fn promtool_accepts_the_exposition() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
     let (server, metrics) = serve_with_metrics(&db, &sink, &[]);
-    server.register(&unique_email("promtool"));
-    server.get("/health/live");
+    server
+        .register(&unique_email("promtool"), PASSWORD)
+        .await
+        .pair();
+    server.get("/health/live").await.pair();
     let text = scrape(&metrics);
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
@@ -243,12 +256,12 @@ async fn the_metrics_are_not_on_the_api_port_and_can_be_turned_off() {
     let db = TestDb::new().await;
     let sink = MailSink::start();
     let (server, _) = serve_with_metrics(&db, &sink, &[]);
-    assert_eq!(server.get("/metrics").0, 404);
+    assert_eq!(server.get("/metrics").await.pair().0, 404);
     drop(server);
     // Off: the default port is not taken (nothing listens there because of
     // this server) and serve runs.
     let server = Server::start(&db.url, &[("METRICS_ADDRESS", "")]);
-    assert_eq!(server.get("/health/live").0, 200);
+    assert_eq!(server.get("/health/live").await.pair().0, 200);
     // A taken address stops start-up with a line naming the setting.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
@@ -354,7 +367,10 @@ async fn a_real_prometheus_scrapes_the_service() {
         .to_owned();
     let prometheus = Prometheus::start(&target);
     for name in ["scraped-1", "scraped-2"] {
-        assert_eq!(server.register(&unique_email(name)).0, 201);
+        assert_eq!(
+            server.register(&unique_email(name), PASSWORD).await.code(),
+            201
+        );
     }
     let seen = eventually(Duration::from_secs(30), async || {
         prometheus
@@ -413,11 +429,14 @@ async fn every_answer_has_a_request_id_and_one_access_line() {
             .as_str()
             .unwrap(),
     );
-    let (status, _) = server.post(
-        "/auth/activate",
-        &json!({ "code": code }),
-        Some((&email, PASSWORD)),
-    );
+    let (status, _) = server
+        .post_json(
+            "/auth/activate",
+            &json!({ "code": code }),
+            Some((&email, PASSWORD)),
+        )
+        .await
+        .pair();
     assert_eq!(status, 200);
 
     let (_, log) = server.stop_with("TERM");
@@ -511,18 +530,29 @@ async fn a_session_at_trace(log_format: &str) -> (String, Vec<String>) {
         ],
     );
     let email = unique_email("trace");
-    assert_eq!(server.register(&email).0, 201);
+    assert_eq!(server.register(&email, PASSWORD).await.code(), 201);
     let first = sink.wait_for(1, Duration::from_secs(5));
     let auth = Some((email.as_str(), PASSWORD));
-    let (status, _) = server.post("/auth/activate", &json!({"code": "0000"}), auth);
+    let (status, _) = server
+        .post_json("/auth/activate", &json!({"code": "0000"}), auth)
+        .await
+        .pair();
     assert_eq!(status, 400);
-    assert_eq!(server.post("/auth/resend", &json!({}), auth).0, 202);
+    assert_eq!(
+        server
+            .post_json("/auth/resend", &json!({}), auth)
+            .await
+            .pair()
+            .0,
+        202
+    );
     let second = sink.wait_for(2, Duration::from_secs(5));
     let code = crate::common::code_in(second[1]["body"].as_str().unwrap());
     assert_eq!(
         server
-            .post("/auth/activate", &json!({"code": code}), auth)
-            .0,
+            .post_json("/auth/activate", &json!({"code": code}), auth)
+            .await
+            .code(),
         200
     );
     let (_, log) = server.stop_with("TERM");
@@ -600,14 +630,18 @@ async fn no_query_string_reaches_the_log_at_any_level() {
     for (level, format) in [("info", "text"), ("debug", "json"), ("trace", "text")] {
         let server = Server::start(&db.url, &[("RUST_LOG", level), ("LOG_FORMAT", format)]);
         let query = "?email=query-owner%40example.com&password=Qu3ry!secret&code=4321";
-        let (status, _, _) = server.post_with(
-            &format!("/auth/activate{query}"),
-            &[],
-            &json!({"code": "1234"}),
-            None,
+        let reply = server
+            .post_json(
+                &format!("/auth/activate{query}"),
+                &json!({"code": "1234"}),
+                None,
+            )
+            .await;
+        assert_eq!(reply.code(), 401);
+        assert_eq!(
+            server.get(&format!("/no/such/path{query}")).await.pair().0,
+            404
         );
-        assert_eq!(status, 401);
-        assert_eq!(server.get(&format!("/no/such/path{query}")).0, 404);
         let log = server.stderr();
         assert!(log.contains("activator::access"), "{level}: no access line");
         for secret in ["Qu3ry!secret", "password=", "code=4321", "query-owner"] {
@@ -643,26 +677,13 @@ async fn a_flood_of_bad_headers_or_busy_answers_is_said_once_in_a_while() {
     }
     // More registrations at once than the hash queue holds (32 per core),
     // from many clients (each holds at most 4 places).
-    let statuses: Vec<u16> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..240)
-            .map(|i| {
-                let server = &server;
-                scope.spawn(move || {
-                    let email = unique_email(&format!("flood{i}"));
-                    let client = format!("198.51.100.{}", i % 200 + 1);
-                    server
-                        .post_with(
-                            "/auth/register",
-                            &[("X-Forwarded-For", &client)],
-                            &json!({"email": email, "password": PASSWORD}),
-                            None,
-                        )
-                        .0
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let flood = (0..240).map(|i| {
+        let email = unique_email(&format!("flood{i}"));
+        let client = format!("198.51.100.{}", i % 200 + 1);
+        let server = &server;
+        async move { server.register_from(&client, &email, PASSWORD).await.code() }
     });
+    let statuses: Vec<u16> = futures_util::future::join_all(flood).await;
     let busy = statuses.iter().filter(|&&s| s == 503).count();
     assert!(busy >= 10, "only {busy} busy answers: {statuses:?}");
     let log = server.stderr();

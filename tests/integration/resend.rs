@@ -5,6 +5,7 @@
 
 use futures_util::future::join_all;
 
+use crate::common::Api;
 use crate::common::{
     PASSWORD, TestApp, active_user, exactly, exactly_limited, pending, retry_after, unique_email,
 };

@@ -11,6 +11,7 @@ use diesel_async::RunQueryDsl;
 use rocket::http::{ContentType, Header};
 use serde_json::json;
 
+use crate::common::Api;
 use crate::common::{
     PASSWORD, Reply, Server, TestApp, TestDb, assert_limited, basic, basic_value, exactly, pending,
     unique_email, unique_ip,
@@ -110,7 +111,7 @@ async fn every_control_byte_in_basic_credentials_is_a_quiet_401() {
     let db = TestDb::new().await;
     let server = Server::start(&db.url, &[]);
     let email = unique_email("ctl");
-    assert_eq!(server.register(&email).0, 201);
+    assert_eq!(server.register(&email, PASSWORD).await.code(), 201);
     let agent = Server::agent();
     for byte in 0u8..0x20 {
         let (user, domain) = email.split_once('@').unwrap();
@@ -151,7 +152,7 @@ async fn every_control_byte_in_basic_credentials_is_a_quiet_401() {
 // ---- failed sign-ins --------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
-async fn failed_sign_ins_are_limited_per_email_right_password_or_not_before_any_hashing() {
+async fn failed_sign_ins_are_limited_per_address_and_network_before_any_hashing() {
     let app = TestApp::with(&[
         ("AUTH_FAILURE_LIMIT", "3"),
         ("AUTH_FAILURE_WINDOW_SECONDS", "60"),
@@ -164,13 +165,21 @@ async fn failed_sign_ins_are_limited_per_email_right_password_or_not_before_any_
             .await
             .assert_detail(401, "Invalid authentication credentials");
     }
-    assert_limited(&app.resend(&email, "Wr0ng!pass").await, AUTH);
-    let wait = assert_limited(&app.resend(&email, PASSWORD).await, AUTH);
+    let wait = assert_limited(&app.resend(&email, "Wr0ng!pass").await, AUTH);
     assert!((1..=60).contains(&wait), "{wait}");
+    // The right password, proven at registration moments ago, is no
+    // failure: no failure limit refuses it.
+    app.resend(&email, PASSWORD)
+        .await
+        .assert_detail(202, "Activation email resent");
 
-    // The same limit seen by an instance whose password hasher refuses all
-    // work (any bcrypt call would be a 503): a 429, so no hash was tried.
-    let settings = crate::common::settings_for(&app.db, &[("AUTH_FAILURE_LIMIT", "3")]);
+    // Without a proof, the client's failures refuse before any bcrypt, the
+    // right password too: seen by an instance whose password hasher
+    // refuses all work (any bcrypt call would be a 503), a 429.
+    let settings = crate::common::settings_for(
+        &app.db,
+        &[("AUTH_FAILURE_LIMIT", "3"), ("CREDENTIAL_PROOF", "off")],
+    );
     let accounts = activator::accounts::Accounts::build(&settings)
         .await
         .unwrap()
@@ -191,23 +200,19 @@ async fn failed_sign_ins_are_limited_per_email_right_password_or_not_before_any_
     )
     .await;
     assert_limited(&reply, AUTH);
-    // A right password under the limit gives its count back: only failures
-    // are counted (another address, same instance).
-    let other = unique_email("guess-ok");
-    app.register(&other, PASSWORD).await;
-    for _ in 0..5 {
-        let status = app.resend(&other, PASSWORD).await.status.code;
-        assert!(status == 202 || status == 429, "{status}");
-    }
-    // (Its resend limits refuse a resend now whatever the password.)
-    app.activate(&other, "Wr0ng!pass", "1234")
+    // Another network is not refused for this one's failures.
+    app.resend_from(&unique_ip(), &email, "Wr0ng!pass")
         .await
         .assert_detail(401, "Invalid authentication credentials");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_sign_ins_are_limited_per_client_ip_and_exempt_clients_are_not() {
-    let app = TestApp::with(&[("AUTH_FAILURE_PER_IP_LIMIT", "3")]).await;
+    let app = TestApp::with(&[
+        ("AUTH_FAILURE_PER_IP_LIMIT", "3"),
+        ("RATE_LIMIT_EXEMPT", "192.0.2.0/24"),
+    ])
+    .await;
     let attacker = unique_ip();
     let attacker = attacker.as_str();
     for i in 0..3 {
@@ -221,59 +226,85 @@ async fn failed_sign_ins_are_limited_per_client_ip_and_exempt_clients_are_not() 
             .await,
         AUTH,
     );
-    // Other clients are not affected, and loopback is exempt.
-    for (ip, tries) in [(unique_ip(), 3), ("127.0.0.1".into(), 6), ("::1".into(), 6)] {
+    // Other clients are not affected, and an exempt one is never limited;
+    // loopback is limited like any other.
+    for (ip, tries) in [
+        (unique_ip(), 3),
+        ("192.0.2.9".into(), 6),
+        ("127.0.0.1".into(), 3),
+    ] {
         for _ in 0..tries {
             app.resend_from(&ip, &unique_email("other"), "Wr0ng!pass")
                 .await
                 .assert_detail(401, "Invalid authentication credentials");
         }
     }
+    assert_limited(
+        &app.resend_from("127.0.0.1", &unique_email("local"), "Wr0ng!pass")
+            .await,
+        AUTH,
+    );
 }
 
 // ---- stored accounts --------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_password_hashed_at_another_cost_is_rehashed_on_its_next_sign_in() {
+async fn an_active_accounts_password_hashed_at_another_cost_is_rehashed_on_its_next_sign_in() {
     use diesel_async::RunQueryDsl;
     let app = crate::common::TestApp::with(&[("BCRYPT_COST", "5")]).await;
-    let email = unique_email("rehash");
+    let (active, pending) = (unique_email("rehash"), unique_email("rehash-pending"));
     let old = bcrypt::hash(PASSWORD, 4).unwrap();
     let mut conn = app.db.connect().await;
-    diesel::sql_query("INSERT INTO users (email, password_hash) VALUES ($1, $2)")
-        .bind::<diesel::sql_types::Text, _>(&email)
-        .bind::<diesel::sql_types::Text, _>(&old)
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let stored = async || {
+    diesel::sql_query(
+        "INSERT INTO users (email, password_hash, is_active, activated_at) \
+         VALUES ($1, $3, true, now()), ($2, $3, false, NULL)",
+    )
+    .bind::<diesel::sql_types::Text, _>(&active)
+    .bind::<diesel::sql_types::Text, _>(&pending)
+    .bind::<diesel::sql_types::Text, _>(&old)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let stored = async |email: &str| {
         #[derive(diesel::QueryableByName)]
         struct Hash {
             #[diesel(sql_type = diesel::sql_types::Text)]
             password_hash: String,
         }
         let mut conn = app.db.connect().await;
-        diesel::sql_query("SELECT password_hash FROM users")
+        diesel::sql_query("SELECT password_hash FROM users WHERE email = $1")
+            .bind::<diesel::sql_types::Text, _>(email)
             .get_result::<Hash>(&mut conn)
             .await
             .unwrap()
             .password_hash
     };
 
-    app.resend(&email, "Wr0ng!pass")
+    app.resend(&active, "Wr0ng!pass")
         .await
         .assert_detail(401, "Invalid authentication credentials");
-    assert_eq!(stored().await, old, "a wrong password changes nothing");
+    assert_eq!(
+        stored(&active).await,
+        old,
+        "a wrong password changes nothing"
+    );
 
-    app.resend(&email, PASSWORD)
+    app.resend(&active, PASSWORD)
         .await
-        .assert_detail(202, "Activation email resent");
-    let new = stored().await;
+        .assert_detail(409, "Account already active");
+    let new = stored(&active).await;
     assert!(new.starts_with("$2b$05$"), "{new}");
     assert!(bcrypt::verify(PASSWORD, &new).unwrap());
     // Signing in again at the same cost keeps the hash.
-    app.resend(&email, PASSWORD).await;
-    assert_eq!(stored().await, new);
+    app.resend(&active, PASSWORD).await;
+    assert_eq!(stored(&active).await, new);
+
+    // A pending registration keeps its cost and salt: its claims share
+    // them, so its passwords compare with one computation.
+    app.resend(&pending, PASSWORD)
+        .await
+        .assert_detail(202, "Activation email resent");
+    assert_eq!(stored(&pending).await, old);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -316,13 +347,17 @@ async fn every_spelling_that_registered_signs_in_with_that_spelling() {
     ];
     let mut registered = 0;
     for spelling in &spellings {
-        let (status, body) = server.register(spelling);
+        let (status, body) = server.register(spelling, PASSWORD).await.pair();
         if status == 422 {
             continue;
         }
         assert_eq!(status, 201, "{spelling}: {body}");
         registered += 1;
-        assert_eq!(server.resend(spelling, PASSWORD), 202, "{spelling}");
+        assert_eq!(
+            server.resend(spelling, PASSWORD).await.code(),
+            202,
+            "{spelling}"
+        );
     }
     assert!(registered >= 5, "only {registered} spellings registered");
 }

@@ -126,17 +126,6 @@ pub fn codes_for(sink: &MailSink, email: &str, n: usize) -> Vec<String> {
     }
 }
 
-/// `serve` mailing `sink` and believing loopback's `X-Forwarded-For`, so a
-/// test names its clients (`Server::post_from`).
-pub fn behind_proxy(db: &TestDb, sink: &MailSink, extra: &[(&str, &str)]) -> Server {
-    let mut env = vec![
-        ("EMAIL_API_URL", sink.url.as_str()),
-        ("TRUSTED_PROXIES", "127.0.0.1/32"),
-    ];
-    env.extend_from_slice(extra);
-    Server::start(&db.url, &env)
-}
-
 /// `serve` with its metrics listener on a port of its own, mailing `sink`;
 /// returns the server and its `/metrics` URL.
 pub fn serve_with_metrics(

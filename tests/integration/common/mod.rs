@@ -4,6 +4,7 @@
 //! exactly as `serve` builds it, the real binary, and a real HTTP endpoint
 //! standing in for the email API.
 
+pub mod api;
 pub mod cli;
 pub mod email;
 pub mod mail_sink;
@@ -24,10 +25,11 @@ use activator::mail::templates::Templates;
 use activator::seal::{Payload, Sealer};
 use activator::settings::Settings;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use rocket::http::{ContentType, Header, Status};
+use rocket::http::{Header, Status};
 use rocket::local::asynchronous::{Client, LocalResponse};
 use serde_json::Value;
 
+pub use api::{Api, Call};
 pub use mail_sink::MailSink;
 pub use server::Server;
 
@@ -59,10 +61,24 @@ pub fn redis_connection() -> redis::Connection {
         .unwrap()
 }
 
-/// The Redis keys activator holds for `email` (its hash tag).
-pub fn redis_keys_of(email: &str) -> Vec<String> {
+/// How the service on `db` names its Redis keys (the naming key is made
+/// on first use and kept in `db`, so each test database has its own).
+pub async fn key_names(db: &TestDb) -> activator::redis::KeyNames {
+    let pool = activator::db::pool(&activator::settings::DatabaseSettings {
+        url: db.url.clone(),
+        pool_size: 1,
+    })
+    .unwrap();
+    activator::accounts::key_names(&pool, &sealer())
+        .await
+        .unwrap()
+}
+
+/// The Redis keys the service on `db` holds for the address `email`.
+pub async fn redis_keys_of(db: &TestDb, email: &str) -> Vec<String> {
+    let tag = key_names(db).await.address(email, "");
     redis::cmd("KEYS")
-        .arg(format!("activator:{{{email}}}:*"))
+        .arg(format!("{tag}*"))
         .query(&mut redis_connection())
         .unwrap()
 }
@@ -110,6 +126,20 @@ pub fn unique_ip() -> String {
         (nanos >> 16) & 0xffff,
         nanos & 0xffff
     )
+}
+
+/// The IPv4 client number `n` (10.0.0.0/8). Each test database names its
+/// Redis keys with a key of its own, so clients of one test never share
+/// counters with another's.
+pub fn ipv4(n: u32) -> String {
+    format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)
+}
+
+/// A client in the IPv6 /64 `m` of the /48 `n` (documentation prefix):
+/// one site (the hash queue's and the email passes' unit) per `n`, one
+/// counted network per `(n, m)`.
+pub fn ipv6(n: u32, m: u32) -> String {
+    format!("2001:db8:{:x}:{:x}::7", n & 0xffff, m & 0xffff)
 }
 
 /// A fingerprint of `migrations/`: a changed schema gets a new template.
@@ -299,6 +329,24 @@ pub struct TestApp {
     pub client: Client,
     pub db: TestDb,
     pub settings: Settings,
+    /// The workflows the app runs (sharing its pool and Redis connection).
+    pub accounts: activator::accounts::Accounts,
+}
+
+impl Api for TestApp {
+    async fn send(&self, call: Call) -> Reply {
+        let mut request = self.client.req(call.method, call.path);
+        for (name, value) in call.headers {
+            request = request.header(Header::new(name, value));
+        }
+        if let Some(client) = &call.client {
+            request = request.remote(peer(client));
+        }
+        if let Some(body) = call.body {
+            request = request.body(body);
+        }
+        Reply::from(request.dispatch().await).await
+    }
 }
 
 impl TestApp {
@@ -319,7 +367,7 @@ impl TestApp {
         let figment = activator::figment().merge(("log_level", "off"));
         let client = Client::tracked(activator::rocket(
             figment,
-            accounts,
+            accounts.clone(),
             locales(&settings),
             settings.network.clone(),
         ))
@@ -329,82 +377,8 @@ impl TestApp {
             client,
             db,
             settings,
+            accounts,
         }
-    }
-
-    pub async fn post_json(&self, path: &str, body: &Value, auth: Option<(&str, &str)>) -> Reply {
-        let mut request = self
-            .client
-            .post(path)
-            .header(ContentType::JSON)
-            .body(body.to_string());
-        if let Some((user, password)) = auth {
-            request = request.header(basic(user, password));
-        }
-        Reply::from(request.dispatch().await).await
-    }
-
-    /// Registers from the client address `ip` (the socket's peer).
-    pub async fn register_from(&self, ip: &str, email: &str, password: &str) -> Reply {
-        let request = self
-            .client
-            .post("/auth/register")
-            .remote(peer(ip))
-            .header(ContentType::JSON)
-            .body(serde_json::json!({"email": email, "password": password}).to_string());
-        Reply::from(request.dispatch().await).await
-    }
-
-    /// Resends from the client address `ip`.
-    pub async fn resend_from(&self, ip: &str, email: &str, password: &str) -> Reply {
-        let request = self
-            .client
-            .post("/auth/resend")
-            .remote(peer(ip))
-            .header(basic(email, password));
-        Reply::from(request.dispatch().await).await
-    }
-
-    /// Activates from the client address `ip`.
-    pub async fn activate_from(&self, ip: &str, email: &str, password: &str, code: &str) -> Reply {
-        let request = self
-            .client
-            .post("/auth/activate")
-            .remote(peer(ip))
-            .header(ContentType::JSON)
-            .header(basic(email, password))
-            .body(serde_json::json!({"code": code}).to_string());
-        Reply::from(request.dispatch().await).await
-    }
-
-    pub async fn register(&self, email: &str, password: &str) -> Reply {
-        self.post_json(
-            "/auth/register",
-            &serde_json::json!({"email": email, "password": password}),
-            None,
-        )
-        .await
-    }
-
-    pub async fn resend(&self, email: &str, password: &str) -> Reply {
-        let request = self
-            .client
-            .post("/auth/resend")
-            .header(basic(email, password));
-        Reply::from(request.dispatch().await).await
-    }
-
-    pub async fn activate(&self, email: &str, password: &str, code: &str) -> Reply {
-        self.post_json(
-            "/auth/activate",
-            &serde_json::json!({"code": code}),
-            Some((email, password)),
-        )
-        .await
-    }
-
-    pub async fn get(&self, path: &str) -> Reply {
-        Reply::from(self.client.get(path).dispatch().await).await
     }
 
     /// Delivers every message due now to `sink`, in-process, the way the
@@ -529,6 +503,16 @@ impl Reply {
             content_type,
             body,
         }
+    }
+
+    /// The status code.
+    pub fn code(&self) -> u16 {
+        self.status.code
+    }
+
+    /// The status code and the body.
+    pub fn pair(&self) -> (u16, String) {
+        (self.status.code, self.body.clone())
     }
 
     pub fn json(&self) -> Value {

@@ -6,8 +6,6 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 pub const BIN: &str = env!("CARGO_BIN_EXE_activator");
 
 /// Environment for the binary: the test's database, the shared Redis,
@@ -141,49 +139,6 @@ impl Server {
             .into()
     }
 
-    /// POSTs JSON, with optional Basic credentials; returns status and body.
-    pub fn post(
-        &self,
-        path: &str,
-        body: &serde_json::Value,
-        auth: Option<(&str, &str)>,
-    ) -> (u16, String) {
-        let mut request = Self::agent().post(format!("{}{path}", self.base));
-        if let Some((user, password)) = auth {
-            request = request.header(
-                "Authorization",
-                super::basic_value(format!("{user}:{password}").as_bytes()),
-            );
-        }
-        let mut response = request.send_json(body).unwrap();
-        let status = response.status().as_u16();
-        (
-            status,
-            response.body_mut().read_to_string().unwrap_or_default(),
-        )
-    }
-
-    /// Registers `email` with the test password.
-    pub fn register(&self, email: &str) -> (u16, String) {
-        self.post(
-            "/auth/register",
-            &serde_json::json!({"email": email, "password": super::PASSWORD}),
-            None,
-        )
-    }
-
-    pub fn get(&self, path: &str) -> (u16, String) {
-        let mut response = Self::agent()
-            .get(format!("{}{path}", self.base))
-            .call()
-            .unwrap();
-        let status = response.status().as_u16();
-        (
-            status,
-            response.body_mut().read_to_string().unwrap_or_default(),
-        )
-    }
-
     /// Sends `signal` and waits for the process to exit; returns its stderr.
     pub fn stop_with(mut self, signal: &str) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
@@ -205,61 +160,6 @@ impl Server {
         (status, self.stderr())
     }
 
-    /// POSTs `body` with `headers` (and Basic credentials); returns status,
-    /// body and `Retry-After`. Waits up to a minute (a loaded hash queue).
-    pub fn post_with(
-        &self,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &Value,
-        auth: Option<(&str, &str)>,
-    ) -> (u16, String, Option<String>) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(60)))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut request = agent.post(format!("{}{path}", self.base));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        if let Some((user, password)) = auth {
-            use base64::Engine;
-            let token =
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-            request = request.header("Authorization", format!("Basic {token}"));
-        }
-        let mut response = request.send_json(body).unwrap();
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        (status, text, retry_after)
-    }
-
-    /// POSTs `body` to `path` as the client `client` names, through a
-    /// trusted proxy's `X-Forwarded-For` (see `email::behind_proxy`);
-    /// returns status and body.
-    pub fn post_from(
-        &self,
-        client: &str,
-        path: &str,
-        body: &Value,
-        auth: Option<(&str, &str)>,
-    ) -> (u16, String) {
-        let (status, text, _) = self.post_with(path, &[("X-Forwarded-For", client)], body, auth);
-        (status, text)
-    }
-
-    /// Registers `email` with `password` as `client`; returns the status.
-    pub fn register_from(&self, client: &str, email: &str, password: &str) -> u16 {
-        let body = serde_json::json!({"email": email, "password": password});
-        self.post_from(client, "/auth/register", &body, None).0
-    }
-
     /// Sends `request` (raw bytes) and returns the answer's status line.
     pub fn raw(&self, request: &[u8]) -> String {
         let address = self.base.trim_start_matches("http://");
@@ -277,22 +177,63 @@ impl Server {
             .to_owned()
     }
 
-    /// Activates `email` with `code`; returns the status.
-    pub fn activate(&self, email: &str, password: &str, code: &str) -> u16 {
-        let body = serde_json::json!({ "code": code });
-        self.post("/auth/activate", &body, Some((email, password)))
-            .0
-    }
-
-    /// Asks for a new code for `email`; returns the status.
-    pub fn resend(&self, email: &str, password: &str) -> u16 {
-        let body = serde_json::json!({});
-        self.post("/auth/resend", &body, Some((email, password))).0
-    }
-
     /// What the server has logged so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl super::Api for Server {
+    fn send(&self, call: super::Call) -> impl std::future::Future<Output = super::Reply> + Send {
+        let base = self.base.clone();
+        async move {
+            tokio::task::spawn_blocking(move || send(&base, call))
+                .await
+                .unwrap()
+        }
+    }
+}
+
+/// Sends `call` to the server at `base` with a blocking client: waits up
+/// to a minute (a loaded hash queue), never follows a redirect.
+fn send(base: &str, call: super::Call) -> super::Reply {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(60)))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let mut request = ureq::http::Request::builder()
+        .method(call.method.as_str())
+        .uri(format!("{base}{}", call.path));
+    for (name, value) in &call.headers {
+        request = request.header(name, value);
+    }
+    if let Some(client) = &call.client {
+        request = request.header("X-Forwarded-For", client);
+    }
+    let request = request.body(call.body.unwrap_or_default()).unwrap();
+    let mut response = agent.run(request).unwrap();
+    let status = response.status().as_u16();
+    let headers: Vec<(String, String)> = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_lowercase(),
+                value.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let content_type = headers
+        .iter()
+        .find(|(name, _)| name == "content-type")
+        .map(|(_, value)| value.clone());
+    super::Reply {
+        status: rocket::http::Status::new(status),
+        headers,
+        content_type,
+        body: response.body_mut().read_to_string().unwrap_or_default(),
     }
 }
 

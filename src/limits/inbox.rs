@@ -1,0 +1,238 @@
+//! What one inbox (the mailbox an address reaches, `address::Inboxes`)
+//! may be sent and may be guessed: its emails of the day, shared among
+//! client networks (`reserve_email.lua`), and its budget of guessing odds
+//! (`inbox_guess.lua`). docs/LIMITS.md, "Emails per inbox" and "Guessing
+//! odds per inbox".
+
+use std::time::Duration;
+
+use redis::{RedisResult, Script};
+
+use super::{DAY, Decision, Limit, Limiter, YEAR, millis, pttl};
+use crate::client_ip::ClientIp;
+use crate::code::LONG_LENGTH;
+
+/// An email counted for an inbox, to give back if it is not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailSlot {
+    /// The first email of the client's site today: not counted against
+    /// the total.
+    SitesFirst,
+    /// Counted against the inbox's total.
+    Counted,
+}
+
+/// How a code comparison was paid for, if it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuessPaid {
+    /// A registrant's first attempt: paid when its short code was issued,
+    /// or free (a long code's).
+    First,
+    /// Paid now, from the inbox's budget: given back if the code is right.
+    Units(u64),
+    /// The budget has no room: the code is not compared.
+    Refused,
+}
+
+/// How long a registrant's prepaid first attempt is kept: longer than any
+/// code lives.
+const PREPAID_LIFE: Duration = Duration::from_secs(2 * 86_400);
+
+/// The inbox's scripts.
+pub(super) struct Scripts {
+    reserve_email: Script,
+    release_email: Script,
+    guess: Script,
+    give_back_units: Script,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self {
+            reserve_email: Script::new(include_str!("reserve_email.lua")),
+            release_email: Script::new(include_str!("release_email.lua")),
+            guess: Script::new(include_str!("inbox_guess.lua")),
+            give_back_units: Script::new(include_str!("give_back_units.lua")),
+        }
+    }
+}
+
+/// The odds of comparing with a code of `digits` digits, in units of
+/// 10^-8.
+pub fn cost_of(digits: usize) -> u64 {
+    10u64.pow(u32::try_from(LONG_LENGTH.saturating_sub(digits)).unwrap_or(0))
+}
+
+impl Limiter {
+    fn email_keys(&self, inbox: &str) -> [String; 2] {
+        [
+            self.names.inbox(inbox, "emails"),
+            self.names.inbox(inbox, "emails:by-network"),
+        ]
+    }
+
+    fn guess_keys(&self, inbox: &str) -> [String; 3] {
+        [
+            self.names.inbox(inbox, "guesses:day"),
+            self.names.inbox(inbox, "guesses:year"),
+            self.names.inbox(inbox, "guesses:prepaid"),
+        ]
+    }
+
+    /// Counts an activation email to `inbox` asked for by `client`, unless
+    /// the client's network had its day's share, or the inbox its day's
+    /// total (past which each site still gets its first email of the day:
+    /// nobody else can spend it).
+    pub async fn reserve_email(
+        &self,
+        inbox: &str,
+        client: ClientIp,
+    ) -> RedisResult<Result<EmailSlot, Decision>> {
+        let policy = &self.policy;
+        let [total, by_network] = self.email_keys(inbox);
+        let (full, value): (usize, i64) = self
+            .inbox
+            .reserve_email
+            .key(total)
+            .key(by_network)
+            .arg(self.names.client_field(&client.network_name()))
+            .arg(self.names.client_field(&client.site_name()))
+            .arg(policy.emails_per_mailbox_daily)
+            .arg(policy.emails_per_mailbox_daily_total)
+            .arg(millis(DAY))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let limit = match full {
+            0 if value == 1 => return Ok(Ok(EmailSlot::SitesFirst)),
+            0 => return Ok(Ok(EmailSlot::Counted)),
+            1 => Limit::MailboxDaily,
+            _ => Limit::MailboxDailyTotal,
+        };
+        Ok(Err(Decision::Limited {
+            limit,
+            retry_after: pttl(value),
+        }))
+    }
+
+    /// Gives back an email [`Limiter::reserve_email`] counted that was not
+    /// sent after all.
+    pub async fn release_email(
+        &self,
+        inbox: &str,
+        client: ClientIp,
+        slot: EmailSlot,
+    ) -> RedisResult<()> {
+        let [total, by_network] = self.email_keys(inbox);
+        self.inbox
+            .release_email
+            .key(total)
+            .key(by_network)
+            .arg(self.names.client_field(&client.network_name()))
+            .arg(self.names.client_field(&client.site_name()))
+            .arg(match slot {
+                EmailSlot::SitesFirst => "1",
+                EmailSlot::Counted => "2",
+            })
+            .invoke_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(drop)
+    }
+
+    /// Whether a short code of `code_length` digits may be issued to
+    /// `registrant` of `inbox`: its first attempt is paid for now (or was),
+    /// so nobody else's guesses can take it; a registrant that has
+    /// attempted before needs only room in the budget. False: the budget
+    /// has no room, and the code is issued long.
+    pub async fn reserve_short_code(
+        &self,
+        inbox: &str,
+        registrant: &str,
+        code_length: usize,
+        first_unspent: bool,
+    ) -> RedisResult<bool> {
+        let answer = self
+            .guess(
+                inbox,
+                "prepay",
+                cost_of(code_length),
+                registrant,
+                first_unspent,
+            )
+            .await?;
+        Ok(answer != 0)
+    }
+
+    /// Pays for comparing a typed code with stored codes worth `cost`
+    /// units, on `registrant`'s `first` attempt or a later one.
+    pub async fn pay_guess(
+        &self,
+        inbox: &str,
+        registrant: &str,
+        cost: u64,
+        first: bool,
+    ) -> RedisResult<GuessPaid> {
+        Ok(
+            match self.guess(inbox, "pay", cost, registrant, first).await? {
+                2 => GuessPaid::First,
+                1 => GuessPaid::Units(cost),
+                _ => GuessPaid::Refused,
+            },
+        )
+    }
+
+    async fn guess(
+        &self,
+        inbox: &str,
+        mode: &str,
+        cost: u64,
+        registrant: &str,
+        first: bool,
+    ) -> RedisResult<i64> {
+        let policy = &self.policy;
+        let [day, year, prepaid] = self.guess_keys(inbox);
+        // The settings count guesses of 4 digits: so many times 10^4 units.
+        let units = |guesses: u32| u64::from(guesses) * cost_of(4);
+        self.inbox
+            .guess
+            .key(day)
+            .key(year)
+            .key(prepaid)
+            .arg(mode)
+            .arg(cost)
+            .arg(units(policy.inbox_short_guesses_daily))
+            .arg(millis(DAY))
+            .arg(units(policy.inbox_short_guesses_yearly))
+            .arg(millis(YEAR))
+            .arg(registrant)
+            .arg(if first { "1" } else { "0" })
+            .arg(millis(PREPAID_LIFE))
+            .invoke_async(&mut self.conn.clone())
+            .await
+    }
+
+    /// Gives back units [`Limiter::pay_guess`] took for a code that turned
+    /// out right.
+    pub async fn give_back_guess(&self, inbox: &str, cost: u64) -> RedisResult<()> {
+        let [day, year, _] = self.guess_keys(inbox);
+        self.inbox
+            .give_back_units
+            .key(day)
+            .key(year)
+            .arg(cost)
+            .invoke_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(drop)
+    }
+
+    /// The units of guessing odds `inbox` has used in the current day's
+    /// and year's windows, for support and tests.
+    pub async fn guesses_used(&self, inbox: &str) -> RedisResult<(u64, u64)> {
+        let [day, year, _] = self.guess_keys(inbox);
+        let (day, year): (Option<u64>, Option<u64>) = redis::pipe()
+            .get(day)
+            .get(year)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok((day.unwrap_or(0), year.unwrap_or(0)))
+    }
+}
