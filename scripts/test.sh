@@ -5,9 +5,10 @@
 # virtualenv .local/venv, made once; the metrics ones with Debian's
 # prometheus package; the PgBouncer one with Debian's pgbouncer), then the
 # property-based OpenAPI tester against the
-# real binary.
+# real binary, then the original service's own endpoint tests against it
+# (scripts/seed-check.sh).
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh activate) and
-# skip the OpenAPI tester.
+# skip the OpenAPI tester and the original's tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -40,4 +41,5 @@ fi
 cargo test --locked "$@"
 if [ $# -eq 0 ]; then
   scripts/openapi-check.sh
+  scripts/seed-check.sh target/debug/activator
 fi

@@ -1,0 +1,5 @@
+"""Stand-in: the server answers 429 itself; the tests only import this."""
+
+
+class RateLimitExceeded(Exception):
+    pass
