@@ -6,6 +6,7 @@
 mod common;
 
 mod activate;
+mod adversary;
 mod claims;
 mod cli;
 mod cli_config;

@@ -283,6 +283,21 @@ impl MailSink {
         self.state.0.lock().unwrap().delivered.clone()
     }
 
+    /// The bodies of the delivered messages to any of `recipients`, in
+    /// arrival order (without copying the others).
+    pub fn bodies_to(&self, recipients: &[String]) -> Vec<String> {
+        let state = self.state.0.lock().unwrap();
+        state
+            .delivered
+            .iter()
+            .filter(|message| {
+                let to = message["to"].as_str().unwrap_or_default();
+                recipients.iter().any(|recipient| recipient == to)
+            })
+            .map(|message| message["body"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
     /// Delivered messages with the time each arrived.
     pub fn arrivals(&self) -> Vec<(Value, Instant)> {
         let state = self.state.0.lock().unwrap();
