@@ -28,13 +28,20 @@ use crate::code::{Code, LONG_LENGTH};
 use crate::db::activation_codes::{self, InboxCode};
 use crate::db::users::User;
 use crate::db::{claims, outbox, users};
+use crate::password::Password;
 use crate::seal::Payload;
 
 impl Accounts {
-    /// A registrant's request for a new code, from `client`: refused by the
-    /// registrant's own resend limits (a minute, a day) or the inbox's
-    /// emails, else as [`Accounts::issue`].
-    pub async fn resend(&self, user: &User, client: ClientIp) -> Result<(), AccountError> {
+    /// A registrant's request for a new code, from `client`, signed in
+    /// with `password`: refused by the registrant's own resend limits (a
+    /// minute, a day) or the inbox's emails, else as [`Accounts::issue`];
+    /// the password is then proven for the new code's life.
+    pub async fn resend(
+        &self,
+        user: &User,
+        password: &Password,
+        client: ClientIp,
+    ) -> Result<(), AccountError> {
         if user.is_active {
             return Err(AccountError::AlreadyActive);
         }
@@ -49,6 +56,9 @@ impl Accounts {
             && let Err(err) = self.limiter.release_email(&inbox, client, slot).await
         {
             tracing::warn!(error = %err, "could not give back an inbox's email count");
+        }
+        if resent.is_ok() {
+            self.keep_proof(user, password).await;
         }
         resent
     }

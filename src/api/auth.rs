@@ -216,7 +216,10 @@ pub async fn resend(
         let user = accounts
             .authenticate(&auth.email, &auth.password, client)
             .await?;
-        accounts.resend(&user, client).await.map_err(ApiError::from)
+        accounts
+            .resend(&user, &auth.password, client)
+            .await
+            .map_err(ApiError::from)
     }
     .await;
     metrics::get().resend(match &result {

@@ -382,6 +382,10 @@ fn render(report: &Report, now: DateTime<Utc>) -> String {
             ),
         },
     );
+    line(
+        "resends",
+        format!("{} in the current day's window", report.resends_today),
+    );
     let describe = |code: &Option<CodeReport>| match code {
         None => "none outstanding".to_owned(),
         Some(code) if code.expired => format!("expired {}", ago_or_in(code.expires_at, now)),

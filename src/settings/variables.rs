@@ -156,12 +156,12 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "INBOX_SHORT_CODE_GUESSES_DAILY",
         default: DefaultValue::Value("4"),
-        meaning: "wrong short codes checked for one inbox's accounts in a day; past it (or the yearly budget) its codes are 8 digits long",
+        meaning: "the odds of codes compared for one inbox in a day, in four-digit guesses; past it (or the yearly budget) codes are not compared and new ones are 8 digits long",
     },
     Variable {
         name: "INBOX_SHORT_CODE_GUESSES_YEARLY",
         default: DefaultValue::Value("35"),
-        meaning: "wrong short codes checked for one inbox's accounts in 365 days",
+        meaning: "the same in 365 days",
     },
     Variable {
         name: "AUTH_FAILURE_LIMIT",
