@@ -95,6 +95,31 @@ impl Inboxes {
             format!("{untagged}@{domain}")
         }
     }
+
+    /// The inbox a code emailed to `email` proves (docs/LIMITS.md, "The
+    /// owner of an address"): the folded mailbox ([`Inboxes::of`]) where the
+    /// operator declared the provider's rules (its domain is in
+    /// `MAILBOX_DOTLESS_DOMAINS`, or on either side of
+    /// `MAILBOX_ALIAS_DOMAINS`), else the address itself. A code is an
+    /// authorization, so only addresses known to reach one mailbox share
+    /// codes: counting may fold more (a `+tag` everywhere only makes a
+    /// limit stricter), proving may not (where `+` is a letter, `ada+x@`
+    /// is somebody else's).
+    pub fn proving(&self, email: &Email) -> String {
+        let Some((_, domain)) = email.as_str().rsplit_once('@') else {
+            return email.as_str().to_owned();
+        };
+        let declared = self.dotless.iter().any(|dotless| dotless == domain)
+            || self
+                .aliases
+                .iter()
+                .any(|(alias, canonical)| alias == domain || canonical == domain);
+        if declared {
+            self.of(email)
+        } else {
+            email.as_str().to_owned()
+        }
+    }
 }
 
 impl fmt::Display for Email {
@@ -297,5 +322,25 @@ mod tests {
         let other = normalize("v.ictim+x@example.com").unwrap();
         assert_eq!(inboxes.of(&other), "v.ictim@example.com");
         assert_eq!(Inboxes::default().of(&other), "v.ictim@example.com");
+    }
+
+    #[test]
+    fn only_declared_providers_fold_the_inbox_a_code_proves() {
+        let inboxes = Inboxes::new(
+            vec![("googlemail.com".into(), "gmail.com".into())],
+            vec!["gmail.com".into()],
+        );
+        let proving = |raw| inboxes.proving(&normalize(raw).unwrap());
+        for gmail in ["a.da+x@gmail.com", "ada@googlemail.com", "A.D.A@gmail.com"] {
+            assert_eq!(proving(gmail), "ada@gmail.com", "{gmail}");
+        }
+        // Elsewhere `+x` may be a letter of another mailbox: not folded.
+        assert_eq!(proving("ada+x@example.com"), "ada+x@example.com");
+        assert_eq!(proving("a.da@example.com"), "a.da@example.com");
+        // Counting still folds the tag.
+        assert_eq!(
+            inboxes.of(&normalize("ada+x@example.com").unwrap()),
+            "ada@example.com"
+        );
     }
 }

@@ -149,15 +149,54 @@ pub fn registration(id: i64, created_at: chrono::DateTime<chrono::Utc>) -> Strin
     format!("{id}:{}", created_at.timestamp_micros())
 }
 
-/// The proofs kept in Redis: one hash per address, a field per proven
-/// credential (its proof, never the password) whose value names the
-/// registrant it proved and until when. Cheap to clone.
+/// The proofs kept in Redis: one hash per inbox a code proves
+/// (`address::Inboxes::proving`), a field per proven credential (its
+/// proof, never the password) whose value names the registrant it proved
+/// and until when. Cheap to clone.
+///
+/// By inbox, so that when the inbox's code is sent again (and lives longer)
+/// every proof kept for it lives as long ([`Proofs::extend`]): whoever
+/// types that code within its life signs in without bcrypt, and no limit
+/// on failed sign-ins refuses them.
 #[derive(Clone)]
 pub struct Proofs {
     conn: RedisConnection,
     names: Arc<KeyNames>,
     prover: Prover,
+    extend: Arc<redis::Script>,
+    forget: Arc<redis::Script>,
 }
+
+/// Every proof of a hash (KEYS[1]) lives at least until ARGV[1] (ms since
+/// the epoch); the hash too (its TTL ARGV[2] ms, only ever lengthened).
+const EXTEND: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local registrant, untl = string.match(all[i + 1], '^(.*)|(%d+)$')
+  if untl and tonumber(untl) < tonumber(ARGV[1]) then
+    redis.call('HSET', KEYS[1], all[i], registrant .. '|' .. ARGV[1])
+  end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2], 'GT')
+end
+return 1
+";
+
+/// Deletes the proofs of a hash (KEYS[1]) whose registrant's name starts
+/// with one of ARGV.
+const FORGET: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  for _, prefix in ipairs(ARGV) do
+    if string.sub(all[i + 1], 1, #prefix) == prefix then
+      redis.call('HDEL', KEYS[1], all[i])
+      break
+    end
+  end
+end
+return 1
+";
 
 impl Proofs {
     pub fn new(conn: RedisConnection, names: KeyNames, prover: Prover) -> Self {
@@ -165,17 +204,21 @@ impl Proofs {
             conn,
             names: Arc::new(names),
             prover,
+            extend: Arc::new(redis::Script::new(EXTEND)),
+            forget: Arc::new(redis::Script::new(FORGET)),
         }
     }
 
-    fn key(&self, email: &Email) -> String {
-        self.names.address(email.as_str(), "credential:proofs")
+    fn key(&self, inbox: &str) -> String {
+        self.names.inbox(inbox, "credential:proofs")
     }
 
     /// Keeps, for `ttl`, the proof that `password` is `registrant`'s (a
-    /// registration or a claim of `email`, named by the caller).
+    /// registration or a claim of `email`, named by the caller), under
+    /// `inbox`, the inbox `email`'s codes prove.
     pub async fn keep(
         &self,
+        inbox: &str,
         email: &Email,
         password: &Password,
         registrant: &str,
@@ -183,7 +226,7 @@ impl Proofs {
     ) -> RedisResult<()> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let until = now_ms().saturating_add(ttl_ms);
-        let key = self.key(email);
+        let key = self.key(inbox);
         redis::pipe()
             .hset(
                 &key,
@@ -207,10 +250,15 @@ impl Proofs {
     }
 
     /// The registrant `password` was proven to be for `email`, if a proof
-    /// of it is kept and has not expired.
-    pub async fn recall(&self, email: &Email, password: &Password) -> RedisResult<Option<String>> {
+    /// of it is kept under `inbox` and has not expired.
+    pub async fn recall(
+        &self,
+        inbox: &str,
+        email: &Email,
+        password: &Password,
+    ) -> RedisResult<Option<String>> {
         let value: Option<String> = redis::cmd("HGET")
-            .arg(self.key(email))
+            .arg(self.key(inbox))
             .arg(self.prover.proof(email, "", password))
             .query_async(&mut self.conn.clone())
             .await?;
@@ -220,12 +268,33 @@ impl Proofs {
         }))
     }
 
-    /// Ends every proof kept for `email` (its account was activated,
-    /// unlocked, registered afresh or erased).
-    pub async fn forget(&self, email: &Email) -> RedisResult<()> {
-        redis::cmd("DEL")
-            .arg(self.key(email))
-            .query_async::<i64>(&mut self.conn.clone())
+    /// Every proof kept under `inbox` lives at least `ttl` more: the inbox's
+    /// code was sent again and lives that long.
+    pub async fn extend(&self, inbox: &str, ttl: Duration) -> RedisResult<()> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.extend
+            .key(self.key(inbox))
+            .arg(now_ms().saturating_add(ttl_ms))
+            .arg(ttl_ms)
+            .invoke_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(drop)
+    }
+
+    /// Ends the proofs kept under `inbox` for the registrants whose names
+    /// start with one of `prefixes` (an account activated, unlocked,
+    /// registered afresh or erased).
+    pub async fn forget(&self, inbox: &str, prefixes: &[String]) -> RedisResult<()> {
+        if prefixes.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.forget.prepare_invoke();
+        invocation.key(self.key(inbox));
+        for prefix in prefixes {
+            invocation.arg(prefix);
+        }
+        invocation
+            .invoke_async::<i64>(&mut self.conn.clone())
             .await
             .map(drop)
     }

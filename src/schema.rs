@@ -47,6 +47,7 @@ diesel::table! {
         kind -> Text,
         event_type -> Nullable<Text>,
         claim_id -> Nullable<Int8>,
+        inbox -> Nullable<Text>,
     }
 }
 

@@ -67,7 +67,8 @@ impl Accounts {
     }
 
     async fn try_code(&self, user: &User, code: &Code) -> Result<(), AccountError> {
-        let inbox = self.inbox_of(&user.email);
+        // The inbox its codes prove, and the inbox its budget counts.
+        let (inbox, counted) = (self.code_inbox_of(&user.email), self.inbox_of(&user.email));
         let me = registrant(user);
         let length = code.as_str().len();
         let max = self.limiter.policy().activation_max_failures;
@@ -112,7 +113,7 @@ impl Accounts {
                 GuessPaid::First
             } else {
                 let cost = cost_of(length) * u64::try_from(candidates.len()).unwrap_or(u64::MAX);
-                self.limiter.pay_guess(&inbox, &me, cost, first).await?
+                self.limiter.pay_guess(&counted, &me, cost, first).await?
             };
             if paid == GuessPaid::Refused {
                 return Ok(Tried::Wrong { checked: false });
@@ -153,14 +154,13 @@ impl Accounts {
                 if self.events.activated {
                     crate::metrics::get().event(ACTIVATED, "queued");
                 }
-                if let GuessPaid::Units(cost) = paid
-                    && let Err(err) = self.limiter.give_back_guess(&inbox, cost).await
-                {
+                if let Err(err) = self.limiter.give_back_guess(&counted, paid).await {
                     tracing::warn!(error = %err, "could not give back an inbox's guess");
                 }
                 // The account is active whatever Redis says now; stale
                 // counters only matter to an account that cannot activate.
-                self.forget_counters(&user.email, &[]).await;
+                self.forget_counters(user, &super::registrants_of(user))
+                    .await;
                 Ok(())
             }
             Tried::Wrong { checked } => {

@@ -118,7 +118,8 @@ impl Accounts {
         user: &User,
         long: bool,
     ) -> Result<(), AccountError> {
-        let inbox = self.inbox_of(&user.email);
+        // The inbox its codes prove, and the inbox its budget counts.
+        let (inbox, counted) = (self.code_inbox_of(&user.email), self.inbox_of(&user.email));
         let now = Utc::now();
         let expires_at = now + crate::duration::to_delta(self.code_ttl);
         // Issuers and activations of one inbox take turns.
@@ -132,7 +133,7 @@ impl Accounts {
             && self
                 .limiter
                 .reserve_short_code(
-                    &inbox,
+                    &counted,
                     &registrant(user),
                     self.code_length,
                     user.failed_activations == 0,
@@ -149,6 +150,14 @@ impl Accounts {
             Some((shared, code)) => {
                 activation_codes::share(conn, shared.id, expires_at.max(shared.expires_at)).await?;
                 self.supersede(conn, user, Some(shared.id), now).await?;
+                // The code lives longer now: so do the credentials proven
+                // for it, or the owner typing it late would need bcrypt and
+                // pass the failed sign-in limits (best effort).
+                if let Some(proofs) = &self.proofs
+                    && let Err(err) = proofs.extend(&inbox, self.code_ttl).await
+                {
+                    tracing::warn!(error = %err, "could not extend the credential proofs");
+                }
                 code
             }
             None => {
@@ -174,6 +183,7 @@ impl Accounts {
                 kind: outbox::EMAIL,
                 event_type: None,
                 claim_id: user.claim,
+                inbox: Some(&counted),
             },
         )
         .await?;

@@ -58,6 +58,7 @@ pub(super) async fn queue_event(
             kind: outbox::EVENT,
             event_type: Some(kind),
             claim_id: None,
+            inbox: None,
         },
     )
     .await

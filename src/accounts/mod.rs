@@ -203,9 +203,14 @@ impl Accounts {
         &self.limiter
     }
 
-    /// The inbox `email` reaches.
+    /// The inbox `email` reaches, as the limits count it.
     pub fn inbox_of(&self, email: &Email) -> String {
         self.inboxes.of(email)
+    }
+
+    /// The inbox a code emailed to `email` proves (`Inboxes::proving`).
+    fn code_inbox_of(&self, email: &Email) -> String {
+        self.inboxes.proving(email)
     }
 
     /// When a registration made now would have to be made before to be
@@ -249,12 +254,19 @@ impl Accounts {
 
 /// The name of a registrant of a pending address in Redis: its first
 /// registration (bound to its creation, so a registration started afresh
-/// is another) or one of its claims.
+/// is another) or one of its claims; each begins with
+/// [`registrants_of`]'s prefixes.
 fn registrant(user: &User) -> String {
     match user.claim {
-        Some(claim) => format!("c{claim}"),
+        Some(claim) => format!("c{}.{claim}", user.id.0),
         None => format!("r{}.{}", user.id.0, user.created_at.timestamp_micros()),
     }
+}
+
+/// The prefixes of the names of every registrant of `user`'s address (its
+/// registration, whenever made, and its claims).
+fn registrants_of(user: &User) -> Vec<String> {
+    vec![format!("r{}.", user.id.0), format!("c{}.", user.id.0)]
 }
 
 /// The key that names Redis keys (`redis::KeyNames`), made on first use

@@ -127,12 +127,19 @@ impl Accounts {
         let Some(user) = users::find_by_email(conn, email).await? else {
             return Ok(Standing::Open(None));
         };
+        let now = Utc::now();
         Ok(if user.is_active {
             Standing::Active
-        } else if self.expired(&user, Utc::now()) {
+        } else if self.expired(&user, now) {
             Standing::Open(Some(user))
         } else {
-            let claims = claims::of_user(conn, user.id).await?;
+            // Claims that expired sign in no more: not the address's now.
+            let cutoff = self.expired_before(now);
+            let claims = claims::of_user(conn, user.id)
+                .await?
+                .into_iter()
+                .filter(|claim| cutoff.is_none_or(|cutoff| claim.created_at >= cutoff))
+                .collect();
             Standing::Pending(user, claims)
         })
     }
@@ -151,7 +158,16 @@ impl Accounts {
             let written = match standing {
                 Standing::Active => return Ok(Registered::Changed(Standing::Active)),
                 Standing::Open(expired) => {
-                    let hash = self.hasher.hash(newcomer.password, newcomer.client).await?;
+                    // A registration started afresh keeps its salt: claims
+                    // made before it expired, still live, share it.
+                    let hash = match &expired {
+                        Some(old) => {
+                            self.hasher
+                                .hash_like(newcomer.password, &old.password_hash, newcomer.client)
+                                .await?
+                        }
+                        None => self.hasher.hash(newcomer.password, newcomer.client).await?,
+                    };
                     let mut conn = self.pool.get().await?;
                     self.create(&mut conn, newcomer, expired, &hash).await?
                 }
@@ -181,8 +197,8 @@ impl Accounts {
     }
 
     /// In one transaction: the account (or the expired one started afresh
-    /// for its new owner), its first code and its email, and the
-    /// `user.registered` event.
+    /// for its new registrant, ending the claims that expired too), its
+    /// first code and its email, and the `user.registered` event.
     async fn create(
         &self,
         conn: &mut AsyncPgConnection,
@@ -211,8 +227,9 @@ impl Accounts {
                             user_id = %user.id,
                             "an expired pending registration starts afresh"
                         );
-                        // Its claims expired with it.
-                        claims::end_all(conn, user.id).await?;
+                        // The claims that expired with it end; younger
+                        // ones stay, with the codes they were sent.
+                        claims::end_made_before(conn, user.id, cutoff).await?;
                     }
                     renewed
                 }
@@ -229,13 +246,14 @@ impl Accounts {
             }
             Ok(Registered::Account(user))
         })?;
-        if let Registered::Account(user) = &created {
+        if let Registered::Account(_) = &created {
             if self.events.registered {
                 crate::metrics::get().event(REGISTERED, "queued");
             }
-            if expired.is_some() {
-                // A new owner: the old one's counters are none of theirs.
-                self.forget_counters(&user.email, &[]).await;
+            if let Some(old) = &expired {
+                // A new registration: the old one's counters and proof are
+                // none of its.
+                self.forget_counters(old, &[super::registrant(old)]).await;
             }
         }
         Ok(created)
@@ -287,25 +305,46 @@ impl Accounts {
         let Some(proofs) = &self.proofs else {
             return;
         };
+        let inbox = self.code_inbox_of(&user.email);
         if let Err(err) = proofs
-            .keep(&user.email, password, &registrant(user), self.code_ttl)
+            .keep(
+                &inbox,
+                &user.email,
+                password,
+                &registrant(user),
+                self.code_ttl,
+            )
             .await
         {
             tracing::warn!(error = %err, "could not keep a credential proof");
         }
     }
 
-    /// Clears what Redis counted for `email`'s registration and its
-    /// `claims`, and its proofs (a new owner, an activation). Logged, not
-    /// answered: the outcome is decided.
-    pub(super) async fn forget_counters(&self, email: &Email, claims: &[i64]) {
-        if let Err(err) = self.limiter.unlock(email, claims, true).await {
+    /// Clears what Redis counted for `user`'s address (its registration's
+    /// counters, the address's sign-ins) and the proofs of `registrants`
+    /// (name prefixes): an activation, a new owner. Logged, not answered:
+    /// the outcome is decided.
+    pub(super) async fn forget_counters(&self, user: &User, registrants: &[String]) {
+        if let Err(err) = self.limiter.unlock(&user.email, &[], true).await {
             tracing::warn!(error = %err, "could not clear an address's counters");
         }
-        if let Some(proofs) = &self.proofs
-            && let Err(err) = proofs.forget(email).await
-        {
+        if let Err(err) = self.forget_proofs(user, registrants).await {
             tracing::warn!(error = %err, "could not end an address's credential proofs");
         }
+    }
+
+    /// Ends the proofs of `registrants` (name prefixes) of `user`'s
+    /// address.
+    pub(super) async fn forget_proofs(
+        &self,
+        user: &User,
+        registrants: &[String],
+    ) -> Result<(), AccountError> {
+        if let Some(proofs) = &self.proofs {
+            proofs
+                .forget(&self.code_inbox_of(&user.email), registrants)
+                .await?;
+        }
+        Ok(())
     }
 }

@@ -20,6 +20,15 @@ use crate::db::claims::{self, Claim};
 use crate::db::users::{self, User};
 use crate::password::Password;
 
+/// Who may sign in to an address now ([`Accounts::signable`]).
+struct Signable {
+    user: User,
+    /// Whether its first registration may (an active account's: yes).
+    registration: bool,
+    /// Its live claims that have not expired.
+    claims: Vec<Claim>,
+}
+
 impl Accounts {
     /// Checks HTTP Basic credentials; the account as the password signs in
     /// to it (a pending address's registration, or one of its claims). An
@@ -69,79 +78,104 @@ impl Accounts {
     ) -> Result<Option<User>, AccountError> {
         let remembered = self.recent.recall(email, password);
         let proven = match (&remembered, &self.proofs) {
-            (None, Some(proofs)) => match proofs.recall(email, password).await {
-                Ok(proven) => proven,
-                Err(err) => {
-                    tracing::warn!(error = %err, "could not read a credential proof");
-                    None
+            (None, Some(proofs)) => {
+                let inbox = self.code_inbox_of(email);
+                match proofs.recall(&inbox, email, password).await {
+                    Ok(proven) => proven,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not read a credential proof");
+                        None
+                    }
                 }
-            },
+            }
             _ => None,
         };
         if remembered.is_none() && proven.is_none() {
             return Ok(None);
         }
-        let mut conn = self.pool.get().await?;
-        let Some(user) = users::find_by_email(&mut conn, email).await? else {
+        let Some(signable) = self.signable(email).await? else {
             return Ok(None);
         };
-        if self.expired(&user, Utc::now()) {
-            return Ok(None);
-        }
+        let Signable {
+            user,
+            registration,
+            claims,
+        } = signable;
         if let Some((hash, claim)) = remembered {
             return Ok(match claim {
-                None => (hash == user.password_hash.0).then_some(user),
-                Some(claim) if !user.is_active => claims::of_user(&mut conn, user.id)
-                    .await?
+                None => (registration && hash == user.password_hash.0).then_some(user),
+                Some(claim) => claims
                     .iter()
                     .find(|live| live.id == claim && live.password_hash.0 == hash)
                     .map(|live| user.as_claim(live)),
-                Some(_) => None,
             });
         }
         if user.is_active {
             return Ok(None);
         }
         let proven = proven.unwrap_or_default();
-        if proven == registrant(&user) {
+        if registration && proven == registrant(&user) {
             return Ok(Some(user));
         }
-        Ok(claims::of_user(&mut conn, user.id)
-            .await?
+        Ok(claims
             .iter()
             .find(|claim| proven == registrant(&user.as_claim(claim)))
             .map(|claim| user.as_claim(claim)))
     }
 
+    /// The account of `email` and, when it is pending, who may sign in to
+    /// it now: its first registration unless expired, and its live claims
+    /// that have not expired (each registration and claim expires
+    /// `PENDING_ACCOUNT_TTL_SECONDS` after it was made).
+    async fn signable(&self, email: &Email) -> Result<Option<Signable>, AccountError> {
+        let mut conn = self.pool.get().await?;
+        let Some(user) = users::find_by_email(&mut conn, email).await? else {
+            return Ok(None);
+        };
+        if user.is_active {
+            return Ok(Some(Signable {
+                user,
+                registration: true,
+                claims: Vec::new(),
+            }));
+        }
+        let now = Utc::now();
+        let cutoff = self.expired_before(now);
+        let claims = claims::of_user(&mut conn, user.id)
+            .await?
+            .into_iter()
+            .filter(|claim| cutoff.is_none_or(|cutoff| claim.created_at >= cutoff))
+            .collect();
+        Ok(Some(Signable {
+            registration: !self.expired(&user, now),
+            user,
+            claims,
+        }))
+    }
+
     /// Verifies `password` for `email` with bcrypt: one computation for an
     /// unknown address (against a dummy hash), an active account, or a
-    /// pending one and all its claims.
+    /// pending one and all its claims (expired or not).
     async fn check_password(
         &self,
         email: &Email,
         password: &Password,
         client: ClientIp,
     ) -> Result<User, AccountError> {
-        let (user, live) = {
-            let mut conn = self.pool.get().await?;
-            match users::find_by_email(&mut conn, email).await? {
-                Some(user) if !user.is_active && self.expired(&user, Utc::now()) => (None, vec![]),
-                Some(user) if !user.is_active => {
-                    let live = claims::of_user(&mut conn, user.id).await?;
-                    (Some(user), live)
-                }
-                other => (other, vec![]),
+        let (user, registration, live) = match self.signable(email).await? {
+            Some(signable) if !signable.user.is_active => {
+                (signable.user, signable.registration, signable.claims)
             }
-        };
-        let user = match user {
-            Some(user) if !user.is_active => user,
-            other => return self.check_account(other, email, password, client).await,
+            other => {
+                let user = other.map(|signable| signable.user);
+                return self.check_account(user, email, password, client).await;
+            }
         };
         let hash = self
             .hasher
             .digest_like(password, &user.password_hash, client)
             .await?;
-        if crate::password::same_digest(&user.password_hash, &hash) {
+        if registration && crate::password::same_digest(&user.password_hash, &hash) {
             self.recent
                 .remember(email, password, &user.password_hash.0, None);
             return Ok(user);

@@ -31,9 +31,8 @@ impl Accounts {
         };
         let cleared = self.limiter.unlock(email, &claims, resend_limits).await?;
         // Whatever unlocks an account also ends its credential proofs.
-        if let Some(proofs) = &self.proofs {
-            proofs.forget(email).await?;
-        }
+        self.forget_proofs(&user, &super::registrants_of(&user))
+            .await?;
         Ok(Unlocked { cleared, budget })
     }
 
@@ -59,9 +58,8 @@ impl Accounts {
         let ((codes, emails), claims) =
             deleted.ok_or_else(|| AccountError::UnknownUser(email.clone()))?;
         self.limiter.forget(&user.email, &claims).await?;
-        if let Some(proofs) = &self.proofs {
-            proofs.forget(&user.email).await?;
-        }
+        self.forget_proofs(&user, &super::registrants_of(&user))
+            .await?;
         Ok(Deleted { codes, emails })
     }
 }

@@ -80,6 +80,26 @@ pub async fn end_all(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<
     expire_emails(conn, &ended).await
 }
 
+/// Ends the live claims of `user` made before `cutoff` (they expired with
+/// the registration started afresh), as [`end_all`] does.
+pub async fn end_made_before(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    cutoff: DateTime<Utc>,
+) -> QueryResult<()> {
+    let ended = diesel::update(
+        claims::table
+            .filter(claims::user_id.eq(user))
+            .filter(claims::ended_at.is_null())
+            .filter(claims::created_at.lt(cutoff)),
+    )
+    .set(claims::ended_at.eq(Utc::now()))
+    .returning(claims::id)
+    .load(conn)
+    .await?;
+    expire_emails(conn, &ended).await
+}
+
 /// The queued emails of claims just ended expire: their codes open nothing.
 /// No statement when none ended (most activations: an address with no
 /// claims).

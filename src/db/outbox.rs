@@ -134,6 +134,9 @@ pub struct NewMessage<'a> {
     /// The claim an email's code belongs to; `None`: the first
     /// registration's (and every event).
     pub claim_id: Option<i64>,
+    /// The inbox an email goes to, as the limits fold it: one inbox's
+    /// emails leave in order. `None` for an event.
+    pub inbox: Option<&'a str>,
 }
 
 /// Queues a message. A trigger notifies listening dispatchers at commit.
@@ -155,6 +158,7 @@ pub async fn insert(mut conn: &AsyncPgConnection, new: &NewMessage<'_>) -> Query
         new.kind.into_sql::<Text>(),
         new.event_type.into_sql::<Nullable<Text>>(),
         new.claim_id.into_sql::<Nullable<BigInt>>(),
+        new.inbox.into_sql::<Nullable<Text>>(),
     ));
     diesel::insert_into(email_outbox::table)
         .values(values)
@@ -166,6 +170,7 @@ pub async fn insert(mut conn: &AsyncPgConnection, new: &NewMessage<'_>) -> Query
             email_outbox::kind,
             email_outbox::event_type,
             email_outbox::claim_id,
+            email_outbox::inbox,
         ))
         .returning(email_outbox::id)
         .get_result(&mut conn)
@@ -222,30 +227,48 @@ async fn expire_queued(
         .await
 }
 
-/// Claims up to `limit` due messages for this sender: each claim counts an
-/// attempt and pushes the message's next attempt `lease` ahead, so if this
-/// process dies mid-send the message becomes due again when the lease runs
-/// out. `FOR UPDATE SKIP LOCKED` lets several dispatchers claim concurrently
-/// without blocking on, or double-claiming, each other's rows. Events are
-/// claimed only `with_events` (by a sender that has somewhere to post them),
-/// or once expired (to be finished as such, so that none is left queued for
-/// ever when no instance has a webhook any more).
+/// The dispatcher's lanes: emails and events are claimed and sent apart,
+/// so a slow or hung webhook receiver delays no email.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Emails,
+    Events,
+}
+
+/// Claims up to `limit` due messages of `lane` for this sender: each claim
+/// counts an attempt and pushes the message's next attempt `lease` ahead,
+/// so if this process dies mid-send the message becomes due again when the
+/// lease runs out. `FOR UPDATE SKIP LOCKED` lets several dispatchers claim
+/// concurrently without blocking on, or double-claiming, each other's rows.
+/// An email is claimed only when no older email to its inbox is still
+/// queued: one inbox's emails leave in order. Events are claimed only
+/// `with_events` (by a sender that has somewhere to post them), or once
+/// expired (to be finished as such, so that none is left queued for ever
+/// when no instance has a webhook any more).
 pub async fn claim_due(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     lease: Duration,
     limit: i64,
+    lane: Lane,
     with_events: bool,
 ) -> QueryResult<Vec<Message>> {
-    diesel::sql_query(
+    let due = match lane {
+        Lane::Emails => {
+            "m.kind = 'email' AND NOT EXISTS (SELECT 1 FROM email_outbox o \
+               WHERE o.kind = 'email' AND o.status = 'queued' AND o.inbox = m.inbox \
+                 AND o.id < m.id)"
+        }
+        Lane::Events => "m.kind = 'event' AND ($4 OR m.expires_at <= $1)",
+    };
+    diesel::sql_query(format!(
         "UPDATE email_outbox SET attempts = attempts + 1, next_attempt_at = $2 \
-         WHERE id IN (SELECT id FROM email_outbox \
-                      WHERE status = 'queued' AND next_attempt_at <= $1 \
-                        AND (kind = 'email' OR $4 OR expires_at <= $1) \
-                      ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+         WHERE id IN (SELECT m.id FROM email_outbox m \
+                      WHERE m.status = 'queued' AND m.next_attempt_at <= $1 AND {due} \
+                      ORDER BY m.next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
          RETURNING id, user_id, recipient, payload, created_at, expires_at, attempts, kind, \
-                   event_type",
-    )
+                   event_type"
+    ))
     .bind::<Timestamptz, _>(now)
     .bind::<Timestamptz, _>(now + crate::duration::to_delta(lease))
     .bind::<BigInt, _>(limit)
@@ -345,20 +368,17 @@ pub async fn release(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<(
         .map(drop)
 }
 
-/// When the earliest queued message is due, if any is queued (events
-/// counted only `with_events`).
+/// When the earliest queued message of `lane` is due, if any is queued.
 pub async fn next_due_at(
     conn: &mut AsyncPgConnection,
-    with_events: bool,
+    lane: Lane,
 ) -> QueryResult<Option<DateTime<Utc>>> {
-    let kinds: &[&str] = if with_events {
-        &[EMAIL, EVENT]
-    } else {
-        &[EMAIL]
-    };
     email_outbox::table
         .filter(email_outbox::status.eq(MessageState::Queued))
-        .filter(email_outbox::kind.eq_any(kinds))
+        .filter(email_outbox::kind.eq(match lane {
+            Lane::Emails => EMAIL,
+            Lane::Events => EVENT,
+        }))
         .select(diesel::dsl::min(email_outbox::next_attempt_at))
         .get_result(conn)
         .await

@@ -12,14 +12,14 @@ use super::{DAY, Decision, Limit, Limiter, YEAR, millis, pttl};
 use crate::client_ip::ClientIp;
 use crate::code::LONG_LENGTH;
 
-/// An email counted for an inbox, to give back if it is not sent.
+/// An email counted for an inbox, to give back if it is not sent: in
+/// which day, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmailSlot {
-    /// The first email of the client's site today: not counted against
-    /// the total.
-    SitesFirst,
-    /// Counted against the inbox's total.
-    Counted,
+pub struct EmailSlot {
+    day: Period,
+    /// The first email of the client's site that day, not counted against
+    /// the total; else counted.
+    sites_first: bool,
 }
 
 /// How a code comparison was paid for, if it was.
@@ -28,10 +28,39 @@ pub enum GuessPaid {
     /// A registrant's first attempt: paid when its short code was issued,
     /// or free (a long code's).
     First,
-    /// Paid now, from the inbox's budget: given back if the code is right.
-    Units(u64),
+    /// Paid now, from the inbox's budget of that day and year: given back
+    /// if the code is right.
+    Units(u64, Period, Period),
     /// The budget has no room: the code is not compared.
     Refused,
+}
+
+/// A window of the calendar's: the same for every inbox and client, so a
+/// refusal's wait tells nobody when someone else asked, and what is given
+/// back goes to the window it was taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    /// Its number since the epoch.
+    index: u64,
+    /// When it ends, in milliseconds since the epoch.
+    end_ms: u64,
+}
+
+impl Period {
+    /// The window of `length` that holds now.
+    fn now(length: Duration) -> Self {
+        let length = millis(length).max(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            });
+        let index = now / length;
+        Self {
+            index,
+            end_ms: (index + 1).saturating_mul(length),
+        }
+    }
 }
 
 /// How long a registrant's prepaid first attempt is kept: longer than any
@@ -64,17 +93,20 @@ pub fn cost_of(digits: usize) -> u64 {
 }
 
 impl Limiter {
-    fn email_keys(&self, inbox: &str) -> [String; 2] {
+    fn email_keys(&self, inbox: &str, day: Period) -> [String; 2] {
         [
-            self.names.inbox(inbox, "emails"),
-            self.names.inbox(inbox, "emails:by-network"),
+            self.names.inbox(inbox, &format!("emails:{}", day.index)),
+            self.names
+                .inbox(inbox, &format!("emails:by-network:{}", day.index)),
         ]
     }
 
-    fn guess_keys(&self, inbox: &str) -> [String; 3] {
+    fn guess_keys(&self, inbox: &str, day: Period, year: Period) -> [String; 3] {
         [
-            self.names.inbox(inbox, "guesses:day"),
-            self.names.inbox(inbox, "guesses:year"),
+            self.names
+                .inbox(inbox, &format!("guesses:day:{}", day.index)),
+            self.names
+                .inbox(inbox, &format!("guesses:year:{}", year.index)),
             self.names.inbox(inbox, "guesses:prepaid"),
         ]
     }
@@ -89,7 +121,8 @@ impl Limiter {
         client: ClientIp,
     ) -> RedisResult<Result<EmailSlot, Decision>> {
         let policy = &self.policy;
-        let [total, by_network] = self.email_keys(inbox);
+        let day = Period::now(DAY);
+        let [total, by_network] = self.email_keys(inbox, day);
         let (full, value): (usize, i64) = self
             .inbox
             .reserve_email
@@ -99,12 +132,16 @@ impl Limiter {
             .arg(self.names.client_field(&client.site_name()))
             .arg(policy.emails_per_mailbox_daily)
             .arg(policy.emails_per_mailbox_daily_total)
-            .arg(millis(DAY))
+            .arg(day.end_ms)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let limit = match full {
-            0 if value == 1 => return Ok(Ok(EmailSlot::SitesFirst)),
-            0 => return Ok(Ok(EmailSlot::Counted)),
+            0 => {
+                return Ok(Ok(EmailSlot {
+                    day,
+                    sites_first: value == 1,
+                }));
+            }
             1 => Limit::MailboxDaily,
             _ => Limit::MailboxDailyTotal,
         };
@@ -122,17 +159,14 @@ impl Limiter {
         client: ClientIp,
         slot: EmailSlot,
     ) -> RedisResult<()> {
-        let [total, by_network] = self.email_keys(inbox);
+        let [total, by_network] = self.email_keys(inbox, slot.day);
         self.inbox
             .release_email
             .key(total)
             .key(by_network)
             .arg(self.names.client_field(&client.network_name()))
             .arg(self.names.client_field(&client.site_name()))
-            .arg(match slot {
-                EmailSlot::SitesFirst => "1",
-                EmailSlot::Counted => "2",
-            })
+            .arg(if slot.sites_first { "1" } else { "2" })
             .invoke_async::<i64>(&mut self.conn.clone())
             .await
             .map(drop)
@@ -150,7 +184,7 @@ impl Limiter {
         code_length: usize,
         first_unspent: bool,
     ) -> RedisResult<bool> {
-        let answer = self
+        let (answer, _, _) = self
             .guess(
                 inbox,
                 "prepay",
@@ -173,8 +207,8 @@ impl Limiter {
     ) -> RedisResult<GuessPaid> {
         Ok(
             match self.guess(inbox, "pay", cost, registrant, first).await? {
-                2 => GuessPaid::First,
-                1 => GuessPaid::Units(cost),
+                (2, _, _) => GuessPaid::First,
+                (1, day, year) => GuessPaid::Units(cost, day, year),
                 _ => GuessPaid::Refused,
             },
         )
@@ -187,33 +221,39 @@ impl Limiter {
         cost: u64,
         registrant: &str,
         first: bool,
-    ) -> RedisResult<i64> {
+    ) -> RedisResult<(i64, Period, Period)> {
         let policy = &self.policy;
-        let [day, year, prepaid] = self.guess_keys(inbox);
+        let (day, year) = (Period::now(DAY), Period::now(YEAR));
+        let [day_key, year_key, prepaid] = self.guess_keys(inbox, day, year);
         // The settings count guesses of 4 digits: so many times 10^4 units.
         let units = |guesses: u32| u64::from(guesses) * cost_of(4);
-        self.inbox
+        let answer = self
+            .inbox
             .guess
-            .key(day)
-            .key(year)
+            .key(day_key)
+            .key(year_key)
             .key(prepaid)
             .arg(mode)
             .arg(cost)
             .arg(units(policy.inbox_short_guesses_daily))
-            .arg(millis(DAY))
+            .arg(day.end_ms)
             .arg(units(policy.inbox_short_guesses_yearly))
-            .arg(millis(YEAR))
+            .arg(year.end_ms)
             .arg(registrant)
             .arg(if first { "1" } else { "0" })
             .arg(millis(PREPAID_LIFE))
             .invoke_async(&mut self.conn.clone())
-            .await
+            .await?;
+        Ok((answer, day, year))
     }
 
-    /// Gives back units [`Limiter::pay_guess`] took for a code that turned
-    /// out right.
-    pub async fn give_back_guess(&self, inbox: &str, cost: u64) -> RedisResult<()> {
-        let [day, year, _] = self.guess_keys(inbox);
+    /// Gives back what [`Limiter::pay_guess`] took for a code that turned
+    /// out right, to the windows it was taken from.
+    pub async fn give_back_guess(&self, inbox: &str, paid: GuessPaid) -> RedisResult<()> {
+        let GuessPaid::Units(cost, day, year) = paid else {
+            return Ok(());
+        };
+        let [day, year, _] = self.guess_keys(inbox, day, year);
         self.inbox
             .give_back_units
             .key(day)
@@ -227,7 +267,7 @@ impl Limiter {
     /// The units of guessing odds `inbox` has used in the current day's
     /// and year's windows, for support and tests.
     pub async fn guesses_used(&self, inbox: &str) -> RedisResult<(u64, u64)> {
-        let [day, year, _] = self.guess_keys(inbox);
+        let [day, year, _] = self.guess_keys(inbox, Period::now(DAY), Period::now(YEAR));
         let (day, year): (Option<u64>, Option<u64>) = redis::pipe()
             .get(day)
             .get(year)

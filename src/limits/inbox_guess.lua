@@ -1,12 +1,12 @@
 -- An inbox's budget of guessing odds (docs/LIMITS.md "Guessing odds per
 -- inbox"), in units of 10^-8: comparing a typed code with a stored code of
 -- d digits costs 10^(8-d). KEYS[1] and KEYS[2] count the units of the
--- day's and the year's windows; KEYS[3] is a hash of the registrants
--- (a first registration or a claim) whose first attempt was paid for when
--- their short code was issued.
--- ARGV: the mode, the cost, the day's limit and window (ms), the year's
--- limit and window (ms), the registrant, whether this is its first attempt
--- ('1'), and how long a prepaid first attempt is kept (ms).
+-- calendar's day and of its 365-day period; KEYS[3] is a hash of the
+-- registrants (a first registration or a claim) whose first attempt was
+-- paid for when their short code was issued.
+-- ARGV: the mode, the cost, the day's limit and end (ms since the epoch),
+-- the period's limit and end, the registrant, whether this is its first
+-- attempt ('1'), and how long a prepaid first attempt is kept (ms).
 --   'prepay' (a short code is being issued): 1 when the registrant's
 --     first attempt is paid already, or is paid now; for a registrant that
 --     has attempted before, 1 when the budget has room (nothing taken);
@@ -20,8 +20,10 @@ local function room()
     and tonumber(redis.call('GET', KEYS[2]) or '0') + cost <= tonumber(ARGV[5])
 end
 local function take()
-  if redis.call('INCRBY', KEYS[1], cost) == cost then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
-  if redis.call('INCRBY', KEYS[2], cost) == cost then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
+  redis.call('INCRBY', KEYS[1], cost)
+  redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+  redis.call('INCRBY', KEYS[2], cost)
+  redis.call('PEXPIREAT', KEYS[2], ARGV[6])
 end
 if ARGV[1] == 'prepay' then
   if redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1 then return 1 end

@@ -92,6 +92,20 @@ pub(super) struct Sent {
     pub(super) result: Result<(), Failure>,
 }
 
+impl Sent {
+    /// Whether this outcome pauses its lane: a provider's 429 pauses every
+    /// email; a webhook receiver that fails or hangs is backed off as a
+    /// whole (its lane pauses, and probes one event at a time until one
+    /// goes through), not event by event.
+    pub(super) fn pauses_lane(&self) -> bool {
+        match &self.result {
+            Err(Failure::Throttled { .. }) => true,
+            Err(Failure::Transient { .. }) => self.message.is_event(),
+            _ => false,
+        }
+    }
+}
+
 /// Outcomes counted by result.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
@@ -221,6 +235,11 @@ impl Courier {
             status: failure.status(),
             reason: &reason,
         };
+        // The posts in flight together fail together: one pause for them.
+        if sent.pauses_lane() && throttle.paused_until().is_none() {
+            let pause = throttle.pause(None);
+            tracing::warn!(?pause, "the webhook receiver failed; pausing events");
+        }
         let retry_at = now + retry_delay(attempts);
         let max_attempts = if message.is_event() {
             EVENT_MAX_ATTEMPTS
@@ -297,18 +316,20 @@ pub(super) async fn record_one(
     Ok(())
 }
 
-/// Claims up to `slots` due messages: emails, and events if this courier has
-/// a webhook (an instance without one leaves them to those that have). Expired ones are finished at once (and
-/// counted in `tally`); the others are returned to be sent.
+/// Claims up to `slots` due messages of `lane`: emails, or events if this
+/// courier has a webhook (an instance without one leaves them to those that
+/// have, and only finishes the expired). Expired ones are finished at once
+/// (and counted in `tally`); the others are returned to be sent.
 pub(super) async fn claim(
     courier: &Courier,
     conn: &mut AsyncPgConnection,
     slots: usize,
     tally: &mut Tally,
+    lane: outbox::Lane,
 ) -> QueryResult<(Vec<Message>, bool)> {
     let asked = i64::try_from(slots).unwrap_or(i64::MAX);
     let now = Utc::now();
-    let claimed = outbox::claim_due(conn, now, LEASE, asked, courier.posts_events()).await?;
+    let claimed = outbox::claim_due(conn, now, LEASE, asked, lane, courier.posts_events()).await?;
     let drained = claimed.len() < slots;
     if !claimed.is_empty() {
         tracing::debug!(claimed = claimed.len(), asked = slots, "claimed emails");
@@ -450,6 +471,12 @@ impl Throttle {
     /// A delivery went through: the next 429 starts from the first pause.
     pub(super) fn relax(&mut self) {
         self.backoff = FIRST_THROTTLE;
+    }
+
+    /// Whether a pause was needed since the last delivery: the lane then
+    /// sends one message at a time until one goes through.
+    pub(super) fn tripped(&self) -> bool {
+        self.backoff > FIRST_THROTTLE
     }
 
     /// When claiming may resume, if paused now.

@@ -1,9 +1,16 @@
 //! The outbox dispatcher: a std thread, started by `serve`, that delivers the
 //! messages queued in `email_outbox`.
 //!
-//! - A window of up to `EMAIL_CONCURRENCY` sends is in flight at all times:
-//!   when one finishes, its outcome is recorded at once and a message is
-//!   claimed for the free slot, so a slow answer never holds back the rest.
+//! - Two lanes, each a window of sends in flight at all times: emails (up
+//!   to `EMAIL_CONCURRENCY`) and events (up to [`EVENT_WINDOW`]), so a slow
+//!   or hung webhook receiver never delays an email. When a send finishes,
+//!   its outcome is recorded at once and a message is claimed for the free
+//!   slot, so a slow answer never holds back the rest.
+//! - One inbox's emails leave in the order they were queued (an email waits
+//!   while an older one to its inbox is queued: `db::outbox::claim_due`).
+//! - A webhook receiver that fails or hangs is backed off as a whole: the
+//!   events lane pauses (1 s, doubling to 5 min) and then probes one event
+//!   at a time until one goes through.
 //! - Claims are `FOR UPDATE SKIP LOCKED` plus a lease (see
 //!   `db::outbox::claim_due`): several `serve` instances share one outbox and
 //!   each message is sent once; a message whose sender died is due again when
@@ -35,7 +42,6 @@ use tokio::task::JoinSet;
 
 use crate::db::outbox::{self, Message};
 use crate::mail::courier::{Courier, Sent, Tally, Throttle, claim, record_one};
-use crate::mail::transport::Failure;
 
 /// The longest sleep without looking at the outbox.
 const SWEEP: Duration = Duration::from_secs(5);
@@ -43,6 +49,9 @@ const SWEEP: Duration = Duration::from_secs(5);
 /// wakes no one (docs/EMAIL.md "Events"), so it is posted within this of
 /// its commit, events queued meanwhile in the same round.
 const EVENT_SWEEP: Duration = Duration::from_millis(500);
+/// Events in flight at most: a receiver is one endpoint, and events are
+/// few next to emails.
+pub const EVENT_WINDOW: usize = 4;
 /// Pauses before reconnecting to the database: the first, and the longest.
 const FIRST_RECONNECT: Duration = Duration::from_millis(500);
 const MAX_RECONNECT: Duration = Duration::from_secs(30);
@@ -156,34 +165,106 @@ pub async fn deliver_due(
     courier: &Courier,
     size: usize,
 ) -> QueryResult<Tally> {
-    let mut window = Window::new(courier.clone(), size);
+    let mut lanes = Lanes::new(courier.clone(), size);
     loop {
-        window.step(conn, false).await?;
-        if window.in_flight.is_empty() && window.ready.is_empty() && window.unrecorded.is_empty() {
-            return Ok(window.tally);
+        lanes.step(conn, false).await?;
+        if lanes.idle() {
+            return Ok(lanes.tally());
         }
-        if let Some(joined) = window.in_flight.join_next().await {
-            window.finished(joined);
+        lanes.wait_for_one().await;
+    }
+}
+
+/// The two lanes, emails and events, each a [`Window`] of its own.
+struct Lanes {
+    emails: Window,
+    events: Window,
+}
+
+impl Lanes {
+    fn new(courier: Courier, size: usize) -> Self {
+        Self {
+            emails: Window::new(courier.clone(), size, outbox::Lane::Emails),
+            events: Window::new(courier, EVENT_WINDOW.min(size), outbox::Lane::Events),
         }
-        window.collect_finished();
+    }
+
+    fn both(&mut self) -> [&mut Window; 2] {
+        [&mut self.emails, &mut self.events]
+    }
+
+    /// One round of each lane; the sooner of their next looks.
+    async fn step(
+        &mut self,
+        conn: &mut AsyncPgConnection,
+        stopping: bool,
+    ) -> QueryResult<Option<Instant>> {
+        let emails = self.emails.step(conn, stopping).await?;
+        let events = self.events.step(conn, stopping).await?;
+        Ok(match (emails, events) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    fn idle(&self) -> bool {
+        [&self.emails, &self.events].iter().all(|window| {
+            window.in_flight.is_empty() && window.ready.is_empty() && window.unrecorded.is_empty()
+        })
+    }
+
+    /// Waits until a send of either lane finishes (at once if none is in
+    /// flight), and collects every other that finished meanwhile.
+    async fn wait_for_one(&mut self) {
+        let Lanes { emails, events } = self;
+        tokio::select! {
+            Some(joined) = emails.in_flight.join_next(), if !emails.in_flight.is_empty() => {
+                emails.finished(joined);
+            }
+            Some(joined) = events.in_flight.join_next(), if !events.in_flight.is_empty() => {
+                events.finished(joined);
+            }
+            else => {}
+        }
+        self.collect_finished();
+    }
+
+    fn collect_finished(&mut self) {
+        for window in self.both() {
+            window.collect_finished();
+        }
+    }
+
+    fn tally(&self) -> Tally {
+        let (a, b) = (self.emails.tally, self.events.tally);
+        Tally {
+            delivered: a.delivered + b.delivered,
+            retried: a.retried + b.retried,
+            throttled: a.throttled + b.throttled,
+            dead: a.dead + b.dead,
+            expired: a.expired + b.expired,
+            events: a.events + b.events,
+        }
     }
 }
 
 /// The thread's loop: a connection (reconnected with backoff), the
-/// listener's wake-ups, the stop and its grace period, around a [`Window`].
+/// listener's wake-ups, the stop and its grace period, around the
+/// [`Lanes`].
 struct Worker {
     database_url: String,
     grace: Duration,
     stop: Arc<Stop>,
     /// Notified by the listener when a message is queued.
     queued: Arc<Notify>,
-    window: Window,
+    lanes: Lanes,
 }
 
-/// The sends in flight and the rounds that keep them so: claim, send,
-/// record.
+/// The sends of one lane in flight and the rounds that keep them so:
+/// claim, send, record.
 struct Window {
     courier: Courier,
+    lane: outbox::Lane,
     size: usize,
     in_flight: JoinSet<Sent>,
     /// Claimed ahead, up to a window's worth, so every slot that frees while
@@ -206,12 +287,16 @@ impl Worker {
             grace: config.grace,
             stop,
             queued: Arc::new(Notify::new()),
-            window: Window::new(config.courier, config.concurrency),
+            lanes: Lanes::new(config.courier, config.concurrency),
         }
     }
 
     async fn run(mut self) {
-        tracing::info!(window = self.window.size, "email dispatcher started");
+        tracing::info!(
+            window = self.lanes.emails.size,
+            events = self.lanes.events.size,
+            "email dispatcher started"
+        );
         let listener = tokio::spawn(super::listener::listen(
             self.database_url.clone(),
             self.queued.clone(),
@@ -235,14 +320,14 @@ impl Worker {
                     }
                 }
             }
-            let sweep = if self.window.courier.posts_events() {
+            let sweep = if self.lanes.emails.courier.posts_events() {
                 EVENT_SWEEP
             } else {
                 SWEEP
             };
             let mut next_look = Instant::now() + sweep;
             if let Some(db) = conn.as_mut() {
-                match self.window.step(db, stopping).await {
+                match self.lanes.step(db, stopping).await {
                     Ok(look) => next_look = look.map_or(next_look, |look| look.min(next_look)),
                     Err(err) => {
                         tracing::warn!(error = %err, "email dispatcher lost its database connection");
@@ -254,40 +339,47 @@ impl Worker {
                 next_look = Instant::now() + reconnect;
                 reconnect = (reconnect * 2).min(MAX_RECONNECT);
             }
-            let window = &mut self.window;
-            let settled = window.unrecorded.is_empty() && window.ready.is_empty();
-            if stopping && window.in_flight.is_empty() && (settled || conn.is_none()) {
+            let in_flight = self.lanes.emails.in_flight.len() + self.lanes.events.in_flight.len();
+            let settled = self.lanes.idle();
+            if stopping && (settled || (conn.is_none() && in_flight == 0)) {
                 break;
             }
             if let Some(deadline) = deadline {
                 if Instant::now() >= deadline {
                     tracing::warn!(
-                        in_flight = window.in_flight.len(),
+                        in_flight,
                         "email sends still in flight at the end of the grace period; they are sent again after their lease"
                     );
                     break;
                 }
                 next_look = next_look.min(deadline);
             }
+            let Lanes { emails, events } = &mut self.lanes;
             tokio::select! {
-                Some(joined) = window.in_flight.join_next(), if !window.in_flight.is_empty() => {
-                    window.finished(joined);
+                Some(joined) = emails.in_flight.join_next(), if !emails.in_flight.is_empty() => {
+                    emails.finished(joined);
+                }
+                Some(joined) = events.in_flight.join_next(), if !events.in_flight.is_empty() => {
+                    events.finished(joined);
                 }
                 () = self.queued.notified(), if !stopping => {}
                 () = tokio::time::sleep_until(next_look.into()) => {}
                 () = self.stop.wake.notified(), if !stopping => {}
             }
-            window.collect_finished();
+            self.lanes.collect_finished();
         }
         listener.abort();
-        self.window.in_flight.abort_all();
+        for window in self.lanes.both() {
+            window.in_flight.abort_all();
+        }
     }
 }
 
 impl Window {
-    fn new(courier: Courier, size: usize) -> Self {
+    fn new(courier: Courier, size: usize, lane: outbox::Lane) -> Self {
         Self {
             courier,
+            lane,
             size: size.max(1),
             in_flight: JoinSet::new(),
             ready: VecDeque::new(),
@@ -313,9 +405,19 @@ impl Window {
         }
     }
 
+    /// How many sends may be in flight now: the window's size, or one at
+    /// a time on the events lane while its receiver is failing (a probe).
+    fn slots(&self) -> usize {
+        if self.lane == outbox::Lane::Events && self.throttle.tripped() {
+            1
+        } else {
+            self.size
+        }
+    }
+
     /// Starts sends from the messages claimed ahead, while slots are free.
     fn fill_slots(&mut self) {
-        while self.in_flight.len() < self.size {
+        while self.in_flight.len() < self.slots() {
             let Some(message) = self.ready.pop_front() else {
                 return;
             };
@@ -332,11 +434,8 @@ impl Window {
         stopping: bool,
     ) -> QueryResult<Option<Instant>> {
         // Refill before recording, unless what finished asks for a pause.
-        let throttled = self
-            .unrecorded
-            .iter()
-            .any(|sent| matches!(sent.result, Err(Failure::Throttled { .. })));
-        if !stopping && !throttled && self.throttle.paused_until().is_none() {
+        let pausing = self.unrecorded.iter().any(Sent::pauses_lane);
+        if !stopping && !pausing && self.throttle.paused_until().is_none() {
             self.fill_slots();
         }
         while let Some(sent) = self.unrecorded.last() {
@@ -366,13 +465,14 @@ impl Window {
             return Ok(Some(until));
         }
         // The free slots, and a window's worth ahead of them.
-        let wanted = 2 * self.size - self.in_flight.len();
+        let wanted = (2 * self.slots()).saturating_sub(self.in_flight.len());
         if self.ready.len() < wanted {
             let (messages, _) = claim(
                 &self.courier,
                 conn,
                 wanted - self.ready.len(),
                 &mut self.tally,
+                self.lane,
             )
             .await?;
             self.ready.extend(messages);
@@ -382,14 +482,16 @@ impl Window {
             // Full, with more claimed: a finished send wakes the loop.
             return Ok(None);
         }
-        let due = outbox::next_due_at(conn, self.courier.posts_events())
-            .await?
-            .map(|due| {
-                // Something due now but not claimed is another instance's; look
-                // again shortly rather than spin.
-                let wait = (due - Utc::now()).to_std().unwrap_or_default();
-                Instant::now() + wait.clamp(Duration::from_millis(20), SWEEP)
-            });
+        if self.lane == outbox::Lane::Events && !self.courier.posts_events() {
+            // Expired events are finished by the sweep: nothing to wait for.
+            return Ok(None);
+        }
+        let due = outbox::next_due_at(conn, self.lane).await?.map(|due| {
+            // Something due now but not claimed is another instance's; look
+            // again shortly rather than spin.
+            let wait = (due - Utc::now()).to_std().unwrap_or_default();
+            Instant::now() + wait.clamp(Duration::from_millis(20), SWEEP)
+        });
         Ok(due)
     }
 }

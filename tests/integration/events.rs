@@ -228,3 +228,106 @@ async fn user_registered_is_sent_only_when_webhook_events_names_it() {
     assert!(received[0]["body"]["data"]["activated_at"].is_null());
     assert_eq!(received[0]["verified"], true);
 }
+
+/// A receiver that accepts connections and never answers: each is kept
+/// open, and counted.
+struct HungReceiver {
+    url: String,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HungReceiver {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        Self { url, accepted }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_events_to_a_hung_receiver_delay_no_email_and_are_backed_off_as_one() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let receiver = HungReceiver::start();
+    let server = Server::start(
+        &db.url,
+        &[
+            ("EMAIL_API_URL", sink.url.as_str()),
+            ("WEBHOOK_URL", receiver.url.as_str()),
+            ("WEBHOOK_SECRET", SECRET),
+        ],
+    );
+    let owner = unique_email("events-owner");
+    assert_eq!(server.register(&owner, PASSWORD).await.code(), 201);
+    code_for(&sink, &owner);
+    // 200 due events, as 200 activations would have queued them.
+    let mut conn = db.connect().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(
+            "INSERT INTO email_outbox (user_id, recipient, payload, kind, event_type, expires_at) \
+             SELECT id, '', convert_to('{\"type\":\"user.activated\"}', 'UTF8'), 'event', \
+                    'user.activated', now() + interval '1 day' \
+             FROM users, generate_series(1, 200)",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(10);
+    while receiver.accepted() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no event was posted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Ten new users, each email delivered as fast as with no events at all.
+    let mut waits = Vec::new();
+    for i in 0..10 {
+        let email = unique_email(&format!("while-hung-{i}"));
+        let client = crate::common::unique_ip();
+        assert_eq!(
+            server.register_from(&client, &email, PASSWORD).await.code(),
+            201
+        );
+        let queued = std::time::Instant::now();
+        while sink.bodies_to(std::slice::from_ref(&email)).is_empty() {
+            assert!(
+                queued.elapsed() < Duration::from_secs(10),
+                "{email}: no email"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        waits.push(queued.elapsed());
+    }
+    let slowest = waits.iter().max().unwrap();
+    assert!(*slowest < Duration::from_secs(2), "{waits:?}");
+
+    // The receiver is backed off as a whole: the first window of posts
+    // times out (10 s), then one probe at a time after a pause. Post by
+    // post, each event's own retry a second later would have opened a
+    // second window by now.
+    let until = started + Duration::from_secs(14);
+    tokio::time::sleep_until(until.into()).await;
+    let accepted = receiver.accepted();
+    assert!((1..=5).contains(&accepted), "{accepted} connections");
+    assert_eq!(
+        db.count(
+            "SELECT count(*) AS n FROM email_outbox WHERE kind = 'event' AND status = 'queued'"
+        )
+        .await,
+        200
+    );
+}

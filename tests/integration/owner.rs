@@ -701,3 +701,227 @@ async fn an_inbox_takes_its_total_and_each_sites_first_email() {
     }
     assert_eq!(statuses, [201, 201, 201, 429, 201, 429]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_outlives_the_expiry_of_the_registration_it_claimed() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let server = serve(&db, &sink, &[("PENDING_ACCOUNT_TTL_SECONDS", "2")]);
+    for restart in [false, true] {
+        let address = unique_email(&format!("owner-outlives-{restart}"));
+        assert_eq!(
+            server
+                .register_from(&ipv4(100), &address, ATTACKER)
+                .await
+                .code(),
+            201
+        );
+        // The owner claims near the end of the attacker's registration.
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        assert_eq!(
+            server
+                .register_from(&ipv4(1), &address, PASSWORD)
+                .await
+                .code(),
+            409
+        );
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        // The attacker's registration has expired (and is started afresh,
+        // by the attacker again); the owner's claim has not.
+        assert_eq!(server.resend(&address, ATTACKER).await.code(), 401);
+        let emails = if restart {
+            let again = server.register_from(&ipv4(100), &address, ATTACKER).await;
+            assert_eq!(again.code(), 201, "{again:?}");
+            3
+        } else {
+            2
+        };
+        let code = newest_code(&sink, &[&address], emails);
+        server
+            .activate_from(&ipv4(1), &address, PASSWORD, &code)
+            .await
+            .assert_detail(200, "Account activated");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proofs_of_a_code_sent_again_live_as_long_as_it() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let server = serve(
+        &db,
+        &sink,
+        &[
+            ("ACTIVATION_CODE_TTL_SECONDS", "3"),
+            ("AUTH_FAILURE_LIMIT", "1"),
+            ("AUTH_FAILURE_CEILING", "2"),
+        ],
+    );
+    let address = unique_email("owner-late");
+    assert_eq!(
+        server
+            .register_from(&ipv4(100), &address, ATTACKER)
+            .await
+            .code(),
+        201
+    );
+    assert_eq!(
+        server
+            .register_from(&ipv4(1), &address, PASSWORD)
+            .await
+            .code(),
+        409
+    );
+    // The ceiling (2) and the tries past it (2) are spent.
+    for n in 0..4 {
+        assert_eq!(
+            server
+                .resend_from(&ipv4(200 + n), &address, WRONG)
+                .await
+                .code(),
+            401
+        );
+    }
+    assert_eq!(
+        server.resend_from(&ipv4(300), &address, WRONG).await.code(),
+        429
+    );
+    // Two seconds on, a claim of the attacker's sends the inbox's code
+    // again: it lives three seconds from then, and so does the owner's
+    // proof, which typing it after its first three seconds needs.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert_eq!(
+        server
+            .register_from(&ipv4(101), &address, "An0ther!pass")
+            .await
+            .code(),
+        409
+    );
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let code = newest_code(&sink, &[&address], 3);
+    server
+        .activate_from(&ipv4(2), &address, PASSWORD, &code)
+        .await
+        .assert_detail(200, "Account activated");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_email_waits_for_the_calendar_day_whoever_asked_first() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let server = serve(&db, &sink, &[("EMAIL_PER_MAILBOX_DAILY_LIMIT", "1")]);
+    let owner = unique_email("owner-day");
+    let (local, domain) = owner.split_once('@').unwrap();
+    // The owner's email first, then the attacker's network spends its one.
+    assert_eq!(
+        server
+            .register_from(&ipv4(1), &owner, PASSWORD)
+            .await
+            .code(),
+        201
+    );
+    let attacker = ipv4(100);
+    let tagged = |i: u32| format!("{local}+{i}@{domain}");
+    assert_eq!(
+        server
+            .register_from(&attacker, &tagged(1), WRONG)
+            .await
+            .code(),
+        201
+    );
+    let refused = server.register_from(&attacker, &tagged(2), WRONG).await;
+    assert_eq!(refused.code(), 429, "{refused:?}");
+    // Its wait is the day's end (UTC), not a window the owner started.
+    let until_midnight = 86_400
+        - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 86_400;
+    let wait = crate::common::retry_after(&refused);
+    assert!(
+        wait.abs_diff(until_midnight) <= 2,
+        "{wait} vs {until_midnight}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_give_back_after_the_day_ended_takes_nothing_from_the_next() {
+    // The script that gives an email back, run on a day that ended (its
+    // keys gone) while the next day's exist: the next day is untouched.
+    let mut redis = crate::common::redis_connection();
+    let tag = format!("{{give-back-{}}}", unique_email("day"));
+    let (old, new) = (
+        [format!("{tag}:emails:1"), format!("{tag}:by-network:1")],
+        [format!("{tag}:emails:2"), format!("{tag}:by-network:2")],
+    );
+    let _: () = redis::pipe()
+        .set_ex(&new[0], 5, 600)
+        .hset(&new[1], "net", 3)
+        .query(&mut redis)
+        .unwrap();
+    let script = redis::Script::new(include_str!("../../src/limits/release_email.lua"));
+    for kind in ["1", "2"] {
+        let released: i64 = script
+            .key(&old[0])
+            .key(&old[1])
+            .arg("net")
+            .arg("site")
+            .arg(kind)
+            .invoke(&mut redis)
+            .unwrap();
+        assert_eq!(released, 0);
+    }
+    let (total, mine): (i64, i64) = redis::pipe()
+        .get(&new[0])
+        .hget(&new[1], "net")
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!((total, mine), (5, 3));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_where_the_provider_is_not_declared_is_another_inbox_for_codes() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let server = serve(&db, &sink, &[]);
+    let owner = unique_email("owner-plus");
+    let (local, domain) = owner.split_once('@').unwrap();
+    // At example.com `+x` may be somebody else's mailbox, read by the
+    // attacker: its code there opens nothing of the owner's address.
+    let theirs = format!("{local}+x@{domain}");
+    assert_eq!(
+        server
+            .register_from(&ipv4(1), &owner, PASSWORD)
+            .await
+            .code(),
+        201
+    );
+    assert_eq!(
+        server
+            .register_from(&ipv4(100), &theirs, ATTACKER)
+            .await
+            .code(),
+        201
+    );
+    assert_eq!(
+        server
+            .register_from(&ipv4(101), &owner, ATTACKER)
+            .await
+            .code(),
+        409
+    );
+    let read = code_for(&sink, &theirs);
+    assert_eq!(
+        server
+            .activate_from(&ipv4(100), &owner, ATTACKER, &read)
+            .await
+            .code(),
+        400
+    );
+    let code = codes_for(&sink, &owner, 1).remove(0);
+    server
+        .activate_from(&ipv4(1), &owner, PASSWORD, &code)
+        .await
+        .assert_detail(200, "Account activated");
+}

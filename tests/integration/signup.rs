@@ -22,7 +22,7 @@ fn hashes(metrics: &str, work: &str) -> f64 {
 async fn proofs(db: &TestDb, email: &str) -> Vec<(Vec<u8>, String)> {
     let key = crate::common::key_names(db)
         .await
-        .address(email, "credential:proofs");
+        .inbox(email, "credential:proofs");
     redis::cmd("HGETALL")
         .arg(key)
         .query(&mut crate::common::redis_connection())
