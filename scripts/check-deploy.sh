@@ -13,7 +13,9 @@
 #   then nginx running that site in a network namespace of its own:
 #   activator-client-network.conf's key (IPv4 address, IPv6 /64) against
 #   Python's ipaddress for thousands of addresses, and the limits with
-#   requests from 40 source addresses of one IPv6 /64;
+#   requests from 40 source addresses of one IPv6 /64; and the site in
+#   front of the real serve (ACTIVATOR_BINARY) on free loopback ports: a
+#   TLS client's trailing-slash 307 stays on https;
 # - systemd: `systemd-analyze verify` and `systemd-analyze security` on the
 #   three units;
 # - Compose: docker-compose.yml publishes PostgreSQL and Redis nowhere and
@@ -748,6 +750,85 @@ check "nginx: activator-client-network.conf keys IPv4 by address and IPv6 by /64
   nginx_network map
 check "nginx: 40 addresses of one IPv6 /64 share its limits (429), another /64 is not limited" \
   nginx_network limits
+
+# In front of the real `serve` (ACTIVATOR_BINARY, with the private
+# PostgreSQL and Redis of scripts/services.sh, started for this check and
+# stopped after if they were not running): the site on free loopback ports,
+# its upstream pointed at serve. A TLS client's request for a path with a
+# trailing slash is answered 307 to https:// on the host it asked for
+# (nginx's X-Forwarded-Proto and Host, believed from loopback), so a
+# client that follows it never sends its credentials in clear.
+nginx_serve() {
+  nginx_site || { echo "openssl req failed"; return 1; }
+  if [ ! -x "$binary" ] || [ "$binary" = /bin/true ]; then
+    echo "needs ACTIVATOR_BINARY"
+    return 1
+  fi
+  local d=$tmp/nginx services started https http serve nginx_pid serve_pid answer=""
+  services=$(scripts/services.sh ensure 2>/dev/null) || { echo "scripts/services.sh ensure failed"; return 1; }
+  eval "$services"
+  started=$services_started
+  https=$(free_port) http=$(free_port) serve=$(free_port)
+  # A database of its own, dropped after.
+  local db=activator_deploy_check_$$
+  psql_admin -c "CREATE DATABASE $db" >/dev/null || { echo "could not create $db"; return 1; }
+  sed -e "s#^\(\s*\)listen 80;#\1listen 127.0.0.1:$http;#" \
+      -e "s#^\(\s*\)listen 443 ssl http2;#\1listen 127.0.0.1:$https ssl http2;#" \
+      -e '/listen \[::\]/d' -e "s#server 127.0.0.1:8000 #server 127.0.0.1:$serve #" \
+      "$d/activator.conf" > "$d/serve.conf"
+  cat > "$d/nginx-serve.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $d/nginx-serve.pid;
+error_log $d/log/error-serve.log warn;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    include $d/serve.conf;
+}
+EOF
+  DATABASE_URL=${DATABASE_URL%/*}/$db \
+  SECRET_KEY=deploy-check-secret-key-0123456789abcdef BCRYPT_COST=4 ROCKET_PORT=$serve \
+    "$binary" serve --migrate >"$d/log/serve.log" 2>&1 &
+  serve_pid=$!
+  nginx -p "$d" -c "$d/nginx-serve.conf" -e "$d/log/error-serve.log" 2>>"$d/log/error-serve.log" &
+  nginx_pid=$!
+  local base="https://api.example.com:$https" url
+  local curl=(curl -sk --resolve "api.example.com:$https:127.0.0.1")
+  for _ in $(seq 150); do
+    [ "$("${curl[@]}" -o /dev/null -w '%{http_code}' "$base/health/live")" = 200 ] && break
+    sleep 0.1
+  done
+  url="$base/auth/activate/?x=1"
+  answer=$("${curl[@]}" -o /dev/null -w '%{http_code} %{redirect_url}' -X POST "$url") || true
+  kill "$nginx_pid" "$serve_pid" 2>/dev/null
+  wait "$nginx_pid" "$serve_pid" 2>/dev/null || true
+  psql_admin -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null || true
+  [ "$started" = 1 ] && scripts/services.sh stop >/dev/null 2>&1
+  echo "POST $url through nginx: $answer"
+  # nginx forwards `Host: $host`, which names no port: the site's own is
+  # 443, the default of https.
+  if [ "$answer" != "307 https://api.example.com/auth/activate?x=1" ]; then
+    tail -n 5 "$d/log/serve.log" "$d/log/error-serve.log"
+    return 1
+  fi
+}
+# psql_admin ARGS...: psql as postgres on the private PostgreSQL.
+psql_admin() {
+  local psql
+  psql=$(ls /usr/lib/postgresql/*/bin/psql | sort -V | tail -n 1)
+  "$psql" -X -q "${DATABASE_URL%/*}/postgres" "$@"
+}
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+check "nginx over TLS in front of serve: a trailing-slash 307 stays on https" nginx_serve
 
 # --- systemd -----------------------------------------------------------------
 # `systemd-analyze verify` loads the units into a test instance of the

@@ -96,6 +96,37 @@ impl Network {
         }
     }
 
+    /// The scheme the client used, for an absolute URL back to this
+    /// service: `X-Forwarded-Proto` (`http` or `https`) from a trusted
+    /// proxy; `http` for a client that connected directly (activator
+    /// serves no TLS itself), whatever it wrote in the header; `None` when
+    /// a trusted proxy forwarded the request (`X-Forwarded-For`) without a
+    /// scheme it can be believed on, so that the caller answers with a
+    /// relative URL, which keeps whatever scheme the client used.
+    pub fn scheme(
+        &self,
+        peer: IpAddr,
+        forwarded_for: &[&str],
+        forwarded_proto: Option<&str>,
+    ) -> Option<&'static str> {
+        if !self.trusted(peer.to_canonical()) {
+            return Some("http");
+        }
+        // A proxy that appends rather than sets makes a list: the left-most
+        // is the first proxy's, the one the client spoke to.
+        let proto = forwarded_proto.and_then(|value| value.split(',').next());
+        match proto
+            .map(|proto| proto.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            Some("https") => Some("https"),
+            Some("http") => Some("http"),
+            Some(_) => None,
+            None if forwarded_for.is_empty() => Some("http"),
+            None => None,
+        }
+    }
+
     /// The client as the per-IP limits count it: its address (an IPv6
     /// one's /64); `None` when exempt.
     pub fn limited(&self, client: IpAddr) -> ClientIp {
@@ -128,6 +159,13 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .map(|ip| ip.to_canonical())
 }
 
+/// The request's peer; Rocket's local test client has none: loopback.
+pub fn peer(request: &Request<'_>) -> IpAddr {
+    request
+        .remote()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |addr| addr.ip())
+}
+
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for ClientIp {
     type Error = std::convert::Infallible;
@@ -136,12 +174,8 @@ impl<'r> FromRequest<'r> for ClientIp {
         let Some(network) = request.rocket().state::<Network>() else {
             return request::Outcome::Success(ClientIp::EXEMPT);
         };
-        // Rocket's local test client has no peer: count it as loopback.
-        let peer = request
-            .remote()
-            .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |addr| addr.ip());
         let forwarded: Vec<&str> = request.headers().get("X-Forwarded-For").collect();
-        request::Outcome::Success(network.client_ip(peer, &forwarded))
+        request::Outcome::Success(network.client_ip(peer(request), &forwarded))
     }
 }
 
@@ -164,6 +198,27 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_scheme_is_believed_only_from_a_trusted_proxy() {
+        let network = network("127.0.0.1/32", "");
+        let proxy = ip("127.0.0.1");
+        let client = ["203.0.113.7"];
+        assert_eq!(network.scheme(proxy, &client, Some("https")), Some("https"));
+        assert_eq!(
+            network.scheme(proxy, &client, Some("HTTPS, http")),
+            Some("https")
+        );
+        assert_eq!(network.scheme(proxy, &client, Some("http")), Some("http"));
+        assert_eq!(network.scheme(proxy, &client, Some("gopher")), None);
+        assert_eq!(network.scheme(proxy, &client, None), None);
+        assert_eq!(network.scheme(proxy, &[], None), Some("http"));
+        // A client's own header proves nothing.
+        assert_eq!(
+            network.scheme(ip("198.51.100.4"), &client, Some("https")),
+            Some("http")
+        );
     }
 
     #[test]

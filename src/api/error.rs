@@ -19,6 +19,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::accounts::AccountError;
+use crate::api::client::{self, Network};
 use crate::limits::{Limit, retry_after_seconds};
 use crate::logging::Quieted;
 
@@ -305,7 +306,10 @@ pub fn mark_parsed() -> rocket::fairing::AdHoc {
 }
 
 /// Where a request for a known path with trailing slashes is sent: the
-/// path without them, absolute on the request's host, with its query.
+/// path without them, with its query, absolute on the request's `Host` in
+/// the scheme the client used (`client::Network::scheme`: a trusted
+/// proxy's `X-Forwarded-Proto`), so a client that follows it never sends
+/// its credentials in clear; relative when that scheme is not known.
 fn trailing_slash_redirect(request: &Request<'_>) -> Option<String> {
     let path = request.uri().path();
     let stripped = path.as_str().trim_end_matches('/');
@@ -320,9 +324,21 @@ fn trailing_slash_redirect(request: &Request<'_>) -> Option<String> {
         .query()
         .map(|query| format!("?{query}"))
         .unwrap_or_default();
-    Some(match request.headers().get_one("Host") {
-        Some(host) => format!("http://{host}{stripped}{query}"),
-        None => format!("{stripped}{query}"),
+    let headers = request.headers();
+    let scheme = request
+        .rocket()
+        .state::<Network>()
+        .map_or(Some("http"), |network| {
+            let forwarded_for: Vec<&str> = headers.get("X-Forwarded-For").collect();
+            network.scheme(
+                client::peer(request),
+                &forwarded_for,
+                headers.get_one("X-Forwarded-Proto"),
+            )
+        });
+    Some(match (scheme, headers.get_one("Host")) {
+        (Some(scheme), Some(host)) => format!("{scheme}://{host}{stripped}{query}"),
+        _ => format!("{stripped}{query}"),
     })
 }
 

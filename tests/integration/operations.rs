@@ -426,6 +426,58 @@ async fn a_method_a_path_does_not_have_is_405_with_allow_known_or_not() {
     }
 }
 
+/// The `Location` of a `POST /auth/activate/?next=1` with `headers`.
+async fn redirect_of(server: &Server, headers: &[(&str, &str)]) -> String {
+    let mut call = Call::post("/auth/activate/?next=1");
+    for (name, value) in headers {
+        call = call.header(name, value);
+    }
+    let reply = server.send(call).await;
+    assert_eq!(reply.code(), 307, "{headers:?}");
+    reply.header("location").unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_trailing_slash_redirect_keeps_the_scheme_a_trusted_proxy_forwarded() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db.url, &[]);
+    let host = server.base.trim_start_matches("http://").to_owned();
+    // Loopback is a trusted proxy by default: a TLS client behind it is
+    // sent back to https, on the host the proxy forwarded.
+    let tls = [
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Forwarded-Proto", "https"),
+    ];
+    assert_eq!(
+        redirect_of(&server, &tls).await,
+        format!("https://{host}/auth/activate?next=1")
+    );
+    let plain = [
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Forwarded-Proto", "http"),
+    ];
+    assert_eq!(
+        redirect_of(&server, &plain).await,
+        format!("http://{host}/auth/activate?next=1")
+    );
+    // A proxy that does not say which scheme: relative, so the client
+    // keeps its own.
+    for unknown in [
+        &[("X-Forwarded-For", "203.0.113.7")][..],
+        &[
+            ("X-Forwarded-For", "203.0.113.7"),
+            ("X-Forwarded-Proto", "wss"),
+        ][..],
+    ] {
+        assert_eq!(redirect_of(&server, unknown).await, "/auth/activate?next=1");
+    }
+    // A client that connected directly: http, as the original.
+    assert_eq!(
+        redirect_of(&server, &[]).await,
+        format!("http://{host}/auth/activate?next=1")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_known_path_with_a_trailing_slash_redirects_307_to_it() {
     let app = TestApp::new().await;
