@@ -11,8 +11,11 @@
 //!
 //! This module names nothing else of the crate: everything records into it.
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use prometheus::{
     Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -128,7 +131,7 @@ fn labels<O: Outcome>() -> Vec<&'static str> {
 /// `activator_emails_total{result}` values (the dispatcher's outcomes).
 pub const EMAIL_RESULTS: [&str; 5] = ["delivered", "retried", "throttled", "dead", "expired"];
 /// `activator_events_total{type}` values.
-pub const EVENT_TYPES: [&str; 2] = ["user.activated", "user.registered"];
+pub const EVENT_TYPES: [&str; 3] = ["user.activated", "user.registered", "user.deleted"];
 /// `activator_events_total{result}` values.
 pub const EVENT_RESULTS: [&str; 5] = ["queued", "delivered", "retried", "dead", "expired"];
 /// `activator_password_hashes_total{work}` values.
@@ -173,6 +176,10 @@ pub struct Metrics {
     events: IntCounterVec,
     wrong_codes: IntCounterVec,
     secret_key_uses: IntCounterVec,
+    /// When each key last verified or opened something, since the last
+    /// [`Metrics::take_secret_key_uses`]: `None` is `SECRET_KEY`, `Some(i)`
+    /// the fallback at position `i`.
+    secret_key_last_uses: std::sync::Mutex<BTreeMap<Option<usize>, DateTime<Utc>>>,
 }
 
 /// The process's metrics.
@@ -331,6 +338,7 @@ impl Metrics {
                 "Codes verified and sealed values opened, by the key that did it: current (SECRET_KEY) or fallback_N (the Nth of SECRET_KEY_FALLBACKS). A fallback at 0 for a code's life and an email's retries can be dropped.",
                 "key",
             ),
+            secret_key_last_uses: std::sync::Mutex::default(),
             registry,
         };
         metrics.secret_key_uses.with_label_values(&["current"]);
@@ -449,6 +457,18 @@ impl Metrics {
             Some(i) => format!("fallback_{}", i + 1),
         };
         self.secret_key_uses.with_label_values(&[&label]).inc();
+        if let Ok(mut last) = self.secret_key_last_uses.lock() {
+            last.insert(fallback, Utc::now());
+        }
+    }
+
+    /// The keys used since the last call, with when each was last used
+    /// (`serve` records them in `secret_key_uses` for `config check`).
+    pub fn take_secret_key_uses(&self) -> BTreeMap<Option<usize>, DateTime<Utc>> {
+        self.secret_key_last_uses
+            .lock()
+            .map(|mut last| std::mem::take(&mut *last))
+            .unwrap_or_default()
     }
 
     pub fn hash_rejected(&self) {

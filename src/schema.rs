@@ -33,7 +33,7 @@ diesel::table! {
 diesel::table! {
     email_outbox (id) {
         id -> Int8,
-        user_id -> Int8,
+        user_id -> Nullable<Int8>,
         recipient -> Text,
         status -> Text,
         created_at -> Timestamptz,

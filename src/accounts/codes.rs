@@ -176,7 +176,7 @@ impl Accounts {
         outbox::insert(
             conn,
             &outbox::NewMessage {
-                user_id: user.id,
+                user_id: Some(user.id),
                 recipient: user.email.as_str(),
                 payload: &payload.seal(&self.sealer, user.id),
                 expires_at,

@@ -9,6 +9,7 @@ use diesel_async::AsyncPgConnection;
 
 use crate::db::outbox;
 use crate::db::users::User;
+use crate::ids::UserId;
 
 /// The events queued for the webhook.
 #[derive(Debug, Clone, Copy, Default)]
@@ -19,6 +20,7 @@ pub(super) struct Events {
 
 pub(super) const ACTIVATED: &str = "user.activated";
 pub(super) const REGISTERED: &str = "user.registered";
+pub(super) const DELETED: &str = "user.deleted";
 
 /// How long an event waits for the webhook before it expires.
 const EVENT_LIFE: Duration = Duration::from_secs(7 * 86_400);
@@ -51,12 +53,44 @@ pub(super) async fn queue_event(
     outbox::insert(
         conn,
         &outbox::NewMessage {
-            user_id: user.id,
+            user_id: Some(user.id),
             recipient: user.email.as_str(),
             payload: body.to_string().as_bytes(),
             expires_at: now + crate::duration::to_delta(EVENT_LIFE),
             kind: outbox::EVENT,
             event_type: Some(kind),
+            claim_id: None,
+            inbox: None,
+        },
+    )
+    .await
+    .map(drop)
+}
+
+/// Queues `user.deleted` for the account `id`, erased at `deleted_at`, in
+/// the caller's transaction: the receiver was told of the account, so it
+/// learns that it is gone. It names the account by the id its first event
+/// gave, nothing else: the row belongs to no account any more.
+pub(super) async fn queue_deleted(
+    conn: &AsyncPgConnection,
+    id: UserId,
+    deleted_at: DateTime<Utc>,
+) -> diesel::QueryResult<()> {
+    use chrono::SecondsFormat::Millis;
+    let body = serde_json::json!({
+        "type": DELETED,
+        "timestamp": deleted_at.to_rfc3339_opts(Millis, true),
+        "data": {"id": id.0, "deleted_at": deleted_at.to_rfc3339_opts(Millis, true)},
+    });
+    outbox::insert(
+        conn,
+        &outbox::NewMessage {
+            user_id: None,
+            recipient: "",
+            payload: body.to_string().as_bytes(),
+            expires_at: deleted_at + crate::duration::to_delta(EVENT_LIFE),
+            kind: outbox::EVENT,
+            event_type: Some(DELETED),
             claim_id: None,
             inbox: None,
         },

@@ -50,17 +50,29 @@ impl Accounts {
                     .iter()
                     .map(|claim| claim.id)
                     .collect();
-                Ok::<_, diesel::result::Error>(
-                    users::delete(conn, user.id).await?.map(|d| (d, claims)),
-                )
+                let told = db::outbox::has_told(conn, user.id).await?;
+                let Some(deleted) = users::delete(conn, user.id).await? else {
+                    return Ok(None);
+                };
+                if told {
+                    super::events::queue_deleted(conn, user.id, chrono::Utc::now()).await?;
+                }
+                Ok::<_, diesel::result::Error>(Some((deleted, claims, told)))
             })
             .await?;
-        let ((codes, emails), claims) =
+        let ((codes, emails), claims, told) =
             deleted.ok_or_else(|| AccountError::UnknownUser(email.clone()))?;
+        if told {
+            crate::metrics::get().event(super::events::DELETED, "queued");
+        }
         self.limiter.forget(&user.email, &claims).await?;
         self.forget_proofs(&user, &super::registrants_of(&user))
             .await?;
-        Ok(Deleted { codes, emails })
+        Ok(Deleted {
+            codes,
+            emails,
+            told,
+        })
     }
 }
 
@@ -77,4 +89,7 @@ pub struct Unlocked {
 pub struct Deleted {
     pub codes: i64,
     pub emails: i64,
+    /// Whether a `user.deleted` event was queued (the webhook's receiver
+    /// had been told of the account).
+    pub told: bool,
 }

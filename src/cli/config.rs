@@ -71,6 +71,14 @@ fn check(env: &Environment) -> anyhow::Result<()> {
     if let Err(err) = redis {
         problems.push(format!("cannot reach Redis (REDIS_URL): {err:#}"));
     }
+    if !settings.secret_key_fallbacks.is_empty() {
+        match super::block_on(fallback_uses(&settings))? {
+            Ok(lines) => lines.iter().for_each(|line| println!("{line}")),
+            Err(err) => problems.push(format!(
+                "cannot read the secret keys' last uses from the database: {err}"
+            )),
+        }
+    }
     let Some(last) = problems.pop() else {
         println!("configuration ok");
         return Ok(());
@@ -79,6 +87,31 @@ fn check(env: &Environment) -> anyhow::Result<()> {
         eprintln!("activator: {}", one_line(problem));
     }
     Err(anyhow::anyhow!(last))
+}
+
+/// One line per fallback key: when `serve` last needed it (a code
+/// verified, a sealed value opened), by the key's fingerprint, never the
+/// key.
+async fn fallback_uses(settings: &Settings) -> anyhow::Result<Vec<String>> {
+    use diesel_async::AsyncConnection;
+    let mut conn = diesel_async::AsyncPgConnection::establish(&settings.database.url).await?;
+    let mut lines = Vec::new();
+    for (i, key) in settings.secret_key_fallbacks.iter().enumerate() {
+        let fingerprint = key.fingerprint();
+        let used = crate::db::secret_key_uses::last_used(&mut conn, &fingerprint).await?;
+        let when = match used {
+            Some(at) => format!(
+                "last used {}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            None => "never used by serve".to_owned(),
+        };
+        lines.push(format!(
+            "SECRET_KEY_FALLBACKS: fallback {} (fingerprint {fingerprint}) {when}",
+            i + 1
+        ));
+    }
+    Ok(lines)
 }
 
 /// The value `serve` uses for `name`, fit to print.

@@ -63,10 +63,14 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
             .ignite()
             .await
             .map_err(|err| anyhow::anyhow!("server failed: {err}"))?;
+        let key_uses = KeyUses::new(&settings)?;
+        let recording = tokio::spawn(key_uses.clone().every_minute());
         let served = match metrics {
             Some(metrics) => metrics.beside(api).await,
             None => api.launch().await.map_err(anyhow::Error::from),
         };
+        recording.abort();
+        key_uses.record().await;
 
         // The server has stopped taking requests; wait for the dispatcher to
         // record its last sends before the process exits.
@@ -75,6 +79,61 @@ pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
             .context("email dispatcher did not stop cleanly")?;
         served.map(drop).context("server failed")
     })
+}
+
+/// Records in `secret_key_uses` when each key last verified a code or
+/// opened a sealed value (once a minute, and at the end), so that `config
+/// check` can say when a fallback was last needed.
+#[derive(Clone)]
+struct KeyUses {
+    pool: crate::db::Pool,
+    /// `SECRET_KEY`'s fingerprint, then each fallback's.
+    fingerprints: Vec<String>,
+}
+
+impl KeyUses {
+    fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let pool = crate::db::pool(&crate::settings::DatabaseSettings {
+            url: settings.database.url.clone(),
+            pool_size: 1,
+        })
+        .context("cannot set up the key uses' database connection")?;
+        let fingerprints = std::iter::once(&settings.secret_key)
+            .chain(&settings.secret_key_fallbacks)
+            .map(crate::settings::SecretKey::fingerprint)
+            .collect();
+        Ok(Self { pool, fingerprints })
+    }
+
+    async fn every_minute(self) {
+        let mut ticks = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            ticks.tick().await;
+            self.record().await;
+        }
+    }
+
+    /// Writes the uses since the last time. A failure is logged: the next
+    /// use of the key is recorded again.
+    async fn record(&self) {
+        let uses = crate::metrics::get().take_secret_key_uses();
+        if uses.is_empty() {
+            return;
+        }
+        let recorded = async {
+            let mut conn = self.pool.get().await?;
+            for (key, at) in uses {
+                let position = key.map_or(0, |fallback| fallback + 1);
+                if let Some(fingerprint) = self.fingerprints.get(position) {
+                    crate::db::secret_key_uses::record(&mut conn, fingerprint, at).await?;
+                }
+            }
+            anyhow::Ok(())
+        };
+        if let Err(err) = recorded.await {
+            tracing::warn!(error = %err, "could not record the secret keys' last uses");
+        }
+    }
 }
 
 /// The metrics listener (`METRICS_ADDRESS`), running beside the API.

@@ -138,8 +138,14 @@ async fn delete(accounts: &Accounts, email: &Email) -> anyhow::Result<()> {
         .await
         .map_err(|err| explain(err, email))?;
     println!(
-        "deleted the account {email}, {} code(s), {} email(s) and its counters",
-        deleted.codes, deleted.emails
+        "deleted the account {email}, {} code(s), {} email(s) and its counters{}",
+        deleted.codes,
+        deleted.emails,
+        if deleted.told {
+            "; a user.deleted event is queued for the webhook"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

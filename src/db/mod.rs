@@ -6,6 +6,7 @@ pub mod activation_codes;
 pub mod claims;
 pub mod migrations;
 pub mod outbox;
+pub mod secret_key_uses;
 pub mod service_keys;
 pub mod users;
 

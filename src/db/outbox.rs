@@ -69,7 +69,8 @@ impl FromSql<Text, Pg> for MessageState {
 #[diesel(table_name = email_outbox, check_for_backend(Pg))]
 pub struct Message {
     pub id: i64,
-    pub user_id: UserId,
+    /// `None` only for an event that outlived its account (`user.deleted`).
+    pub user_id: Option<UserId>,
     pub recipient: String,
     /// The sealed `seal::Payload`; `None` only if the row finished meanwhile.
     pub payload: Option<Vec<u8>>,
@@ -122,7 +123,8 @@ pub struct Delivery {
 
 /// A message to queue.
 pub struct NewMessage<'a> {
-    pub user_id: UserId,
+    /// `None` only for an event about an account erased meanwhile.
+    pub user_id: Option<UserId>,
     /// The email's address; an event's subject's.
     pub recipient: &'a str,
     /// An email's sealed `seal::Payload`; an event's JSON body.
@@ -151,7 +153,7 @@ pub struct NewMessage<'a> {
 pub async fn insert(mut conn: &AsyncPgConnection, new: &NewMessage<'_>) -> QueryResult<i64> {
     use diesel::sql_types::{Bytea, Nullable};
     let values = diesel::select((
-        new.user_id.0.into_sql::<BigInt>(),
+        new.user_id.map(|id| id.0).into_sql::<Nullable<BigInt>>(),
         new.recipient.into_sql::<Text>(),
         Some(new.payload).into_sql::<Nullable<Bytea>>(),
         new.expires_at.into_sql::<Timestamptz>(),
@@ -175,6 +177,19 @@ pub async fn insert(mut conn: &AsyncPgConnection, new: &NewMessage<'_>) -> Query
         .returning(email_outbox::id)
         .get_result(&mut conn)
         .await
+}
+
+/// Whether an event about `user` was delivered or is queued: its receiver
+/// knows of the account, or will.
+pub async fn has_told(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        email_outbox::table
+            .filter(email_outbox::user_id.eq(user))
+            .filter(email_outbox::kind.eq(EVENT))
+            .filter(email_outbox::status.eq_any([MessageState::Queued, MessageState::Sent])),
+    ))
+    .get_result(conn)
+    .await
 }
 
 /// Finishes the user's queued messages as expired: a new code supersedes

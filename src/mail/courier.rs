@@ -167,8 +167,11 @@ impl Courier {
             })?;
             return webhook.send(message.id, sealed.to_vec()).await;
         }
-        let payload = Payload::open(&self.sealer, message.user_id, sealed)
-            .map_err(|err| permanent(err.to_string()))?;
+        let user = message
+            .user_id
+            .ok_or_else(|| permanent("the email names no account".into()))?;
+        let payload =
+            Payload::open(&self.sealer, user, sealed).map_err(|err| permanent(err.to_string()))?;
         // The code's whole life, as the email states it.
         let valid_for = (message.expires_at - message.created_at)
             .to_std()

@@ -449,7 +449,7 @@ fn webhook_settings_take_standard_webhooks_secrets_and_known_events() {
             .registered
     );
     for (name, value) in [
-        ("WEBHOOK_EVENTS", "user.deleted"),
+        ("WEBHOOK_EVENTS", "user.removed"),
         ("WEBHOOK_SECRET", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
         ("WEBHOOK_SECRET", "whsec_c2hvcnQ="),
     ] {

@@ -331,3 +331,61 @@ async fn two_hundred_events_to_a_hung_receiver_delay_no_email_and_are_backed_off
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_an_account_the_receiver_knows_tells_it_by_id_alone() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    let receiver = Receiver::start(SECRET, 0, Duration::ZERO);
+    let server = serve(&db, &sink, &receiver, &[]);
+    let (email, _) = signup(&server, &sink, "erased").await;
+    let activated = receiver.wait_for(1, Duration::from_secs(20));
+    assert_eq!(activated.len(), 1, "{activated:?}");
+    let id = activated[0]["body"]["data"]["id"].clone();
+    // An account no event told of leaves nothing to say.
+    let pending = unique_email("erased-pending");
+    assert_eq!(server.register(&pending, PASSWORD).await.code(), 201);
+
+    for address in [&email, &pending] {
+        let output = run(&db.url, &[], &["user", "delete", address]);
+        assert!(output.status.success(), "{output:?}");
+        let said = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert_eq!(
+            said.contains("a user.deleted event is queued"),
+            address == &email,
+            "{said}"
+        );
+    }
+    let received = receiver.wait_for(2, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(700));
+    let received = receiver
+        .received()
+        .into_iter()
+        .chain(received)
+        .take(2)
+        .collect::<Vec<_>>();
+    assert_eq!(received.len(), 2, "{received:?}");
+    let deleted = &received[1];
+    assert_eq!(deleted["verified"], true, "{deleted}");
+    assert_eq!(deleted["body"]["type"], "user.deleted");
+    assert_eq!(deleted["body"]["data"]["id"], id);
+    assert!(
+        deleted["body"]["data"]["deleted_at"].is_string(),
+        "{deleted}"
+    );
+    let data = deleted["body"]["data"].as_object().unwrap();
+    assert_eq!(data.len(), 2, "the id and when, nothing else: {deleted}");
+    assert!(!deleted.to_string().contains(&email), "{deleted}");
+    // Nothing in the outbox names the erased address any more.
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) AS n FROM email_outbox WHERE recipient = '{email}' \
+             OR (kind = 'event' AND convert_from(payload, 'UTF8') LIKE '%{email}%')"
+        ))
+        .await,
+        0
+    );
+    // A moment for any post that should not come.
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(receiver.received().len(), 2, "one event per deletion told");
+}

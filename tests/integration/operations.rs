@@ -843,7 +843,39 @@ async fn a_rotated_key_with_the_old_one_as_fallback_keeps_codes_and_queued_email
     let newcomer = unique_email("rotation-new");
     assert_eq!(rotated.register(&newcomer, PASSWORD).await.code(), 201);
     let code = code_for(&sink, &newcomer);
-    drop(rotated);
+    // Stopped, serve has recorded when the fallback was last needed;
+    // `config check` says so, by the key's fingerprint, never the key.
+    let (stopped, _) = rotated.stop_with("TERM");
+    assert!(stopped.success(), "{stopped:?}");
+    let unused = "a-fallback-that-nothing-was-sealed-under-0123456789";
+    let checked = run(
+        &db.url,
+        &[
+            ("SECRET_KEY", new_key),
+            ("SECRET_KEY_FALLBACKS", &format!("{fallbacks},{unused}")),
+        ],
+        &["config", "check"],
+    );
+    assert!(checked.status.success(), "{checked:?}");
+    let said = String::from_utf8_lossy(&checked.stdout).into_owned();
+    let line = |n: usize| {
+        let start = format!("SECRET_KEY_FALLBACKS: fallback {n} (fingerprint ");
+        said.lines()
+            .find(|line| line.starts_with(&start))
+            .unwrap_or_else(|| panic!("no line for fallback {n}: {said}"))
+            .to_owned()
+    };
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert!(
+        line(1).contains(&format!(" last used {today}T")),
+        "{}",
+        line(1)
+    );
+    assert!(line(2).ends_with(" never used by serve"), "{}", line(2));
+    assert!(
+        !said.contains(fallbacks) && !said.contains(unused),
+        "{said}"
+    );
     let only_new = Server::start(
         &db.url,
         &[
