@@ -5,7 +5,8 @@
 #
 # e.g. `scripts/packages.sh promtool:prometheus prometheus:prometheus`;
 # `py.MODULE:PACKAGE` stands for a Python module python3 must import
-# (`py.yaml:python3-yaml`).
+# (`py.yaml:python3-yaml`), `/PATH:PACKAGE` for a file that must exist
+# (`/usr/share/i18n/locales/de_DE:locales`).
 # Needs root for the install (it says what to run otherwise). Daemons the
 # packages bring (prometheus, nginx) are neither started nor enabled: the
 # tests start their own instances on loopback.
@@ -16,6 +17,7 @@ need=()
 present() {
   case $1 in
     py.*) python3 -c "import ${1#py.}" >/dev/null 2>&1 ;;
+    /*) [ -e "$1" ] ;;
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }

@@ -18,8 +18,10 @@ services=$(scripts/services.sh ensure)
 eval "$services"
 [ "$services_started" = 1 ] && trap 'scripts/services.sh stop' EXIT
 
-# Prometheus' promtool and server, for the metrics tests.
-scripts/packages.sh promtool:prometheus prometheus:prometheus pgbouncer:pgbouncer
+# Prometheus' promtool and server, for the metrics tests; the German
+# locale's source, compiled by the test whose PostgreSQL speaks German.
+scripts/packages.sh promtool:prometheus prometheus:prometheus pgbouncer:pgbouncer \
+  /usr/share/i18n/locales/de_DE:locales
 
 # Python's venv (python3-venv on Debian) with aiosmtpd and the Standard
 # Webhooks reference library from PyPI; the tests start the SMTP server and

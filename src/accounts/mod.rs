@@ -282,19 +282,12 @@ pub async fn key_names(pool: &Pool, sealer: &Sealer) -> anyhow::Result<KeyNames>
     Ok(KeyNames::new(&key))
 }
 
-/// Whether PostgreSQL aborted a transaction that may simply run again, by
-/// its SQLSTATE (never its message, which `lc_messages` may translate): a
-/// serialization failure (40001) or a deadlock (40P01, which one lock order
-/// everywhere should prevent; this is the safety net).
-fn retryable(err: &diesel::result::Error) -> bool {
-    db::sqlstate(err).is_some_and(|state| matches!(state.as_str(), "40001" | "40P01"))
-}
-
 /// Whether a transaction's `attempt` (from 1) should be run again: once,
 /// if PostgreSQL aborted it for a deadlock or a serialization failure (see
-/// [`retryable`]), which is no answer to give a client.
+/// [`db::is_retryable`]), which is no answer to give a client.
 fn run_again<T>(result: &Result<T, AccountError>, attempt: u32) -> bool {
-    let again = attempt < 2 && matches!(result, Err(AccountError::Database(err)) if retryable(err));
+    let again =
+        attempt < 2 && matches!(result, Err(AccountError::Database(err)) if db::is_retryable(err));
     if again {
         tracing::info!(
             "a transaction was aborted (deadlock or serialization failure); running it again"

@@ -164,6 +164,14 @@ pub fn is_connection_error(err: &diesel::result::Error) -> bool {
     }
 }
 
+/// Whether PostgreSQL aborted a transaction that may simply run again, by
+/// its SQLSTATE (never its message, which `lc_messages` may translate): a
+/// serialization failure (40001) or a deadlock (40P01, which one lock order
+/// everywhere should prevent; this is the safety net).
+pub fn is_retryable(err: &diesel::result::Error) -> bool {
+    sqlstate(err).is_some_and(|state| matches!(state.as_str(), "40001" | "40P01"))
+}
+
 /// Answers whether PostgreSQL can run a query.
 pub async fn ping(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
     diesel::sql_query("SELECT 1").execute(conn).await.map(drop)

@@ -4,7 +4,10 @@
 # postgres user when run as root) with a database `activator`; `fail DIR`
 # stops the primary at once and promotes the standby (which then commits
 # without waiting for a standby of its own); `down DIR` stops
-# whatever still runs.
+# whatever still runs. `alone DIR PORT LOCALE` makes one server whose
+# messages are in LOCALE (`lc_messages`, e.g. de_DE.UTF-8), the locale
+# compiled under DIR with localedef (no system locale is installed);
+# `restart DIR` restarts it (fast: its sessions are terminated).
 set -euo pipefail
 
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r | head -1)
@@ -43,6 +46,30 @@ CONF
     [ "$(psql_at "$primary_port" "SELECT sync_state FROM pg_stat_replication")" = sync ]
     psql_at "$primary_port" "CREATE DATABASE activator" >/dev/null
     ;;
+  alone)
+    port=$3 locale=$4
+    mkdir -p "$dir/locales"
+    # glibc finds the locale under LOCPATH; PostgreSQL's translations are
+    # Debian's (/usr/share/locale/*/LC_MESSAGES/postgres-*.mo).
+    localedef -i "${locale%%.*}" -f "${locale#*.}" "$dir/locales/$locale" 2>/dev/null || true
+    [ -e "$dir/locales/$locale/LC_MESSAGES" ] || { echo "localedef $locale failed" >&2; exit 1; }
+    [ "$(id -u)" -eq 0 ] && chown -R postgres: "$dir"
+    as_pg "$bin/initdb" -D "$dir/alone" -U postgres --auth=trust -E UTF8 --locale=C --no-sync >/dev/null
+    cat >> "$dir/alone/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+lc_messages = '$locale'
+fsync = off
+CONF
+    echo "$dir/locales" > "$dir/locpath"
+    as_pg env LOCPATH="$dir/locales" "$bin/pg_ctl" -D "$dir/alone" -l "$dir/alone.log" -w -t 60 start >/dev/null
+    psql_at "$port" "CREATE DATABASE activator" >/dev/null
+    ;;
+  restart)
+    as_pg env LOCPATH="$(cat "$dir/locpath")" "$bin/pg_ctl" -D "$dir/alone" -l "$dir/alone.log" \
+      -m fast -w -t 60 restart >/dev/null
+    ;;
   fail)
     standby_port=$(sed -n "s/^port = //p" "$dir/standby/postgresql.conf" | tail -1)
     as_pg "$bin/pg_ctl" -D "$dir/primary" -m immediate -w stop >/dev/null
@@ -53,7 +80,7 @@ CONF
     psql_at "$standby_port" "SELECT pg_reload_conf()" >/dev/null
     ;;
   down)
-    for node in primary standby; do
+    for node in primary standby alone; do
       if [ -d "$dir/$node" ] && as_pg "$bin/pg_ctl" -D "$dir/$node" status >/dev/null 2>&1; then
         as_pg "$bin/pg_ctl" -D "$dir/$node" -m immediate -w stop >/dev/null || true
       fi
@@ -61,7 +88,7 @@ CONF
     rm -rf "$dir"
     ;;
   *)
-    echo "usage: $0 up DIR PRIMARY_PORT STANDBY_PORT | fail DIR | down DIR" >&2
+    echo "usage: $0 up DIR PRIMARY_PORT STANDBY_PORT | fail DIR | alone DIR PORT LOCALE | restart DIR | down DIR" >&2
     exit 2
     ;;
 esac

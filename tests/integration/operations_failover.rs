@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
 
 use crate::common::Api;
@@ -285,4 +286,154 @@ async fn behind_pgbouncer_in_session_mode_everything_works() {
         .unwrap();
     assert!(shown.status.success(), "{shown:?}");
     assert!(String::from_utf8_lossy(&shown.stdout).contains("\"state\": \"active\""));
+}
+
+/// One PostgreSQL server whose messages are German (`lc_messages =
+/// de_DE.UTF-8`, Debian's translations), removed on drop.
+struct German {
+    dir: std::path::PathBuf,
+    url: String,
+}
+
+impl German {
+    fn up() -> Self {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("activator-german-{}-{port}", std::process::id()));
+        Cluster::script(&[
+            "alone",
+            dir.to_str().unwrap(),
+            &port.to_string(),
+            "de_DE.UTF-8",
+        ]);
+        Self {
+            dir,
+            url: format!("postgresql://postgres@127.0.0.1:{port}/activator"),
+        }
+    }
+
+    /// A fast restart: every session is terminated (57P01).
+    fn restart(&self) {
+        Cluster::script(&["restart", self.dir.to_str().unwrap()]);
+    }
+}
+
+impl Drop for German {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/failover/cluster.sh");
+        let _ = Command::new("bash")
+            .arg(script)
+            .arg("down")
+            .arg(&self.dir)
+            .output();
+    }
+}
+
+async fn execute(conn: &mut AsyncPgConnection, sql: &str) -> diesel::QueryResult<usize> {
+    diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), conn).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_speaks_german_is_read_by_its_sqlstates() {
+    let german = German::up();
+    let connect = || AsyncPgConnection::establish(&german.url);
+    let (mut a, mut b) = (connect().await.unwrap(), connect().await.unwrap());
+    // The server's messages are German indeed.
+    let err = execute(&mut a, "SELECT 1/0").await.unwrap_err();
+    assert!(err.to_string().contains("Division durch Null"), "{err}");
+
+    // A deadlock: two transactions lock two rows in opposite orders.
+    execute(&mut a, "CREATE TABLE pair (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    execute(&mut a, "INSERT INTO pair VALUES (1), (2)")
+        .await
+        .unwrap();
+    for (conn, first) in [(&mut a, 1), (&mut b, 2)] {
+        execute(conn, "BEGIN").await.unwrap();
+        execute(conn, &format!("UPDATE pair SET id = id WHERE id = {first}"))
+            .await
+            .unwrap();
+    }
+    let (left, right) = tokio::join!(
+        execute(&mut a, "UPDATE pair SET id = id WHERE id = 2"),
+        execute(&mut b, "UPDATE pair SET id = id WHERE id = 1"),
+    );
+    let deadlock = [left, right]
+        .into_iter()
+        .find_map(Result::err)
+        .expect("one of the two is aborted");
+    assert!(deadlock.to_string().contains("Verklemmung"), "{deadlock}");
+    assert!(activator::db::is_retryable(&deadlock), "{deadlock}");
+    assert!(!activator::db::is_connection_error(&deadlock), "{deadlock}");
+
+    // A session the administrator ends: the connection is gone.
+    let mut c = connect().await.unwrap();
+    execute(&mut a, "ROLLBACK").await.unwrap();
+    execute(
+        &mut a,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE pid <> pg_backend_pid() AND datname = 'activator'",
+    )
+    .await
+    .unwrap();
+    let ended = execute(&mut c, "SELECT 1").await.unwrap_err();
+    assert!(activator::db::is_connection_error(&ended), "{ended:?}");
+    assert!(!activator::db::is_retryable(&ended), "{ended:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_german_server_restarting_under_registrations_gives_503s_never_a_500() {
+    let german = German::up();
+    let migrated = command(&german.url, &[]).arg("migrate").output().unwrap();
+    assert!(migrated.status.success(), "{migrated:?}");
+    let sink = MailSink::start();
+    let server = Server::start(
+        &german.url,
+        &[
+            ("EMAIL_API_URL", sink.url.as_str()),
+            ("RATE_LIMIT_EXEMPT", "127.0.0.1/32"),
+        ],
+    );
+    let statuses = Mutex::new(Vec::new());
+    let stop = AtomicBool::new(false);
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let email = crate::common::unique_email(&format!("german-{i}"));
+                let status = runtime.block_on(server.register(&email, PASSWORD)).code();
+                statuses.lock().unwrap().push(status);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        german.restart();
+        // Until registrations succeed again after the restart.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let seen = statuses.lock().unwrap().len();
+        loop {
+            let after: Vec<u16> = statuses.lock().unwrap()[seen..].to_vec();
+            if after.iter().filter(|&&status| status == 201).count() >= 5 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no 201 after the restart: {after:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let statuses = statuses.into_inner().unwrap();
+    assert!(
+        statuses.iter().all(|status| matches!(status, 201 | 503)),
+        "{statuses:?}"
+    );
+    // The restart was met: requests while it ran were refused, not failed.
+    assert!(statuses.contains(&503), "{statuses:?}");
+    let log = server.stderr();
+    assert!(!log.contains("status=500"), "{log}");
 }
