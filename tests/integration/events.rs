@@ -154,12 +154,65 @@ async fn a_receiver_that_holds_its_answer_holds_up_no_activation() {
     let server = serve(&db, &sink, &receiver, &[]);
     let (first, _) = signup(&server, &sink, "held").await;
     receiver.wait_for(1, Duration::from_secs(20));
-    // Meanwhile other accounts activate (`signup` asserts each 200) ...
+    // Meanwhile other accounts register, get their email and activate
+    // (`signup` asserts each 201 and 200), each within two seconds ...
     for i in 0..3 {
+        let started = std::time::Instant::now();
         signup(&server, &sink, &format!("while-held-{i}")).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
     // ... while the first event is still waiting for its answer.
     assert_eq!(user_show(&db, &first)["events"][0]["status"], "queued");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_that_is_down_holds_up_no_activation_and_its_events_wait() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    // Nothing listens there: every post is refused at once.
+    let down = format!(
+        "http://127.0.0.1:{}/hooks",
+        crate::common::server::free_port()
+    );
+    let server = Server::start(
+        &db.url,
+        &[
+            ("EMAIL_API_URL", sink.url.as_str()),
+            ("WEBHOOK_URL", down.as_str()),
+            ("WEBHOOK_SECRET", SECRET),
+        ],
+    );
+    let mut activated = Vec::new();
+    for i in 0..3 {
+        let started = std::time::Instant::now();
+        activated.push(
+            signup(&server, &sink, &format!("receiver-down-{i}"))
+                .await
+                .0,
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // Each event was tried, failed, and waits for its next attempt.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for email in &activated {
+        loop {
+            let event = user_show(&db, email)["events"][0].clone();
+            if event["attempts"].as_u64().unwrap_or(0) >= 1 {
+                assert_eq!(event["status"], "queued", "{event}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{event}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
