@@ -160,6 +160,58 @@ async fn with_redis_down_limited_endpoints_answer_503_json() {
     );
 }
 
+/// How many accounts, claims and outbox rows there are.
+async fn rows_of(app: &TestApp) -> (i64, i64, i64) {
+    (
+        app.db.count("SELECT count(*) AS n FROM users").await,
+        app.db.count("SELECT count(*) AS n FROM claims").await,
+        app.db.count("SELECT count(*) AS n FROM email_outbox").await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_down_every_owner_flow_is_503_never_401_or_429() {
+    let mut redis = PrivateRedis::start();
+    let db = TestDb::new().await;
+    let settings = settings_for(&db, &[("REDIS_URL", &redis.url)]);
+    let app = TestApp::on(db, settings).await;
+    let email = unique_email("noredis-owner");
+    app.register(&email, PASSWORD)
+        .await
+        .assert_detail(201, "Activation email sent");
+    let code = app.latest_code(&email).await;
+    let rows = rows_of(&app).await;
+    redis.stop();
+
+    let wrong = "Wr0ng!pass";
+    let other = unique_email("noredis-new");
+    for (what, reply) in [
+        ("a new address", app.register(&other, PASSWORD).await),
+        ("a claim", app.register(&email, "Cl4imant!pass").await),
+        (
+            "the same password again",
+            app.register(&email, PASSWORD).await,
+        ),
+        ("resend, wrong password", app.resend(&email, wrong).await),
+        ("resend", app.resend(&email, PASSWORD).await),
+        (
+            "activate, wrong password",
+            app.activate(&email, wrong, &code).await,
+        ),
+        (
+            "activate, wrong code",
+            app.activate(&email, PASSWORD, "0000").await,
+        ),
+        ("activate", app.activate(&email, PASSWORD, &code).await),
+    ] {
+        reply.assert_detail(503, "Rate limiter unavailable, try again shortly");
+        assert_eq!(reply.header("retry-after"), Some("1"), "{what}");
+    }
+    // Nothing was created, claimed, queued or activated meanwhile.
+    assert_eq!(rows_of(&app).await, rows);
+    assert!(!users_named(&app, &email.to_lowercase()).await[0].is_active);
+}
+
 // ---- Redis Cluster ----------------------------------------------------------
 
 /// Three masters on loopback, each also using port + 10000 for its bus.
