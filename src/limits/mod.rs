@@ -25,6 +25,7 @@ use crate::redis::{KeyNames, RedisConnection};
 use crate::settings::{LimitSettings, Settings};
 
 mod inbox;
+mod remembered;
 mod shared;
 
 pub use inbox::{EmailSlot, GuessPaid, cost_of};
@@ -164,6 +165,8 @@ pub struct Limiter {
     give_back: Arc<Script>,
     shared: Arc<shared::Scripts>,
     inbox: Arc<inbox::Scripts>,
+    /// Full windows that only ever fill, until they end.
+    remembered: Arc<remembered::Remembered>,
 }
 
 /// The Redis keys of one address, and of its first registration (`None`)
@@ -223,6 +226,7 @@ impl Limiter {
             give_back: Script::new(GIVE_BACK).into(),
             shared: Arc::default(),
             inbox: Arc::default(),
+            remembered: Arc::default(),
         }
     }
 
@@ -355,16 +359,43 @@ impl Limiter {
         .await
     }
 
-    /// Counts a registration from `ip`, unless its window is full.
+    /// Counts a registration from `ip`, unless its window is full (a full
+    /// one is remembered until it ends: registrations are never given
+    /// back).
     pub async fn check_register(&self, ip: ClientIp) -> RedisResult<Decision> {
         let policy = &self.policy;
-        self.count_ip(
+        self.count_ip_remembered(
             ip,
             "register",
             (policy.register_per_ip, policy.register_window),
             Limit::RegisterPerIp,
         )
         .await
+    }
+
+    /// [`Limiter::count_ip`] for a window that only ever fills: a full one
+    /// is remembered until it ends, and refused from memory meanwhile.
+    async fn count_ip_remembered(
+        &self,
+        ip: ClientIp,
+        what: &'static str,
+        (limit, window): (u32, Duration),
+        reached: Limit,
+    ) -> RedisResult<Decision> {
+        let Some(addr) = ip.0 else {
+            return Ok(Decision::Allowed);
+        };
+        if let Some(retry_after) = self.remembered.refusal(what, addr) {
+            return Ok(Decision::Limited {
+                limit: reached,
+                retry_after,
+            });
+        }
+        let decision = self.count_ip(ip, what, (limit, window), reached).await?;
+        if let Decision::Limited { retry_after, .. } = decision {
+            self.remembered.remember(what, addr, retry_after);
+        }
+        Ok(decision)
     }
 
     /// Counts one event of `what` for `ip` within `(limit, window)`, unless
@@ -496,17 +527,14 @@ impl Limiter {
     /// Whether `ip` may sign in again (its successful sign-ins), checked
     /// without counting: for a sign-in proven without bcrypt, which passes
     /// no failure limit.
+    /// A full window is remembered until it ends: sign-ins are never given
+    /// back.
     pub async fn check_sign_ins_per_ip(&self, ip: ClientIp) -> RedisResult<Decision> {
-        let Some(ip) = ip.0 else {
-            return Ok(Decision::Allowed);
-        };
-        self.count(
-            &[(
-                self.client_key(ip, "sign-ins"),
-                self.policy.sign_ins_per_ip,
-                Duration::ZERO,
-            )],
-            &[Limit::SignInsPerIp],
+        self.count_ip_remembered(
+            ip,
+            "sign-ins",
+            (self.policy.sign_ins_per_ip, Duration::ZERO),
+            Limit::SignInsPerIp,
         )
         .await
     }

@@ -962,3 +962,61 @@ async fn a_new_key_without_the_old_one_as_fallback_stops_start_up_naming_it() {
     assert!(line.contains("SECRET_KEY_FALLBACKS"), "{line}");
     assert!(!line.contains("a-replacement-key"), "{line}");
 }
+
+/// Commands this Redis has processed so far.
+fn commands_processed(url: &str) -> u64 {
+    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut conn).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("total_commands_processed:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A registration of a new address labelled `label` from `client`.
+async fn register_new(server: &Server, client: &str, label: &str) -> Reply {
+    server
+        .register_from(client, &unique_email(label), PASSWORD)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_registration_window_is_refused_from_memory_and_exactly_across_instances() {
+    let redis = PrivateRedis::start();
+    let db = TestDb::new().await;
+    let env = [
+        ("REDIS_URL", redis.url.as_str()),
+        ("REGISTER_PER_IP_LIMIT", "3"),
+        ("REGISTER_PER_IP_WINDOW_SECONDS", "3"),
+    ];
+    let (a, b) = (Server::start(&db.url, &env), Server::start(&db.url, &env));
+    let client = crate::common::ipv4(9);
+    // The window fills across both instances.
+    assert_eq!(register_new(&a, &client, "window-1").await.code(), 201);
+    assert_eq!(register_new(&b, &client, "window-2").await.code(), 201);
+    assert_eq!(register_new(&a, &client, "window-3").await.code(), 201);
+    const FULL: &str = "Too many registration attempts. Please try again later.";
+    let first = crate::common::assert_limited(&register_new(&a, &client, "window-4").await, FULL);
+    crate::common::assert_limited(&register_new(&b, &client, "window-5").await, FULL);
+
+    // Refused again and again on either: from memory, no Redis command.
+    let before = commands_processed(&redis.url);
+    for i in 0..100 {
+        let server = if i % 2 == 0 { &a } else { &b };
+        let wait =
+            crate::common::assert_limited(&register_new(server, &client, "flood").await, FULL);
+        assert!(wait <= first, "{wait} > {first}");
+    }
+    let asked = commands_processed(&redis.url) - before - 1;
+    assert!(asked <= 2, "{asked} Redis commands for 100 refusals");
+
+    // Never longer than Redis keeps the window: right after it ends, both
+    // instances count again (the fourth of the new window is refused).
+    tokio::time::sleep(Duration::from_millis(first * 1000 + 100)).await;
+    assert_eq!(register_new(&a, &client, "next-1").await.code(), 201);
+    assert_eq!(register_new(&b, &client, "next-2").await.code(), 201);
+    assert_eq!(register_new(&b, &client, "next-3").await.code(), 201);
+    crate::common::assert_limited(&register_new(&a, &client, "next-4").await, FULL);
+}
