@@ -20,7 +20,10 @@
 //!    settled (each event delivered before the next activation),
 //! 8. the owner-always-wins attacks (`service/attack.rs`): a sign-in flood
 //!    from 24 /64s of one /56, and a flood of refused registrations, each
-//!    against another client's registrations.
+//!    against another client's registrations; and (`BENCH_ONLY=owner`)
+//!    owners signing up under a claim flood, a sign-in spray from 100
+//!    networks and renewal bombing of their inbox: their p50 against
+//!    unloaded, their first tries, the inbox's emails against its cap.
 //!
 //! The dispatcher's own throughput is `benches/email.rs`'s.
 //!
@@ -29,7 +32,8 @@
 //! `BENCH_COST` (bcrypt cost, default 10), `BENCH_BIN` (another build of
 //! `activator` to measure, e.g. the previous release, for a comparison),
 //! `CREDENTIAL_PROOF` (passed to the server: `off` measures signups that
-//! verify the password again), `BENCH_ONLY=attack` (only 8),
+//! verify the password again), `BENCH_ONLY=attack` (only 8 a and b),
+//! `BENCH_ONLY=owner` (only 8 c; `BENCH_OWNER_ROUNDS`, default 6),
 //! `BENCH_ONLY=signup` (only 1, the register load of 2 and 6: e.g.
 //! `BENCH_ONLY=signup BENCH_COST=12 BENCH_CLIENTS=8 scripts/bench.sh service`).
 
@@ -419,6 +423,13 @@ fn main() {
         let sink = MailSink::start();
         let (rate_at_12, _) = raw_bcrypt_rate(12, 3);
         attack::run(&database_url, &redis_url, &sink, rate_at_12);
+        sql(&maintenance, &format!("DROP DATABASE {name} WITH (FORCE)"));
+        return;
+    }
+
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("owner") {
+        let sink = MailSink::start();
+        attack::owner_under_attack(&database_url, &redis_url, &sink);
         sql(&maintenance, &format!("DROP DATABASE {name} WITH (FORCE)"));
         return;
     }
