@@ -34,6 +34,8 @@
 //! `CREDENTIAL_PROOF` (passed to the server: `off` measures signups that
 //! verify the password again), `BENCH_ONLY=attack` (only 8 a and b),
 //! `BENCH_ONLY=owner` (only 8 c; `BENCH_OWNER_ROUNDS`, default 6),
+//! `BENCH_ONLY=capacity` (only 9: what a signup costs the stores, on a
+//! PostgreSQL and a Redis of its own; `BENCH_CAPACITY_SIGNUPS`),
 //! `BENCH_ONLY=signup` (only 1, the register load of 2 and 6: e.g.
 //! `BENCH_ONLY=signup BENCH_COST=12 BENCH_CLIENTS=8 scripts/bench.sh service`).
 
@@ -46,6 +48,9 @@ mod mail_sink;
 
 #[path = "service/attack.rs"]
 mod attack;
+
+#[path = "service/capacity.rs"]
+mod capacity;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -315,6 +320,49 @@ fn register_load(base: &str, clients: usize, seconds: u64, label: &str) -> LoadR
     }
 }
 
+/// `total` signups (register, the code from its email, activate) by
+/// `clients` threads, addresses labelled `label`.
+fn signup_count(base: &str, sink: &MailSink, clients: usize, total: usize, label: &str) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..clients {
+            let next = &next;
+            scope.spawn(move || {
+                let agent = agent();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        return;
+                    }
+                    let email = format!("{label}-{i}-{}@example.com", std::process::id());
+                    // Each person from a network of their own, as a
+                    // population signs up (loopback is a trusted proxy).
+                    let client = format!("10.{}.{}.{}", i / 62_500, (i / 250) % 250, i % 250 + 1);
+                    let status = agent
+                        .post(format!("{base}/auth/register"))
+                        .header("X-Forwarded-For", &client)
+                        .send_json(json!({"email": email, "password": PASSWORD}))
+                        .map(|r| r.status().as_u16())
+                        .unwrap_or(0);
+                    assert_eq!(status, 201);
+                    let code = code_for(sink, &email);
+                    use base64::Engine;
+                    let token = base64::engine::general_purpose::STANDARD
+                        .encode(format!("{email}:{PASSWORD}"));
+                    let status = agent
+                        .post(format!("{base}/auth/activate"))
+                        .header("X-Forwarded-For", &client)
+                        .header("Authorization", format!("Basic {token}"))
+                        .send_json(json!({ "code": code }))
+                        .map(|r| r.status().as_u16())
+                        .unwrap_or(0);
+                    assert_eq!(status, 200);
+                }
+            });
+        }
+    });
+}
+
 /// `clients` threads sign up back to back for `seconds`: register, wait for
 /// the code's email, activate. Returns the signups completed, the time, and
 /// the statuses that were not 201 or 200.
@@ -423,6 +471,12 @@ fn main() {
         let sink = MailSink::start();
         let (rate_at_12, _) = raw_bcrypt_rate(12, 3);
         attack::run(&database_url, &redis_url, &sink, rate_at_12);
+        sql(&maintenance, &format!("DROP DATABASE {name} WITH (FORCE)"));
+        return;
+    }
+
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("capacity") {
+        capacity::run();
         sql(&maintenance, &format!("DROP DATABASE {name} WITH (FORCE)"));
         return;
     }

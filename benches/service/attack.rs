@@ -222,7 +222,7 @@ fn sign_in_flood(server: &Server, metrics: &str) {
 }
 
 /// The server's CPU time so far (user + system), from /proc.
-fn cpu_time(pid: u32) -> Duration {
+pub fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // The fields after the command's closing parenthesis; utime and stime
     // are the 12th and 13th of them, in clock ticks.
