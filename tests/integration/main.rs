@@ -20,6 +20,7 @@ mod operations;
 mod operations_failover;
 mod operations_monitoring;
 mod owner;
+mod passwords;
 mod register;
 mod resend;
 mod sign_in;
