@@ -11,6 +11,7 @@ mod claims;
 mod cli;
 mod cli_config;
 mod compat;
+mod disclosure;
 mod email;
 mod email_languages;
 mod email_mailbox;
