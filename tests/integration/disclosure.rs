@@ -15,9 +15,12 @@ const NEWCOMER: &str = "Newc0mer!pass";
 /// An 8-digit code no inbox here has: a wrong code for sure.
 const WRONG_CODE: &str = "01234567";
 
+/// What a client can compare of two replies: status, body, headers.
+type Observed = (u16, String, Vec<(String, String)>);
+
 /// A reply as a client can compare two: status, body, and every header
 /// but the ones that differ per request (`x-request-id`, `date`).
-fn observed(reply: &Reply) -> (u16, String, Vec<(String, String)>) {
+fn observed(reply: &Reply) -> Observed {
     let mut headers: Vec<(String, String)> = reply
         .headers
         .iter()
@@ -99,12 +102,16 @@ async fn timed(server: &impl Api, call: Call) -> (Reply, f64) {
 /// interleaved (the standings' order shuffled each round, so the server's
 /// drift over time falls on all alike): their observed replies (each
 /// standing's all alike) and times.
+#[allow(
+    clippy::needless_range_loop,
+    reason = "each round takes one address of each standing"
+)]
 async fn measure(
     server: &impl Api,
     addresses: &[Vec<String>; 3],
     call: impl Fn(&str) -> Call,
-) -> Vec<((u16, String, Vec<(String, String)>), Vec<f64>)> {
-    let mut seen: Vec<(Option<(u16, String, Vec<(String, String)>)>, Vec<f64>)> =
+) -> Vec<(Observed, Vec<f64>)> {
+    let mut seen: Vec<(Option<Observed>, Vec<f64>)> =
         vec![(None, Vec::new()), (None, Vec::new()), (None, Vec::new())];
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     for round in 0..addresses[0].len() {
@@ -137,7 +144,7 @@ async fn measure(
 
 /// Asserts the three standings were answered alike, and in times the
 /// Kolmogorov–Smirnov test cannot tell apart at p > 0.01; prints them.
-fn assert_alike(what: &str, results: &[((u16, String, Vec<(String, String)>), Vec<f64>)]) {
+fn assert_alike(what: &str, results: &[(Observed, Vec<f64>)]) {
     for pair in [(0, 1), (0, 2), (1, 2)] {
         let (a, b) = (&results[pair.0], &results[pair.1]);
         assert_eq!(

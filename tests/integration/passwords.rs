@@ -279,7 +279,7 @@ async fn a_missing_or_damaged_deny_list_stops_serve_and_config_check_naming_it()
     assert!(error_line(&output).contains(path));
 
     // Cut short, and a plain list where the filter should be.
-    std::fs::write(&dir.join("list.txt"), "123456\npassword\n").unwrap();
+    std::fs::write(dir.join("list.txt"), "123456\npassword\n").unwrap();
     succeeded(&run(
         &db.url,
         &[],
