@@ -691,6 +691,19 @@ mod tests {
             mail.text
         );
         assert_eq!(templates.locales().negotiate(Some("it-IT")).as_str(), "it");
+        // Without a notice of its own, a new locale's owners get the default's.
+        assert_eq!(
+            templates
+                .account_exists("it", "a@example.com")
+                .unwrap()
+                .subject,
+            "Someone tried to register with your address"
+        );
+        // A notice in part is refused, naming the file missing.
+        std::fs::write(it.join(NOTICE_SUBJECT), "Qualcuno").unwrap();
+        let err = Templates::load(Some(&dir), DEFAULT_LOCALE).err().unwrap();
+        assert!(err.to_string().contains("it/exists.txt.hbs"), "{err}");
+        std::fs::remove_file(it.join(NOTICE_SUBJECT)).unwrap();
 
         // A new locale needs every file.
         std::fs::remove_file(it.join(WORDS)).unwrap();

@@ -342,3 +342,83 @@ async fn an_active_owner_is_told_in_its_language_and_a_pending_owner_gets_nothin
         .assert_detail(201, "Activation email sent");
     crate::common::email::codes_for(&sink, &pending, 2);
 }
+
+/// The answers to `n` wrong activations of each address in turn, with the
+/// password registered: each standing's list, `Retry-After` rounded to
+/// the minute (it counts down between the requests).
+async fn wrong_activations(
+    server: &impl Api,
+    addresses: &[String; 3],
+    n: usize,
+) -> Vec<Vec<Observed>> {
+    let mut answers = vec![Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..n {
+        for (kind, email) in addresses.iter().enumerate() {
+            let reply = server.activate(email, NEWCOMER, WRONG_CODE).await;
+            let (status, body, mut headers) = observed(&reply);
+            for (name, value) in &mut headers {
+                if name == "retry-after" {
+                    *value = (value.parse::<u64>().unwrap().div_ceil(60)).to_string();
+                }
+            }
+            answers[kind].push((status, body, headers));
+        }
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decoys_lockout_and_failure_budget_answer_as_a_registrants() {
+    let db = TestDb::new().await;
+    let sink = MailSink::start();
+    for (settings, n, last) in [
+        (
+            vec![],
+            6,
+            (429, "Too many activation attempts. Please try again later."),
+        ),
+        (
+            vec![("ACTIVATION_ATTEMPT_LIMIT", "100")],
+            11,
+            (429, "Too many activation attempts. Please try again later."),
+        ),
+    ] {
+        let mut env = vec![
+            ("REGISTRATION_DISCLOSURE", "hidden"),
+            ("RATE_LIMIT_EXEMPT", "127.0.0.1/32,::1"),
+        ];
+        env.extend(settings);
+        let server = serve_with_email_api(&db, &sink, &env);
+        let addresses: [String; 3] = std::array::from_fn(|kind| {
+            unique_email(&format!("{:?}", STANDINGS[kind]).to_lowercase())
+        });
+        server
+            .register(&addresses[1], OWNER)
+            .await
+            .assert_detail(201, "Activation email sent");
+        server
+            .register(&addresses[2], OWNER)
+            .await
+            .assert_detail(201, "Activation email sent");
+        let code = code_for(&sink, &addresses[2]);
+        server
+            .activate(&addresses[2], OWNER, &code)
+            .await
+            .assert_detail(200, "Account activated");
+        for email in &addresses {
+            server
+                .register(email, NEWCOMER)
+                .await
+                .assert_detail(201, "Activation email sent");
+        }
+        let answers = wrong_activations(&server, &addresses, n).await;
+        assert_eq!(answers[0], answers[1], "unknown and pending told apart");
+        assert_eq!(answers[0], answers[2], "unknown and active told apart");
+        let final_answer = answers[0].last().unwrap();
+        assert_eq!(
+            (final_answer.0, final_answer.1.as_str()),
+            (last.0, format!(r#"{{"detail":"{}"}}"#, last.1).as_str())
+        );
+        assert_eq!(answers[0][0].0, 400);
+    }
+}
