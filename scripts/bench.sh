@@ -13,7 +13,7 @@ eval "$services"
 [ "$services_started" = 1 ] && trap 'scripts/services.sh stop' EXIT
 
 benches=("$@")
-[ ${#benches[@]} -eq 0 ] && benches=(service email connections)
+[ ${#benches[@]} -eq 0 ] && benches=(service email connections passwords)
 for bench in "${benches[@]}"; do
   cargo bench --locked --bench "$bench"
 done

@@ -32,6 +32,7 @@ pub mod logging;
 pub mod mail;
 pub mod metrics;
 pub mod password;
+pub mod policy;
 pub mod redis;
 pub mod schema;
 pub mod seal;
@@ -77,7 +78,7 @@ pub fn rocket(
     locales: Locales,
     network: NetworkSettings,
 ) -> Rocket<Build> {
-    let document = api::docs::Document::new(accounts.code_length());
+    let document = api::docs::Document::new(accounts.code_length(), accounts.password_policy());
     rocket::custom(figment)
         .manage(accounts)
         .manage(locales)

@@ -154,6 +154,20 @@ pub const LIMITS: [&str; 14] = [
     "mailbox_daily",
     "mailbox_daily_total",
 ];
+/// `activator_password_refusals_total{rule}` values: every rule a new
+/// password can break (`policy::Refusal::label`).
+pub const PASSWORD_RULES: [&str; 10] = [
+    "too_short",
+    "too_long",
+    "too_many_bytes",
+    "whitespace",
+    "control_characters",
+    "character_classes",
+    "breached",
+    "common",
+    "resembles_address",
+    "guessable",
+];
 /// `activator_outbox_messages{state}` values (the outbox's states).
 pub const OUTBOX_STATES: [&str; 4] = ["queued", "sent", "dead", "expired"];
 
@@ -180,6 +194,7 @@ pub struct Metrics {
     /// [`Metrics::take_secret_key_uses`]: `None` is `SECRET_KEY`, `Some(i)`
     /// the fallback at position `i`.
     secret_key_last_uses: std::sync::Mutex<BTreeMap<Option<usize>, DateTime<Utc>>>,
+    password_refusals: IntCounterVec,
 }
 
 /// The process's metrics.
@@ -339,6 +354,11 @@ impl Metrics {
                 "key",
             ),
             secret_key_last_uses: std::sync::Mutex::default(),
+            password_refusals: counter(
+                "activator_password_refusals_total",
+                "New passwords refused (422), by the rule they broke: the length and character rules, the deny list (breached), the strength estimate (common, resembles_address, guessable).",
+                "rule",
+            ),
             registry,
         };
         metrics.secret_key_uses.with_label_values(&["current"]);
@@ -348,6 +368,7 @@ impl Metrics {
             (&metrics.resends, labels::<Resend>()),
             (&metrics.emails, EMAIL_RESULTS.to_vec()),
             (&metrics.hashes, HASH_WORK.to_vec()),
+            (&metrics.password_refusals, PASSWORD_RULES.to_vec()),
         ] {
             for value in values {
                 counter.with_label_values(&[value]);
@@ -471,6 +492,13 @@ impl Metrics {
             .unwrap_or_default()
     }
 
+    /// Counts a new password refused for breaking `rule` (one of
+    /// [`PASSWORD_RULES`]).
+    pub fn password_refused(&self, rule: &str) {
+        debug_assert!(PASSWORD_RULES.contains(&rule));
+        self.password_refusals.with_label_values(&[rule]).inc();
+    }
+
     pub fn hash_rejected(&self) {
         self.hash_rejected.inc();
     }
@@ -562,6 +590,11 @@ mod tests {
             ),
             ("activator_resends_total", "outcome", labels::<Resend>()),
             ("activator_emails_total", "result", EMAIL_RESULTS.to_vec()),
+            (
+                "activator_password_refusals_total",
+                "rule",
+                PASSWORD_RULES.to_vec(),
+            ),
         ] {
             for value in values {
                 let series = format!("{name}{{{label}=\"{value}\"}}");

@@ -165,7 +165,7 @@ pub fn check_policy(password: &str) -> Result<(), Refusal> {
 /// Python's `str.isspace`: general category Zs, or bidi class WS, B or S
 /// (which takes in the separators U+001C–U+001F, unlike Rust's
 /// `char::is_whitespace`).
-fn python_space(c: char) -> bool {
+pub fn python_space(c: char) -> bool {
     use icu_properties::CodePointMapData;
     use icu_properties::props::{BidiClass, GeneralCategory};
     CodePointMapData::<GeneralCategory>::new().get(c) == GeneralCategory::SpaceSeparator
@@ -176,7 +176,7 @@ fn python_space(c: char) -> bool {
 }
 
 /// A decimal digit of any script (general category Nd), as `\d` matched.
-fn decimal_digit(c: char) -> bool {
+pub fn decimal_digit(c: char) -> bool {
     use icu_properties::CodePointMapData;
     use icu_properties::props::GeneralCategory;
     CodePointMapData::<GeneralCategory>::new().get(c) == GeneralCategory::DecimalNumber

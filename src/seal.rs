@@ -165,6 +165,38 @@ impl Payload {
     }
 }
 
+/// What a queued notice to an active account's owner needs (someone
+/// tried to register its address, `REGISTRATION_DISCLOSURE=hidden`): the
+/// language of the email. Sealed as a [`Payload`] is, with a word where
+/// the code's digits go, so neither opens as the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub locale: String,
+}
+
+/// The word in place of a code's digits.
+const NOTICE: &str = "account-exists";
+
+impl Notice {
+    /// Seals the notice to the row of `user`'s message.
+    pub fn seal(&self, sealer: &Sealer, user: UserId) -> Vec<u8> {
+        let plain = format!("{}\n{NOTICE}", self.locale);
+        sealer.seal(plain.as_bytes(), &user.0.to_be_bytes())
+    }
+
+    /// Opens the notice sealed to `user`'s message.
+    pub fn open(sealer: &Sealer, user: UserId, sealed: &[u8]) -> Result<Self, Unreadable> {
+        let plain = sealer.open(sealed, &user.0.to_be_bytes())?;
+        let plain = String::from_utf8(plain).map_err(|_| Unreadable)?;
+        match plain.split_once('\n') {
+            Some((locale, NOTICE)) => Ok(Self {
+                locale: locale.to_owned(),
+            }),
+            _ => Err(Unreadable),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +232,29 @@ mod tests {
         assert_ne!(a, b);
         assert!(!a.windows(4).any(|w| w == b"4821"));
         assert_eq!(a.len(), 1 + NONCE_LEN + 9 + 16);
+    }
+
+    #[test]
+    fn a_notice_and_a_code_never_open_as_each_other() {
+        let sealer = sealer("the key of some length");
+        let user = UserId(7);
+        let notice = Notice {
+            locale: "fr".into(),
+        }
+        .seal(&sealer, user);
+        assert_eq!(
+            Notice::open(&sealer, user, &notice),
+            Ok(Notice {
+                locale: "fr".into()
+            })
+        );
+        assert!(Payload::open(&sealer, user, &notice).is_err());
+        let code = Payload {
+            code: Code::from_digits("1234").unwrap(),
+            locale: "fr".into(),
+        }
+        .seal(&sealer, user);
+        assert_eq!(Notice::open(&sealer, user, &code), Err(Unreadable));
     }
 
     #[test]

@@ -57,7 +57,10 @@ pub fn run(database_url: &str, redis_url: &str, sink: &MailSink, bcrypt_rate_at_
         redis_url,
         sink,
         COST,
-        &[("TRUSTED_PROXIES", "127.0.0.1/32"), ("RATE_LIMIT_EXEMPT", "")],
+        &[
+            ("TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("RATE_LIMIT_EXEMPT", ""),
+        ],
     );
     window_flood(&server, redis_url);
 }
@@ -383,8 +386,17 @@ fn attacker(
     while !stop.load(Ordering::Relaxed) {
         let (path, client, email, password) = match mix {
             Mix::Claims => (
-                if i % 2 == 0 { "/auth/register" } else { "/auth/resend" },
-                format!("10.{}.{}.{}", 100 + thread, (i / 2) / 250, (i / 2) % 250 + 1),
+                if i.is_multiple_of(2) {
+                    "/auth/register"
+                } else {
+                    "/auth/resend"
+                },
+                format!(
+                    "10.{}.{}.{}",
+                    100 + thread,
+                    (i / 2) / 250,
+                    (i / 2) % 250 + 1
+                ),
                 victim.clone(),
                 format!("Att4cker!{thread}-{}", i / 2),
             ),
@@ -397,7 +409,11 @@ fn attacker(
             Mix::Renewals => {
                 let all = spellings(&local);
                 (
-                    if i < all.len() { "/auth/register" } else { "/auth/resend" },
+                    if i < all.len() {
+                        "/auth/register"
+                    } else {
+                        "/auth/resend"
+                    },
                     format!("2001:db8:77:{:x}::1", (thread * 4 + i % 4) % 16),
                     all[i % all.len()].clone(),
                     "Ren3wal!pass".to_owned(),
@@ -505,7 +521,9 @@ fn owners(server: &Server, sink: &MailSink, label: &str, rounds: usize, mixes: &
                 .filter(|message| inbox.iter().any(|to| message["to"] == to.as_str()))
                 .collect::<Vec<_>>();
             if let Some(newest) = mine.last()
-                && delivered[before..].iter().any(|m| m["to"] == victim.as_str())
+                && delivered[before..]
+                    .iter()
+                    .any(|m| m["to"] == victim.as_str())
             {
                 break code_in(newest["body"].as_str().unwrap_or_default());
             }
@@ -539,7 +557,9 @@ fn owners(server: &Server, sink: &MailSink, label: &str, rounds: usize, mixes: &
             .iter()
             .filter(|message| inbox.iter().any(|to| message["to"] == to.as_str()))
             .count();
-        result.inbox.push((received, 30 + sites.lock().unwrap().len()));
+        result
+            .inbox
+            .push((received, 30 + sites.lock().unwrap().len()));
     }
     result.times.sort();
     result

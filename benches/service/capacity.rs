@@ -68,7 +68,13 @@ impl Postgres {
             .status();
         let data = dir.join("data");
         let ok = as_postgres(&pg_bin("initdb"))
-            .args(["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust"])
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+            ])
             .args(["-E", "UTF8", "--locale=C", "--no-sync"])
             .stdout(Stdio::null())
             .status()
@@ -100,7 +106,14 @@ impl Postgres {
     /// One value, as text.
     fn query(&self, database: &str, sql: &str) -> String {
         let output = as_postgres(&pg_bin("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
             .args(["-d", database, "-XAtqc", sql])
             .output()
             .unwrap();
@@ -123,7 +136,11 @@ impl Postgres {
         let pid: u32 = pid.lines().next().unwrap().trim().parse().unwrap();
         let mut total = super::attack::cpu_time(pid);
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            let Some(child) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
                 continue;
             };
             let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
@@ -141,7 +158,13 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let _ = as_postgres(&pg_bin("pg_ctl"))
-            .args(["-D", self.dir.join("data").to_str().unwrap(), "-m", "immediate", "stop"])
+            .args([
+                "-D",
+                self.dir.join("data").to_str().unwrap(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
             .stdout(Stdio::null())
             .status();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -219,9 +242,8 @@ pub fn run() {
     std::thread::sleep(Duration::from_secs(2));
     postgres.query("activator", "SELECT pg_stat_statements_reset()");
     let lsn = postgres.query("activator", "SELECT pg_current_wal_lsn()");
-    let commits = postgres.number(
-        "SELECT xact_commit FROM pg_stat_database WHERE datname = 'activator'",
-    );
+    let commits =
+        postgres.number("SELECT xact_commit FROM pg_stat_database WHERE datname = 'activator'");
     let (commands, redis_cpu) = redis.stats();
     let pg_cpu = postgres.cpu();
     let started = Instant::now();
@@ -241,9 +263,9 @@ pub fn run() {
     let wal = postgres.number(&format!(
         "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{lsn}')"
     ));
-    let transactions = postgres.number(
-        "SELECT xact_commit FROM pg_stat_database WHERE datname = 'activator'",
-    ) - commits;
+    let transactions = postgres
+        .number("SELECT xact_commit FROM pg_stat_database WHERE datname = 'activator'")
+        - commits;
     let pg_cpu = (postgres.cpu() - pg_cpu).as_secs_f64();
     let (commands_after, redis_cpu_after) = redis.stats();
     let (commands, redis_cpu) = (commands_after - commands - 1.0, redis_cpu_after - redis_cpu);

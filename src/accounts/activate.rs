@@ -46,7 +46,9 @@ impl Accounts {
         client: ClientIp,
     ) -> Result<(), AccountError> {
         let attempt = self.reserve_attempt(user).await?;
-        if user.is_active {
+        // A decoy claim (`super::disclosure`) goes on as a pending
+        // registrant's attempt, and never matches.
+        if user.is_active && user.claim.is_none() {
             // As the original: a failed attempt like any other, so that
             // after the window's limit the account is locked out (429).
             self.limiter
@@ -76,6 +78,16 @@ impl Accounts {
         let tried = transaction!(&mut conn, async |conn| {
             let now = Utc::now();
             let current = users::lock(conn, user.id).await?;
+            if let (Some(current), Some(claim)) = (&current, user.claim)
+                && current.is_active
+                && user.is_active
+            {
+                // A decoy: its budget spent as a claim's, no code compared.
+                return Ok(match claims::spend_activation(conn, claim, max).await? {
+                    Some(_) => Tried::Wrong { checked: false },
+                    None => Tried::Refused,
+                });
+            }
             if current
                 .is_none_or(|current| current.is_active || current.created_at != user.created_at)
             {
@@ -198,7 +210,8 @@ impl Accounts {
         if current.created_at != user.created_at {
             return Ok(AccountError::InvalidCredentials);
         }
-        if current.is_active {
+        let decoy = current.is_active && user.is_active && user.claim.is_some();
+        if current.is_active && !decoy {
             return Ok(AccountError::AlreadyActive);
         }
         if let Some(claim) = user.claim
@@ -206,8 +219,17 @@ impl Accounts {
         {
             return Ok(AccountError::InvalidCredentials);
         }
-        let retry_after = self
-            .pending_until(&current)
+        // With hidden disclosure, until the registrant's own registration
+        // or claim expires: a claim's time would tell that someone else
+        // registered the address first.
+        let until = match user.claim {
+            Some(claim) if self.hides_registrations() => claims::made_at(&mut conn, claim)
+                .await?
+                .zip(self.pending_ttl)
+                .map(|(made, ttl)| made + crate::duration::to_delta(ttl)),
+            _ => self.pending_until(&current),
+        };
+        let retry_after = until
             .and_then(|until| (until - Utc::now()).to_std().ok())
             .unwrap_or(self.limiter.policy().lock);
         Ok(AccountError::RateLimited {

@@ -42,7 +42,8 @@ impl Accounts {
         password: &Password,
         client: ClientIp,
     ) -> Result<(), AccountError> {
-        if user.is_active {
+        // A decoy claim (`super::disclosure`) asks as a pending registrant.
+        if user.is_active && user.claim.is_none() {
             return Err(AccountError::AlreadyActive);
         }
         allowed(self.limiter.check_resend(&user.email, user.claim).await?)?;
@@ -84,7 +85,15 @@ impl Accounts {
                 .await?
                 .ok_or_else(|| AccountError::UnknownUser(user.email.clone()))?;
             if current.is_active {
-                return Err(AccountError::AlreadyActive);
+                // A decoy claim's "new code" is the owner's notice again.
+                return match user.claim {
+                    Some(claim) if user.is_active && claims::exists(conn, claim).await? => {
+                        self.queue_notice(conn, &current, &self.inbox_of(&current.email))
+                            .await
+                    }
+                    Some(_) => Err(AccountError::InvalidCredentials),
+                    None => Err(AccountError::AlreadyActive),
+                };
             }
             if current.created_at != user.created_at {
                 // Registered afresh since `user` signed in: not theirs now.

@@ -25,9 +25,10 @@ use crate::db::users::User;
 use crate::db::{self, Pool, users};
 use crate::limits::{Decision, Limit, Limiter};
 use crate::password::{HashError, Hasher};
+use crate::policy::PasswordPolicy;
 use crate::redis::KeyNames;
 use crate::seal::Sealer;
-use crate::settings::Settings;
+use crate::settings::{Disclosure, Settings};
 
 /// Runs the async closure `$work` in a transaction on `$conn` (a `&mut
 /// AsyncPgConnection`), once more if PostgreSQL aborted it for a deadlock or
@@ -49,11 +50,13 @@ macro_rules! transaction {
 
 mod activate;
 mod codes;
+mod disclosure;
 mod events;
 mod register;
 mod sign_in;
 mod support;
 
+pub use disclosure::Paced;
 pub use support::{Deleted, Unlocked};
 
 use events::Events;
@@ -137,6 +140,12 @@ pub struct Accounts {
     code_length: usize,
     /// How long a registration stays pending; `None`: for ever.
     pending_ttl: Option<Duration>,
+    /// What a new password must be, and the form passwords are compared in.
+    policy: PasswordPolicy,
+    /// Whether registration tells who has an account.
+    disclosure: Disclosure,
+    /// The paces answers are held to when it does not.
+    paces: Arc<disclosure::Paces>,
 }
 
 impl Accounts {
@@ -146,6 +155,9 @@ impl Accounts {
     /// that names Redis keys).
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         use anyhow::Context;
+        // Before anything connects: a deny list that cannot be read stops
+        // start-up at once, naming its file.
+        let policy = PasswordPolicy::from_settings(&settings.passwords)?;
         let pool = db::pool(&settings.database).context("cannot set up the database pool")?;
         let sealer =
             Sealer::new(&settings.secret_key).with_fallbacks(&settings.secret_key_fallbacks);
@@ -179,7 +191,31 @@ impl Accounts {
             code_ttl: settings.code_ttl,
             code_length: settings.code_length,
             pending_ttl: settings.pending_ttl,
+            policy,
+            disclosure: settings.disclosure,
+            paces: Arc::default(),
         })
+    }
+
+    /// What a new password must be (`PASSWORD_*`).
+    pub fn password_policy(&self) -> &PasswordPolicy {
+        &self.policy
+    }
+
+    /// Whether registration answers alike for every address
+    /// (`REGISTRATION_DISCLOSURE=hidden`).
+    pub fn hides_registrations(&self) -> bool {
+        self.disclosure == Disclosure::Hidden
+    }
+
+    /// A password to sign in with, in the form passwords are hashed in
+    /// (`PASSWORD_NORMALIZATION`): what was registered as `Ａｄａ…` signs
+    /// in typed as `Ada…` under NFKC.
+    pub fn signing_in(&self, password: crate::password::Password) -> crate::password::Password {
+        match self.policy.normalize(password.as_str()) {
+            std::borrow::Cow::Borrowed(_) => password,
+            std::borrow::Cow::Owned(normalized) => crate::password::Password::new(normalized),
+        }
     }
 
     /// The same workflows hashing passwords with `hasher`: for tests and

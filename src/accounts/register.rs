@@ -32,23 +32,27 @@ pub(super) struct Newcomer<'a> {
 }
 
 /// The address as a registration finds it.
-enum Standing {
+pub(super) enum Standing {
     /// No account, or a pending registration that expired (`Some`): a new
     /// registration.
     Open(Option<User>),
     /// A pending registration and its live claims.
     Pending(User, Vec<Claim>),
-    Active,
+    Active(User),
 }
 
 /// What a registration did.
-enum Registered {
+pub(super) enum Registered {
     /// An account made (or an expired one started afresh), its code sent.
     Account(User),
     /// A claim recorded, its code sent.
     Claim(User),
     /// The password is one the address already has: nothing sent.
     Known,
+    /// The address is active and disclosure hidden: its owner notified,
+    /// and the decoy claim the password signs in as, if it is not the
+    /// owner's (`super::disclosure`).
+    Notified(Option<User>),
     /// The address changed between the look and the write: look again.
     Changed(Standing),
 }
@@ -81,7 +85,7 @@ impl Accounts {
             let mut conn = self.pool.get().await?;
             self.standing(&mut conn, email).await?
         };
-        if matches!(standing, Standing::Active) {
+        if matches!(standing, Standing::Active(_)) && !self.hides_registrations() {
             return Err(AccountError::AlreadyActive);
         }
         let inbox = self.inbox_of(email);
@@ -98,7 +102,7 @@ impl Accounts {
         let registered = self.write(newcomer, standing).await;
         if !matches!(
             registered,
-            Ok(Registered::Account(_) | Registered::Claim(_))
+            Ok(Registered::Account(_) | Registered::Claim(_) | Registered::Notified(_))
         ) && let Err(err) = self.limiter.release_email(&inbox, client, slot).await
         {
             tracing::warn!(error = %err, "could not give back an inbox's email count");
@@ -113,13 +117,19 @@ impl Accounts {
                 }
             }
             Registered::Known => Err(AccountError::CodeAlreadyIssued),
-            Registered::Changed(Standing::Active) => Err(AccountError::AlreadyActive),
+            Registered::Notified(decoy) => {
+                if let Some(decoy) = decoy {
+                    self.keep_proof(&decoy, password).await;
+                }
+                Err(AccountError::AlreadyActive)
+            }
+            Registered::Changed(Standing::Active(_)) => Err(AccountError::AlreadyActive),
             Registered::Changed(_) => Err(AccountError::CodeAlreadyIssued),
         }
     }
 
     /// The address as it stands now.
-    async fn standing(
+    pub(super) async fn standing(
         &self,
         conn: &mut AsyncPgConnection,
         email: &Email,
@@ -129,7 +139,7 @@ impl Accounts {
         };
         let now = Utc::now();
         Ok(if user.is_active {
-            Standing::Active
+            Standing::Active(user)
         } else if self.expired(&user, now) {
             Standing::Open(Some(user))
         } else {
@@ -156,7 +166,10 @@ impl Accounts {
         // Twice at most: a race lost turns an account into a claim once.
         for _ in 0..3 {
             let written = match standing {
-                Standing::Active => return Ok(Registered::Changed(Standing::Active)),
+                Standing::Active(user) if self.hides_registrations() => {
+                    self.notify_owner(newcomer, &user).await?
+                }
+                Standing::Active(user) => return Ok(Registered::Changed(Standing::Active(user))),
                 Standing::Open(expired) => {
                     // A registration started afresh keeps its salt: claims
                     // made before it expired, still live, share it.

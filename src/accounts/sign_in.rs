@@ -58,7 +58,9 @@ impl Accounts {
     /// account's successful sign-ins (`SIGN_IN_LIMIT`), asked only now that
     /// the password is known right. Counts the client's sign-in.
     async fn admitted(&self, user: User, client: ClientIp) -> Result<User, AccountError> {
-        if user.is_active {
+        // A decoy claim (`super::disclosure`) signs in as a pending
+        // registrant does: no limit of the account's.
+        if user.is_active && user.claim.is_none() {
             allowed(self.limiter.check_sign_ins(&user.email).await?)?;
         }
         if let Err(err) = self.limiter.record_sign_in(client).await {
@@ -110,11 +112,10 @@ impl Accounts {
                     .map(|live| user.as_claim(live)),
             });
         }
-        if user.is_active {
-            return Ok(None);
-        }
+        // An active account's own password is never proven (it is not
+        // registered any more); its decoy claims' are.
         let proven = proven.unwrap_or_default();
-        if registration && proven == registrant(&user) {
+        if !user.is_active && registration && proven == registrant(&user) {
             return Ok(Some(user));
         }
         Ok(claims
@@ -132,15 +133,26 @@ impl Accounts {
         let Some(user) = users::find_by_email(&mut conn, email).await? else {
             return Ok(None);
         };
+        let now = Utc::now();
+        let cutoff = self.expired_before(now);
         if user.is_active {
+            // With hidden disclosure, the decoy claims of an active
+            // account sign in too (`super::disclosure`).
+            let claims = if self.hides_registrations() {
+                claims::of_user(&mut conn, user.id)
+                    .await?
+                    .into_iter()
+                    .filter(|claim| cutoff.is_none_or(|cutoff| claim.created_at >= cutoff))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             return Ok(Some(Signable {
                 user,
                 registration: true,
-                claims: Vec::new(),
+                claims,
             }));
         }
-        let now = Utc::now();
-        let cutoff = self.expired_before(now);
         let claims = claims::of_user(&mut conn, user.id)
             .await?
             .into_iter()
@@ -154,8 +166,9 @@ impl Accounts {
     }
 
     /// Verifies `password` for `email` with bcrypt: one computation for an
-    /// unknown address (against a dummy hash), an active account, or a
-    /// pending one and all its claims (expired or not).
+    /// unknown address (against a dummy hash), an active account (and its
+    /// decoy claims, with hidden disclosure), or a pending one and all its
+    /// claims.
     async fn check_password(
         &self,
         email: &Email,
@@ -163,7 +176,7 @@ impl Accounts {
         client: ClientIp,
     ) -> Result<User, AccountError> {
         let (user, registration, live) = match self.signable(email).await? {
-            Some(signable) if !signable.user.is_active => {
+            Some(signable) if !signable.user.is_active || !signable.claims.is_empty() => {
                 (signable.user, signable.registration, signable.claims)
             }
             other => {
@@ -176,8 +189,12 @@ impl Accounts {
             .digest_like(password, &user.password_hash, client)
             .await?;
         if registration && crate::password::same_digest(&user.password_hash, &hash) {
-            self.recent
-                .remember(email, password, &user.password_hash.0, None);
+            if user.is_active && user.password_hash.cost() != Some(self.hasher.cost()) {
+                self.rehash(&user, password, client).await;
+            } else {
+                self.recent
+                    .remember(email, password, &user.password_hash.0, None);
+            }
             return Ok(user);
         }
         if let Some(claim) = self.claim_of(&live, &hash, password, client).await? {

@@ -10,7 +10,7 @@ use rocket::serde::json::Json;
 use rocket::{State, post};
 use utoipa::ToSchema;
 
-use crate::accounts::{AccountError, Accounts};
+use crate::accounts::{AccountError, Accounts, Paced};
 use crate::address::Email;
 use crate::api::error::{ApiError, Detail, ValidationErrors};
 use crate::api::request::{self, BasicAuth, Body, Check, Fields};
@@ -18,7 +18,8 @@ use crate::client_ip::ClientIp;
 use crate::code::{Code, LONG_LENGTH, Malformed};
 use crate::locale::{Locale, Locales};
 use crate::metrics::{self, Activation, Registration, Resend};
-use crate::password::{self, Password, Refusal};
+use crate::password::Password;
+use crate::policy::{PasswordPolicy, Refusal};
 
 /// The body of `POST /auth/register`.
 #[derive(ToSchema)]
@@ -31,8 +32,9 @@ pub struct RegisterRequest {
 }
 
 impl RegisterRequest {
-    /// Validates the body: the address, then the password, one error each.
-    fn read(body: &Body) -> Result<Self, ApiError> {
+    /// Validates the body: the address, then the password under `policy`,
+    /// one error each.
+    fn read(body: &Body, policy: &PasswordPolicy) -> Result<Self, ApiError> {
         // A text body may be a form holding the password: not echoed.
         let mut fields = Fields::new(request::object(body, false)?, &["password"]);
         let email = fields.string("email").and_then(|raw| {
@@ -48,28 +50,33 @@ impl RegisterRequest {
                 }
             }
         });
-        let password =
-            fields
-                .string("password")
-                .and_then(|raw| match password::check_policy(raw) {
-                    // Python holds the surrogate; pydantic-core cannot read
-                    // it as a string.
-                    _ if request::lone_surrogates(body, "password").is_some() => {
-                        fields.invalid("password", raw, Check::NotUnicode);
-                        None
-                    }
-                    Ok(()) => Some(Password::new(raw)),
-                    Err(refusal) => {
-                        let check = match refusal {
-                            Refusal::TooShort => Check::TooShort(password::MIN_LENGTH),
-                            Refusal::TooLong => Check::TooLong(password::MAX_LENGTH),
-                            Refusal::TooManyBytes => Check::TooManyBytes(password::MAX_LENGTH),
-                            Refusal::Rule(sentence) => Check::Value(sentence),
-                        };
-                        fields.invalid("password", raw, check);
-                        None
-                    }
-                });
+        // The address as typed gives the strength estimate its words,
+        // valid or not.
+        let typed = match request::object(body, false) {
+            Ok(object) => object.get("email").and_then(|e| e.as_str()).unwrap_or(""),
+            Err(_) => "",
+        };
+        let password = fields.string("password").and_then(|raw| {
+            // Python holds the surrogate; pydantic-core cannot read it as
+            // a string.
+            if request::lone_surrogates(body, "password").is_some() {
+                fields.invalid("password", raw, Check::NotUnicode);
+                return None;
+            }
+            match policy.check(raw, typed) {
+                Ok(normalized) => Some(Password::new(normalized)),
+                Err(refusal) => {
+                    let check = match refusal {
+                        Refusal::TooShort(min) => Check::TooShort(min),
+                        Refusal::TooLong(max) => Check::TooLong(max),
+                        Refusal::TooManyBytes(max) => Check::TooManyBytes(max),
+                        Refusal::Rule(rule) => Check::Value(rule.sentence()),
+                    };
+                    fields.invalid("password", raw, check);
+                    None
+                }
+            }
+        });
         let (email, password) = fields.finish(email.zip(password))?;
         Ok(Self { email, password })
     }
@@ -160,9 +167,13 @@ pub async fn register(
     body: Result<Body, ApiError>,
 ) -> Result<(Status, Json<Detail>), ApiError> {
     let result = async {
-        let RegisterRequest { email, password } = RegisterRequest::read(&body?)?;
+        let RegisterRequest { email, password } =
+            RegisterRequest::read(&body?, accounts.password_policy())?;
         accounts
-            .register(&email, &password, &locale.0, client)
+            .paced(
+                Paced::Register,
+                accounts.register(&email, &password, &locale.0, client),
+            )
             .await
             .map_err(ApiError::from)
     }
@@ -174,7 +185,13 @@ pub async fn register(
         Err(err) if unavailable(err) => Registration::Unavailable,
         Err(_) => Registration::Invalid,
     });
-    result?;
+    match result {
+        // REGISTRATION_DISCLOSURE=hidden: a pending or active address is
+        // answered as an unknown one (counted as what it was).
+        Err(ApiError::AlreadyActive | ApiError::CodeAlreadyIssued)
+            if accounts.hides_registrations() => {}
+        other => other?,
+    }
     Ok((Status::Created, Json(Detail::new("Activation email sent"))))
 }
 
@@ -212,12 +229,15 @@ pub async fn resend(
     auth: Result<BasicAuth, ApiError>,
 ) -> Result<(Status, Json<Detail>), ApiError> {
     let result = async {
-        let auth = auth?;
-        let user = accounts
-            .authenticate(&auth.email, &auth.password, client)
-            .await?;
+        let mut auth = auth?;
+        auth.password = accounts.signing_in(auth.password);
         accounts
-            .resend(&user, &auth.password, client)
+            .paced(Paced::Resend, async {
+                let user = accounts
+                    .authenticate(&auth.email, &auth.password, client)
+                    .await?;
+                accounts.resend(&user, &auth.password, client).await
+            })
             .await
             .map_err(ApiError::from)
     }
@@ -268,13 +288,16 @@ pub async fn activate(
         // The original's order: the body parsed, the credentials read, the
         // body validated, and only then the credentials checked.
         let body = body?;
-        let auth = auth?;
+        let mut auth = auth?;
+        auth.password = accounts.signing_in(auth.password);
         let ActivateRequest { code } = ActivateRequest::read(&body, accounts.code_length())?;
-        let user = accounts
-            .authenticate(&auth.email, &auth.password, client)
-            .await?;
         accounts
-            .activate(&user, &code, client)
+            .paced(Paced::Activate, async {
+                let user = accounts
+                    .authenticate(&auth.email, &auth.password, client)
+                    .await?;
+                accounts.activate(&user, &code, client).await
+            })
             .await
             .map_err(|err| match err {
                 // As the original: an active account has no valid code.

@@ -51,12 +51,25 @@ impl Modify for BasicAuthScheme {
 }
 
 /// The OpenAPI document as served: generated from the handlers once, with
-/// the activation code's schema for the configured `CODE_LENGTH`.
+/// the activation code's schema for the configured `CODE_LENGTH` and the
+/// password's for the policy in force.
 pub struct Document(String);
 
 impl Document {
-    pub fn new(code_length: usize) -> Self {
+    pub fn new(code_length: usize, policy: &crate::policy::PasswordPolicy) -> Self {
         let mut doc = ApiDoc::openapi();
+        if let Some(RefOr::T(Schema::Object(request))) = doc
+            .components
+            .as_mut()
+            .and_then(|components| components.schemas.get_mut("RegisterRequest"))
+        {
+            request.properties.insert(
+                "password".into(),
+                RefOr::T(Schema::Object(crate::api::request::password_schema_of(
+                    policy,
+                ))),
+            );
+        }
         if let Some(RefOr::T(Schema::Object(request))) = doc
             .components
             .as_mut()

@@ -287,7 +287,7 @@ pub enum Check {
     TooManyBytes(usize),
     Pattern(String),
     /// A validator's `ValueError`, its sentence.
-    Value(&'static str),
+    Value(std::borrow::Cow<'static, str>),
     /// An email address email-validator refused, its sentence.
     Email(String),
     /// A string Python holds but cannot encode: it has a lone surrogate
@@ -339,17 +339,43 @@ impl Check {
     }
 }
 
-/// The schema of a password field, from the policy's own bounds, words and
-/// rules. The 72-byte limit is in the description: a schema cannot count
-/// bytes.
+/// The schema of a password field under the default policy; the served
+/// document has the policy in force (see `api::docs`).
 pub fn password_schema() -> Object {
+    password_schema_of(&crate::policy::PasswordPolicy::default())
+}
+
+/// The schema of a password field under `policy`: its bounds, its rules
+/// as a pattern and in words. The 72-byte limit is in the description: a
+/// schema cannot count bytes.
+pub fn password_schema_of(policy: &crate::policy::PasswordPolicy) -> Object {
+    let rules = &policy.rules;
+    let mut description = rules.describe();
+    if let Some(list) = &policy.denylist {
+        description.push_str(&format!(
+            "; not one of the {} passwords of a list of breached ones",
+            list.entries()
+        ));
+    }
+    if policy.min_strength > 0 {
+        description.push_str(&format!(
+            "; a zxcvbn strength score of at least {} of 4, the address's own words counted as guessable",
+            policy.min_strength
+        ));
+    }
+    description.push('.');
+    let example = if rules.character_classes {
+        "Secr3t!pass"
+    } else {
+        "correct horse battery staple"
+    };
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .min_length(Some(crate::password::MIN_LENGTH))
-        .max_length(Some(crate::password::MAX_LENGTH))
-        .pattern(Some(crate::password::PATTERN))
-        .description(Some(crate::password::POLICY))
-        .examples(["Secr3t!pass"])
+        .min_length(Some(rules.min_length))
+        .max_length(Some(rules.max_length))
+        .pattern(rules.pattern())
+        .description(Some(description))
+        .examples([example])
         .build()
 }
 

@@ -7,6 +7,7 @@
 
 use crate::db::migrations;
 use crate::mail::courier::Courier;
+use crate::policy::PasswordPolicy;
 use crate::redis::RedisConnection;
 use crate::settings::{DefaultValue, Environment, Settings, Source, VARIABLES, redact_url};
 
@@ -46,6 +47,26 @@ fn check(env: &Environment) -> anyhow::Result<()> {
         );
     }
     let mut problems = Vec::new();
+    match PasswordPolicy::from_settings(&settings.passwords) {
+        Ok(policy) => {
+            println!("password policy: {}", policy.rules.describe());
+            match policy.min_strength {
+                0 => println!("password strength: not estimated"),
+                score => println!("password strength: a zxcvbn score of at least {score} of 4"),
+            }
+            match &policy.denylist {
+                Some(list) => println!(
+                    "password deny list: {}: {} passwords, made {}",
+                    list.path().display(),
+                    list.entries(),
+                    list.created().format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+                None => println!("password deny list: none"),
+            }
+        }
+        Err(err) => problems.push(err.to_string()),
+    }
+    println!("registration disclosure: {}", settings.disclosure.as_str());
     if let Err(err) = Courier::from_settings(&settings) {
         problems.push(format!("{err:#}"));
     }

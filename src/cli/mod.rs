@@ -6,6 +6,7 @@ pub mod config;
 pub mod healthcheck;
 pub mod mailbox;
 pub mod migrate;
+pub mod passwords;
 pub mod purge;
 pub mod serve;
 pub mod user;
@@ -34,6 +35,9 @@ pub enum Command {
     /// Check the configuration before a deploy.
     #[command(subcommand)]
     Config(config::Command),
+    /// The password deny list.
+    #[command(subcommand)]
+    Passwords(passwords::Command),
     /// Delete spent codes and old delivered emails (for cron).
     Purge(purge::Opts),
     /// Run a local email API that shows received mail (development).
@@ -68,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(opts) => migrate::run(opts, &env),
         Command::User(command) => user::run(command, &env),
         Command::Config(command) => config::run(command, &env),
+        Command::Passwords(command) => passwords::run(command, &env),
         Command::Purge(opts) => purge::run(opts, &env),
         Command::Healthcheck(opts) => healthcheck::run(opts),
     }

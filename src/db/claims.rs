@@ -121,6 +121,17 @@ pub async fn exists(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<bool> 
     .await
 }
 
+/// When claim `id` was made, if it is still live.
+pub async fn made_at(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<DateTime<Utc>>> {
+    claims::table
+        .find(id)
+        .filter(claims::ended_at.is_null())
+        .select(claims::created_at)
+        .get_result(conn)
+        .await
+        .optional()
+}
+
 /// Spends one failed activation of claim `id`'s budget of `max`, before
 /// its code is checked; `None` when the claim has none left or ended.
 pub async fn spend_activation(

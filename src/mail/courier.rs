@@ -29,7 +29,7 @@ use crate::mail::transport::{
     Failure, HttpTransport, Outgoing, SEND_TIMEOUT, SmtpSecurity, SmtpTransport, Transport,
 };
 use crate::mail::webhook::Webhook;
-use crate::seal::{Payload, Sealer};
+use crate::seal::{Notice, Payload, Sealer};
 use crate::settings::Settings;
 
 /// A claim's lease. A send starts right after its claim and gives up after
@@ -170,8 +170,20 @@ impl Courier {
         let user = message
             .user_id
             .ok_or_else(|| permanent("the email names no account".into()))?;
-        let payload =
-            Payload::open(&self.sealer, user, sealed).map_err(|err| permanent(err.to_string()))?;
+        let payload = match Payload::open(&self.sealer, user, sealed) {
+            Ok(payload) => payload,
+            Err(unreadable) => {
+                // Not a code: the notice to an active account's owner, or
+                // nothing this key opens.
+                let notice = Notice::open(&self.sealer, user, sealed)
+                    .map_err(|_| permanent(unreadable.to_string()))?;
+                let mail = self
+                    .templates
+                    .account_exists(&notice.locale, &message.recipient)
+                    .map_err(|err| permanent(err.to_string()))?;
+                return self.deliver(message, &mail).await;
+            }
+        };
         // The code's whole life, as the email states it.
         let valid_for = (message.expires_at - message.created_at)
             .to_std()
@@ -186,6 +198,17 @@ impl Courier {
                 valid_for,
             )
             .map_err(|err| permanent(err.to_string()))?;
+        self.deliver(message, &mail)
+            .await
+            .map_err(|failure| failure.redacted(payload.code.as_str()))
+    }
+
+    /// Sends a written email, timing the send.
+    async fn deliver(
+        &self,
+        message: &Message,
+        mail: &crate::mail::templates::Rendered,
+    ) -> Result<(), Failure> {
         let started = Instant::now();
         let sent = self
             .transport
@@ -200,7 +223,7 @@ impl Courier {
             })
             .await;
         crate::metrics::get().email_sent_in(started.elapsed());
-        sent.map_err(|failure| failure.redacted(payload.code.as_str()))
+        sent
     }
 
     /// Records what became of a sent message; a throttled one moves the

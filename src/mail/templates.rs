@@ -23,6 +23,12 @@ const TEXT: &str = "body.txt.hbs";
 const HTML: &str = "body.html.hbs";
 const WORDS: &str = "locale.toml";
 const FILES: [&str; 4] = [SUBJECT, TEXT, HTML, WORDS];
+/// The notice to an active account's owner that someone tried to register
+/// its address (`REGISTRATION_DISCLOSURE=hidden`): subject, text, HTML.
+/// Optional in a locale only `TEMPLATES_DIR` has: the default locale's
+/// notice is sent instead.
+const NOTICE_SUBJECT: &str = "exists_subject.hbs";
+const NOTICE_FILES: [&str; 3] = [NOTICE_SUBJECT, "exists.txt.hbs", "exists.html.hbs"];
 
 /// The file names of the single-language layout, refused in `TEMPLATES_DIR`
 /// rather than silently ignored.
@@ -52,6 +58,27 @@ const BUILT_IN: [(&str, [&str; 4]); 4] = [
     built_in!("fr"),
     built_in!("de"),
     built_in!("es"),
+];
+
+macro_rules! built_in_notice {
+    ($locale:literal) => {
+        (
+            $locale,
+            [
+                include_str!(concat!("../../templates/", $locale, "/exists_subject.hbs")),
+                include_str!(concat!("../../templates/", $locale, "/exists.txt.hbs")),
+                include_str!(concat!("../../templates/", $locale, "/exists.html.hbs")),
+            ],
+        )
+    };
+}
+
+/// The shipped locales' notices, in the order of [`NOTICE_FILES`].
+const BUILT_IN_NOTICES: [(&str, [&str; 3]); 4] = [
+    built_in_notice!("en"),
+    built_in_notice!("fr"),
+    built_in_notice!("de"),
+    built_in_notice!("es"),
 ];
 
 /// A template that cannot be read, parsed or rendered, or a locale that
@@ -126,7 +153,14 @@ pub struct Templates {
     html: Handlebars<'static>,
     /// Locale (lowercase) → its duration words; also the list of locales.
     words: BTreeMap<String, Words>,
+    /// The locales that have the notice of an account that exists.
+    notices: std::collections::BTreeSet<String>,
     default: Locale,
+}
+
+#[derive(Serialize)]
+struct NoticeData<'a> {
+    email: &'a str,
 }
 
 #[derive(Serialize)]
@@ -158,8 +192,18 @@ impl Templates {
                 ((*locale).to_owned(), files)
             })
             .collect();
+        let mut notice_sources: BTreeMap<String, [Option<(String, String)>; 3]> = BUILT_IN_NOTICES
+            .iter()
+            .map(|(locale, files)| {
+                let files = std::array::from_fn(|i| {
+                    Some((format!("{locale}/{}", NOTICE_FILES[i]), files[i].to_owned()))
+                });
+                ((*locale).to_owned(), files)
+            })
+            .collect();
         if let Some(dir) = dir {
             overrides(dir, &mut sources)?;
+            notice_overrides(dir, &mut notice_sources)?;
         }
 
         let mut text = Handlebars::new();
@@ -198,6 +242,35 @@ impl Templates {
             words.insert(locale, parsed);
         }
 
+        let mut notices = std::collections::BTreeSet::new();
+        for (locale, files) in notice_sources {
+            // A notice in part is a mistake; none at all, the default's.
+            if files.iter().all(Option::is_none) {
+                continue;
+            }
+            for (file, name) in files.into_iter().zip(NOTICE_FILES) {
+                let (path, source) = file.ok_or_else(|| TemplateError::Read {
+                    path: format!("{locale}/{name}"),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "a notice needs all of exists_subject.hbs, exists.txt.hbs and exists.html.hbs",
+                    ),
+                })?;
+                let registry = if name.ends_with(".html.hbs") {
+                    &mut html
+                } else {
+                    &mut text
+                };
+                registry
+                    .register_template_string(&format!("{locale}/{name}"), source)
+                    .map_err(|err| TemplateError::Invalid {
+                        name: path,
+                        message: err.to_string(),
+                    })?;
+            }
+            notices.insert(locale);
+        }
+
         let Some(default) = Locale::parse(default).filter(|tag| words.contains_key(tag.as_str()))
         else {
             let have = words.keys().cloned().collect::<Vec<_>>().join(", ");
@@ -207,6 +280,7 @@ impl Templates {
             text,
             html,
             words,
+            notices,
             default,
         };
         let sample = Code::generate(crate::code::LENGTHS.end().to_owned());
@@ -217,8 +291,38 @@ impl Templates {
                 &sample,
                 Duration::from_secs(60),
             )?;
+            templates.account_exists(locale, "someone@example.com")?;
         }
         Ok(templates)
+    }
+
+    /// Renders the notice to an active account's owner that someone tried
+    /// to register `email` again, in `locale` if it has one, else in the
+    /// default locale's (or English).
+    pub fn account_exists(&self, locale: &str, email: &str) -> Result<Rendered, TemplateError> {
+        let locale = [self.resolve(locale), self.default.as_str(), "en"]
+            .into_iter()
+            .find(|locale| self.notices.contains(*locale))
+            .unwrap_or("en");
+        let data = NoticeData { email };
+        let render = |registry: &Handlebars<'static>, file: &str| {
+            let name = format!("{locale}/{file}");
+            registry
+                .render(&name, &data)
+                .map_err(|err| TemplateError::Invalid {
+                    name,
+                    message: err.to_string(),
+                })
+        };
+        let [subject, text, html] = NOTICE_FILES;
+        Ok(Rendered {
+            subject: render(&self.text, subject)?
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+            text: render(&self.text, text)?,
+            html: render(&self.html, html)?,
+        })
     }
 
     /// The locales emails can be written in, and the default: what a
@@ -335,9 +439,71 @@ fn overrides(
     Ok(())
 }
 
+/// Replaces notice files of `sources` by those in `dir/<locale>/`, and
+/// adds the locales only `dir` has a notice for.
+fn notice_overrides(
+    dir: &Path,
+    sources: &mut BTreeMap<String, [Option<(String, String)>; 3]>,
+) -> Result<(), TemplateError> {
+    let read_error = |path: &Path, source| TemplateError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let entries = std::fs::read_dir(dir).map_err(|err| read_error(dir, err))?;
+    for entry in entries {
+        let path = entry.map_err(|err| read_error(dir, err))?.path();
+        let Some(locale) = path
+            .is_dir()
+            .then(|| {
+                path.file_name()
+                    .and_then(|name| name.to_str())
+                    .and_then(locale_name)
+            })
+            .flatten()
+        else {
+            continue;
+        };
+        for (i, file) in NOTICE_FILES.iter().enumerate() {
+            let path = path.join(file);
+            if path.exists() {
+                let source =
+                    std::fs::read_to_string(&path).map_err(|err| read_error(&path, err))?;
+                sources.entry(locale.clone()).or_default()[i] =
+                    Some((path.display().to_string(), source));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_shipped_locale_has_the_notice_of_an_account_that_exists() {
+        let templates = Templates::load(None, DEFAULT_LOCALE).unwrap();
+        for (locale, subject) in [
+            ("en", "Someone tried to register with your address"),
+            ("fr", "Quelqu’un a tenté de s’inscrire avec votre adresse"),
+            ("de", "Jemand wollte sich mit Ihrer Adresse registrieren"),
+            ("es", "Alguien intentó registrarse con su dirección"),
+        ] {
+            let mail = templates.account_exists(locale, "a&b@example.com").unwrap();
+            assert_eq!(mail.subject, subject);
+            assert!(mail.text.contains("a&b@example.com"), "{locale}");
+            assert!(mail.html.contains("a&amp;b@example.com"), "{locale}");
+            assert!(mail.html.contains(&format!("lang=\"{locale}\"")));
+            assert!(!mail.text.chars().any(|c| c.is_ascii_digit()), "no code");
+        }
+        assert_eq!(
+            templates
+                .account_exists("it", "a@example.com")
+                .unwrap()
+                .subject,
+            "Someone tried to register with your address"
+        );
+    }
 
     const DEFAULT_LOCALE: &str = "en";
 
@@ -525,6 +691,19 @@ mod tests {
             mail.text
         );
         assert_eq!(templates.locales().negotiate(Some("it-IT")).as_str(), "it");
+        // Without a notice of its own, a new locale's owners get the default's.
+        assert_eq!(
+            templates
+                .account_exists("it", "a@example.com")
+                .unwrap()
+                .subject,
+            "Someone tried to register with your address"
+        );
+        // A notice in part is refused, naming the file missing.
+        std::fs::write(it.join(NOTICE_SUBJECT), "Qualcuno").unwrap();
+        let err = Templates::load(Some(&dir), DEFAULT_LOCALE).err().unwrap();
+        assert!(err.to_string().contains("it/exists.txt.hbs"), "{err}");
+        std::fs::remove_file(it.join(NOTICE_SUBJECT)).unwrap();
 
         // A new locale needs every file.
         std::fs::remove_file(it.join(WORDS)).unwrap();

@@ -22,9 +22,11 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 mod limits;
+mod passwords;
 mod variables;
 
 pub use limits::LimitSettings;
+pub use passwords::{BCRYPT_MAX_BYTES, Disclosure, Normalization, PasswordSettings, Preset};
 pub use variables::{DefaultValue, VARIABLES, Variable};
 
 /// The default value of `name`, if it has one.
@@ -77,6 +79,10 @@ pub struct Settings {
     /// Keep a proof of a registration's credentials (`CREDENTIAL_PROOF`).
     pub credential_proof: bool,
     pub limits: LimitSettings,
+    /// The password policy, its strength estimate and its deny list.
+    pub passwords: PasswordSettings,
+    /// Whether registration tells who has an account.
+    pub disclosure: Disclosure,
     /// How addresses that reach one inbox fold into one mailbox.
     pub inboxes: InboxSettings,
     pub network: NetworkSettings,
@@ -690,6 +696,8 @@ impl Settings {
             credential_proof: switch(source, "CREDENTIAL_PROOF")?,
             webhook: WebhookSettings::from_source(source)?,
             limits: LimitSettings::from_source(source)?,
+            passwords: PasswordSettings::from_source(source)?,
+            disclosure: Disclosure::from_source(source)?,
             inboxes: InboxSettings::from_source(source)?,
             network: NetworkSettings::from_source(source)?,
             metrics_address: metrics_address(source)?,

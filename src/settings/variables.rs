@@ -124,6 +124,51 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "`on`: keep an HMAC proof of a registration's credentials in Redis for the code's lifetime, so its activation costs no second bcrypt; `off`: every sign-in runs bcrypt",
     },
     Variable {
+        name: "PASSWORD_POLICY",
+        default: DefaultValue::Value("original"),
+        meaning: "the password rules' preset: `original` (8–72 characters, no whitespace, four character classes) or `nist` (NIST SP 800-63B: at least 15 characters, any printable character and spaces, no composition rules, NFKC); each rule below overrides it alone",
+    },
+    Variable {
+        name: "PASSWORD_MIN_LENGTH",
+        default: DefaultValue::Unset,
+        meaning: "fewest characters, 1–72; unset: the preset's (8, `nist` 15)",
+    },
+    Variable {
+        name: "PASSWORD_MAX_LENGTH",
+        default: DefaultValue::Unset,
+        meaning: "most characters, up to 72; unset: 72. Never more than 72 bytes either: bcrypt reads no more, and a longer password is refused, never truncated",
+    },
+    Variable {
+        name: "PASSWORD_CHARACTER_CLASSES",
+        default: DefaultValue::Unset,
+        meaning: "`on`: a lowercase and an uppercase letter, a digit and a special character required; unset: the preset's (`original` on, `nist` off)",
+    },
+    Variable {
+        name: "PASSWORD_SPACES",
+        default: DefaultValue::Unset,
+        meaning: "`on`: spaces allowed anywhere; `off`: no whitespace; unset: the preset's (`original` off, `nist` on)",
+    },
+    Variable {
+        name: "PASSWORD_NORMALIZATION",
+        default: DefaultValue::Unset,
+        meaning: "`none`, `nfc` or `nfkc`: the Unicode form a password is checked and hashed in, at registration and sign-in; unset: the preset's (`original` none, `nist` nfkc)",
+    },
+    Variable {
+        name: "PASSWORD_MIN_STRENGTH",
+        default: DefaultValue::Value("0"),
+        meaning: "the lowest zxcvbn score (0–4) a new password needs, the address's local part and domain counted as guessable words; 0: no estimate",
+    },
+    Variable {
+        name: "PASSWORD_DENYLIST_FILE",
+        default: DefaultValue::Unset,
+        meaning: "a deny-list filter file made by `activator passwords import`, mapped read-only at start; a new password found in it is refused. A missing or damaged file stops start-up",
+    },
+    Variable {
+        name: "REGISTRATION_DISCLOSURE",
+        default: DefaultValue::Value("original"),
+        meaning: "`original`: registration answers 409 for a pending or active address, as the original; `hidden`: 201 for every address in the same time, and an active account's owner is emailed instead",
+    },
+    Variable {
         name: "ACTIVATION_ATTEMPT_LIMIT",
         default: DefaultValue::Value("5"),
         meaning: "failed activations before lockout",
