@@ -64,6 +64,10 @@ fn check(env: &Environment) -> anyhow::Result<()> {
         )),
     }
     let redis = super::block_on(async {
+        // What is wrong, when it can be told, before the bare failure.
+        if let Some(problem) = crate::redis::diagnose(&settings.redis_url).await {
+            anyhow::bail!(problem);
+        }
         let redis = RedisConnection::connect(&settings.redis_url).await?;
         redis.ping().await?;
         anyhow::Ok(())
@@ -87,6 +91,10 @@ fn effective(env: &Environment, name: &str, default: DefaultValue) -> String {
     match (set, default) {
         (Some(_), _) if SECRETS.contains(&name) => "(set, redacted)".to_owned(),
         // REDIS_URL alone lists URLs; a comma elsewhere may be a password's.
+        // Its Sentinel form is one URL naming several hosts.
+        (Some(value), _) if name == "REDIS_URL" && value.contains("+sentinel://") => {
+            redact_url(value.trim())
+        }
         (Some(value), _) if name == "REDIS_URL" => value
             .split(',')
             .map(|url| redact_url(url.trim()))
