@@ -19,6 +19,7 @@ mod events;
 mod operations;
 mod operations_failover;
 mod operations_monitoring;
+mod operations_redis_ha;
 mod owner;
 mod register;
 mod resend;
