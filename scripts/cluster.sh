@@ -24,7 +24,7 @@
 #   SMTP, and the webhook receiver tests/webhooks/receiver.py (BASE+3,
 #   Standard Webhooks verification, from the test virtualenv .local/venv).
 #
-# BASE is ACTIVATOR_CLUSTER_PORT (default 58000). State, logs and the
+# BASE is ACTIVATOR_CLUSTER_PORT (default 27000). State, logs and the
 # generated SECRET_KEY are in .local/cluster (git-ignored); `cluster.env`
 # there holds every address for scripts (tests/chaos/chaos.py reads it).
 # Faults, for the chaos run:
@@ -41,7 +41,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 state=$root/.local/cluster
-base=${ACTIVATOR_CLUSTER_PORT:-58000}
+# Below the ephemeral range (32768-60999 on Linux), where a port of a
+# passing connection could be held when a server wants it.
+base=${ACTIVATOR_CLUSTER_PORT:-27000}
 PATH=$PATH:/usr/sbin:/sbin
 
 log() { printf 'cluster: %s\n' "$*" >&2; }
