@@ -6,7 +6,8 @@
 #
 # Defaults: 60 s of traffic, both shapes, target/debug/activator. Brings
 # the cluster up, runs the traffic and the faults, checks, brings it down;
-# exits 1 if a check failed. The figures of each run are also written to
+# exits 1 if a check failed, keeping every part's logs in
+# .local/chaos-failed-<shape>. The figures of each run are also written to
 # .local/chaos-<shape>.json.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -25,7 +26,14 @@ for shape in $shapes; do
   started=$SECONDS
   scripts/cluster.sh down >/dev/null 2>&1 || true
   scripts/cluster.sh up --redis "$shape" --binary "$binary" >/dev/null
-  python3 tests/chaos/chaos.py --duration "$duration" --report ".local/chaos-$shape.json" || failed=1
+  if ! python3 tests/chaos/chaos.py --duration "$duration" --report ".local/chaos-$shape.json"; then
+    failed=1
+    # The logs of every part, for the post-mortem.
+    rm -rf ".local/chaos-failed-$shape"
+    cp -r .local/cluster ".local/chaos-failed-$shape"
+    cp "$(cat .local/cluster/pg.dir)"/*.log ".local/chaos-failed-$shape/" 2>/dev/null || true
+    echo "chaos: Redis $shape failed; the logs are in .local/chaos-failed-$shape" >&2
+  fi
   scripts/cluster.sh down 2>/dev/null
   echo "chaos: Redis $shape: $((SECONDS - started)) s in all, the cluster's start and stop included"
 done

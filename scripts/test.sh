@@ -6,7 +6,8 @@
 # prometheus package; the PgBouncer one with Debian's pgbouncer), then the
 # property-based OpenAPI tester against the
 # real binary, then the original service's own endpoint tests against it
-# (scripts/seed-check.sh).
+# (scripts/seed-check.sh), then the chaos run's short form over a local
+# cluster (scripts/chaos.sh).
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh activate) and
 # skip the OpenAPI tester and the original's tests.
 set -euo pipefail
@@ -30,4 +31,7 @@ cargo test --locked "$@"
 if [ $# -eq 0 ]; then
   scripts/openapi-check.sh
   scripts/seed-check.sh target/debug/activator
+  # The chaos run's short form (docs/OPERATIONS.md "Several machines"):
+  # 45 s of traffic and one fault of each kind, for each Redis shape.
+  scripts/chaos.sh --duration 45 --binary target/debug/activator
 fi

@@ -1,6 +1,7 @@
 //! The Redis connection the limits use: one server, a Redis Cluster, or the
 //! primary a set of Sentinels names.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -306,6 +307,9 @@ struct SentinelInner {
     /// error of the last failed lookup, answered again for a moment rather
     /// than asking the Sentinels for every request while none is known.
     state: StdMutex<PrimaryState>,
+    /// Numbers each connection, so an error on an old one never drops
+    /// its successor.
+    generations: AtomicU64,
     config: AsyncConnectionConfig,
 }
 
@@ -348,6 +352,7 @@ impl SentinelConnection {
             inner: Arc::new(SentinelInner {
                 client: tokio::sync::Mutex::new(builder.build()?),
                 state: StdMutex::new(PrimaryState::Unknown),
+                generations: AtomicU64::new(0),
                 config: AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(Some(RESPONSE_TIMEOUT)),
@@ -383,10 +388,11 @@ impl SentinelConnection {
         let mut state = self.lock_state();
         match result {
             Ok(conn) => {
-                let generation = match &*state {
-                    PrimaryState::Connected(generation, _) => generation + 1,
-                    _ => 1,
-                };
+                let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::info!(
+                    generation,
+                    "connected to the Redis primary the Sentinels name"
+                );
                 *state = PrimaryState::Connected(generation, conn.clone());
                 Ok((generation, conn))
             }
