@@ -50,15 +50,21 @@ fn check(env: &Environment) -> anyhow::Result<()> {
         problems.push(format!("{err:#}"));
     }
     match migrations::connect(&settings.database.url) {
-        Ok(mut conn) => match migrations::pending(&mut conn) {
-            Ok(pending) if pending.is_empty() => {}
-            Ok(pending) => problems.push(format!(
-                "the database has {} pending migration(s) ({}); run `activator migrate`",
-                pending.len(),
-                pending.join(", ")
-            )),
-            Err(err) => problems.push(format!("cannot read the migrations: {err}")),
-        },
+        Ok(mut conn) => {
+            match migrations::pending(&mut conn) {
+                Ok(pending) if pending.is_empty() => {}
+                Ok(pending) => problems.push(format!(
+                    "the database has {} pending migration(s) ({}); run `activator migrate`",
+                    pending.len(),
+                    pending.join(", ")
+                )),
+                Err(err) => problems.push(format!("cannot read the migrations: {err}")),
+            }
+            problems.extend(crate::db::replication_problems(
+                &mut conn,
+                &settings.database.url,
+            ));
+        }
         Err(err) => problems.push(format!(
             "cannot connect to the database (DATABASE_URL): {err}"
         )),

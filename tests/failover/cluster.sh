@@ -3,8 +3,9 @@
 # test: `up DIR PRIMARY_PORT STANDBY_PORT` makes both under DIR (as the
 # postgres user when run as root) with a database `activator`; `fail DIR`
 # stops the primary at once and promotes the standby (which then commits
-# without waiting for a standby of its own); `down DIR` stops
-# whatever still runs.
+# without waiting for a standby of its own); `stop-standby DIR` and
+# `start-standby DIR` stop the standby at once and start it again; `down
+# DIR` stops whatever still runs.
 set -euo pipefail
 
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r | head -1)
@@ -52,6 +53,12 @@ CONF
     psql_at "$standby_port" "ALTER SYSTEM SET synchronous_standby_names = ''" >/dev/null
     psql_at "$standby_port" "SELECT pg_reload_conf()" >/dev/null
     ;;
+  stop-standby)
+    as_pg "$bin/pg_ctl" -D "$dir/standby" -m immediate -w stop >/dev/null
+    ;;
+  start-standby)
+    as_pg "$bin/pg_ctl" -D "$dir/standby" -l "$dir/standby.log" -w -t 60 start >/dev/null
+    ;;
   down)
     for node in primary standby; do
       if [ -d "$dir/$node" ] && as_pg "$bin/pg_ctl" -D "$dir/$node" status >/dev/null 2>&1; then
@@ -61,7 +68,7 @@ CONF
     rm -rf "$dir"
     ;;
   *)
-    echo "usage: $0 up DIR PRIMARY_PORT STANDBY_PORT | fail DIR | down DIR" >&2
+    echo "usage: $0 up DIR PRIMARY_PORT STANDBY_PORT | fail DIR | stop-standby DIR | start-standby DIR | down DIR" >&2
     exit 2
     ;;
 esac
