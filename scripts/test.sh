@@ -6,7 +6,8 @@
 # prometheus package; the PgBouncer one with Debian's pgbouncer), then the
 # property-based OpenAPI tester against the
 # real binary, then the original service's own endpoint tests against it
-# (scripts/seed-check.sh).
+# (scripts/seed-check.sh), then the chaos run's short form over a local
+# cluster (scripts/chaos.sh).
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh activate) and
 # skip the OpenAPI tester and the original's tests.
 set -euo pipefail
@@ -26,22 +27,13 @@ scripts/packages.sh promtool:prometheus prometheus:prometheus pgbouncer:pgbounce
 # Python's venv (python3-venv on Debian) with aiosmtpd and the Standard
 # Webhooks reference library from PyPI; the tests start the SMTP server and
 # the webhook receiver from .local/venv/bin/python.
-venv=.local/venv
-if ! "$venv/bin/python" -c 'import aiosmtpd, standardwebhooks' 2>/dev/null; then
-  if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-    if [ "$(id -u)" -ne 0 ]; then
-      echo "test: Python's venv is missing; install it with: sudo apt-get install -y python3-venv" >&2
-      exit 1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >&2
-  fi
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "aiosmtpd==1.4.6" "standardwebhooks==1.1.0"
-fi
+scripts/venv.sh
 
 cargo test --locked "$@"
 if [ $# -eq 0 ]; then
   scripts/openapi-check.sh
   scripts/seed-check.sh target/debug/activator
+  # The chaos run's short form (docs/OPERATIONS.md "Several machines"):
+  # 45 s of traffic and one fault of each kind, for each Redis shape.
+  scripts/chaos.sh --duration 45 --binary target/debug/activator
 fi

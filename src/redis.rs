@@ -1,11 +1,20 @@
-//! The Redis connection the limits use: one server, or a Redis Cluster.
+//! The Redis connection the limits use: one server, a Redis Cluster, or the
+//! primary a set of Sentinels names.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ErrorKind, Pipeline, RedisError, RedisFuture,
+    RedisResult, ServerErrorKind, Value,
+};
 
-use crate::settings::RedisUrl;
+use crate::settings::{RedisUrl, SentinelUrl};
 
 /// How long one Redis command may take: the limits fail closed, and a request
 /// should learn that quickly rather than hang.
@@ -18,6 +27,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum RedisConnection {
     Single(ConnectionManager),
     Cluster(redis::cluster_async::ClusterConnection),
+    Sentinel(SentinelConnection),
 }
 
 impl RedisConnection {
@@ -25,6 +35,9 @@ impl RedisConnection {
     /// reported by the first request and by `/health/check`, and reconnected
     /// when it is back) or, for several URLs, to a cluster.
     pub async fn connect(url: &RedisUrl) -> RedisResult<Self> {
+        if let Some(sentinel) = url.sentinel() {
+            return Ok(Self::Sentinel(SentinelConnection::new(&sentinel)?));
+        }
         match url.0.as_slice() {
             [single] => {
                 let config = ConnectionManagerConfig::new()
@@ -59,11 +72,195 @@ impl RedisConnection {
     }
 }
 
+/// What keeps Redis from serving the limits, said for an operator
+/// (`config check`): for Sentinels, that none answers, that they name no
+/// primary of that name, or that the server they name is a replica; for a
+/// Cluster, slots no node serves; for one server, that it is a replica.
+/// `None` when none of these is seen (a PING may still fail: the caller
+/// tries one).
+pub async fn diagnose(url: &RedisUrl) -> Option<String> {
+    if let Some(sentinel) = url.sentinel() {
+        return diagnose_sentinels(&sentinel).await;
+    }
+    match url.0.as_slice() {
+        [single] => {
+            let mut conn = open(single).await.ok()?;
+            match redis::cmd("ROLE")
+                .query_async::<redis::Role>(&mut conn)
+                .await
+            {
+                Ok(redis::Role::Replica { .. }) => Some(
+                    "REDIS_URL names a replica, which refuses writes (read-only); name the primary"
+                        .to_owned(),
+                ),
+                _ => None,
+            }
+        }
+        nodes => {
+            for node in nodes {
+                let Ok(mut conn) = open(node).await else {
+                    continue;
+                };
+                let Ok(info) = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async::<String>(&mut conn)
+                    .await
+                else {
+                    continue;
+                };
+                let field = |name: &str| {
+                    info.lines()
+                        .find_map(|line| line.trim().strip_prefix(name)?.strip_prefix(':'))
+                        .map(str::to_owned)
+                };
+                let served = field("cluster_slots_ok").and_then(|n| n.parse::<u32>().ok());
+                let state = field("cluster_state").unwrap_or_default();
+                return match served {
+                    Some(served) if served < 16384 => Some(format!(
+                        "the Redis Cluster leaves {} of 16384 slots unserved (cluster_state:{state}): keys in them cannot be counted",
+                        16384 - served
+                    )),
+                    _ if state != "ok" => {
+                        Some(format!("the Redis Cluster reports cluster_state:{state}"))
+                    }
+                    _ => None,
+                };
+            }
+            Some("no node of the Redis Cluster in REDIS_URL answers".to_owned())
+        }
+    }
+}
+
+async fn diagnose_sentinels(url: &SentinelUrl) -> Option<String> {
+    let list = |hosts: &[(String, u16)]| {
+        hosts
+            .iter()
+            .map(|(host, port)| address(host, *port))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut answering = 0;
+    let mut named = Vec::new();
+    for (host, port) in &url.sentinels {
+        let node = node_url(
+            host,
+            *port,
+            url.sentinel_username.as_deref(),
+            url.sentinel_password.as_deref(),
+            0,
+        );
+        let Ok(mut conn) = open(&node).await else {
+            continue;
+        };
+        let answer = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(&url.primary)
+            .query_async::<Option<(String, u16)>>(&mut conn)
+            .await;
+        if let Ok(primary) = answer {
+            answering += 1;
+            named.extend(primary);
+        }
+    }
+    if answering == 0 {
+        return Some(format!(
+            "no Sentinel in REDIS_URL answers ({})",
+            list(&url.sentinels)
+        ));
+    }
+    // The address most Sentinels name.
+    named.sort();
+    let Some(primary) = named
+        .chunk_by(|a, b| a == b)
+        .max_by_key(|same| same.len())
+        .map(|same| same[0].clone())
+    else {
+        return Some(format!(
+            "the Sentinels ({answering} of {} answering) know no primary named {:?}",
+            url.sentinels.len(),
+            url.primary
+        ));
+    };
+    let (host, port) = &primary;
+    let shown = address(host, *port);
+    let node = node_url(
+        host,
+        *port,
+        url.username.as_deref(),
+        url.password.as_deref(),
+        url.db,
+    );
+    let mut conn = match open(&node).await {
+        Ok(conn) => conn,
+        Err(err) => {
+            return Some(format!(
+                "the primary the Sentinels name for {:?} ({shown}) cannot be used: {err}",
+                url.primary
+            ));
+        }
+    };
+    match redis::cmd("ROLE")
+        .query_async::<redis::Role>(&mut conn)
+        .await
+    {
+        Ok(redis::Role::Primary { .. }) => None,
+        Ok(_) => Some(format!(
+            "the server the Sentinels name as primary {:?} ({shown}) is a replica (read-only)",
+            url.primary
+        )),
+        Err(err) => Some(format!(
+            "the primary the Sentinels name for {:?} ({shown}) does not answer ROLE: {err}",
+            url.primary
+        )),
+    }
+}
+
+fn address(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The URL of one node with these credentials, each part encoded.
+fn node_url(
+    host: &str,
+    port: u16,
+    username: Option<&str>,
+    password: Option<&str>,
+    db: i64,
+) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let user = match (username, password) {
+        (None, None) => String::new(),
+        (username, password) => format!(
+            "{}{}@",
+            utf8_percent_encode(username.unwrap_or_default(), NON_ALPHANUMERIC),
+            password
+                .map(|password| format!(":{}", utf8_percent_encode(password, NON_ALPHANUMERIC)))
+                .unwrap_or_default()
+        ),
+    };
+    format!("redis://{user}{}/{db}", address(host, port))
+}
+
+/// One connection to one node, for a question or two.
+async fn open(url: &str) -> RedisResult<MultiplexedConnection> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    redis::Client::open(url)?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Single(conn) => conn.req_packed_command(cmd),
             Self::Cluster(conn) => conn.req_packed_command(cmd),
+            Self::Sentinel(conn) => conn.req_packed_command(cmd),
         }
     }
 
@@ -76,6 +273,7 @@ impl ConnectionLike for RedisConnection {
         match self {
             Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
             Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Sentinel(conn) => conn.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -83,7 +281,194 @@ impl ConnectionLike for RedisConnection {
         match self {
             Self::Single(conn) => conn.get_db(),
             Self::Cluster(conn) => conn.get_db(),
+            Self::Sentinel(conn) => conn.db,
         }
+    }
+}
+
+/// The primary that a set of Sentinels names, kept current: the first
+/// command asks the Sentinels where it is (lazily, as for one server: no
+/// primary at start-up is a 503 per request, not a refusal to start), and a
+/// command that fails because the connection broke or the server has become
+/// a replica (`READONLY`) drops the connection, so the next command asks
+/// again and follows a failover. The failing command itself is not retried:
+/// a Lua script may have run before the connection broke, and the limits
+/// fail closed (503) rather than count twice.
+#[derive(Clone)]
+pub struct SentinelConnection {
+    inner: Arc<SentinelInner>,
+    db: i64,
+}
+
+struct SentinelInner {
+    /// Asks the Sentinels; one lookup at a time.
+    client: tokio::sync::Mutex<SentinelClient>,
+    /// The connection to the primary, with its generation; or the time and
+    /// error of the last failed lookup, answered again for a moment rather
+    /// than asking the Sentinels for every request while none is known.
+    state: StdMutex<PrimaryState>,
+    /// Numbers each connection, so an error on an old one never drops
+    /// its successor.
+    generations: AtomicU64,
+    config: AsyncConnectionConfig,
+}
+
+enum PrimaryState {
+    Unknown,
+    Connected(u64, MultiplexedConnection),
+    Failed(Instant, RedisError),
+}
+
+/// How long a failed lookup is answered again before the Sentinels are
+/// asked anew.
+const LOOKUP_BACKOFF: Duration = Duration::from_millis(250);
+/// How long asking the Sentinels and connecting to the primary may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl SentinelConnection {
+    fn new(url: &SentinelUrl) -> RedisResult<Self> {
+        let sentinels = url
+            .sentinels
+            .iter()
+            .map(|(host, port)| ConnectionAddr::Tcp(host.clone(), *port));
+        let mut builder =
+            SentinelClientBuilder::new(sentinels, &url.primary, SentinelServerType::Master)?;
+        if let Some(username) = &url.username {
+            builder = builder.set_client_to_redis_username(username);
+        }
+        if let Some(password) = &url.password {
+            builder = builder.set_client_to_redis_password(password);
+        }
+        if url.db != 0 {
+            builder = builder.set_client_to_redis_db(url.db);
+        }
+        if let Some(username) = &url.sentinel_username {
+            builder = builder.set_client_to_sentinel_username(username);
+        }
+        if let Some(password) = &url.sentinel_password {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+        Ok(Self {
+            inner: Arc::new(SentinelInner {
+                client: tokio::sync::Mutex::new(builder.build()?),
+                state: StdMutex::new(PrimaryState::Unknown),
+                generations: AtomicU64::new(0),
+                config: AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT)),
+            }),
+            db: url.db,
+        })
+    }
+
+    /// The current connection to the primary, asking the Sentinels when
+    /// there is none.
+    async fn primary(&self) -> RedisResult<(u64, MultiplexedConnection)> {
+        if let Some(found) = self.known()? {
+            return Ok(found);
+        }
+        let mut client = self.inner.client.lock().await;
+        // Another command may have found it while this one waited.
+        if let Some(found) = self.known()? {
+            return Ok(found);
+        }
+        let lookup = async {
+            let client = client.async_get_client().await?;
+            client
+                .get_multiplexed_async_connection_with_config(&self.inner.config)
+                .await
+        };
+        let result = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+            Ok(result) => result,
+            Err(_) => Err(RedisError::from((
+                ErrorKind::Io,
+                "the Sentinels or the primary they name did not answer in time",
+            ))),
+        };
+        let mut state = self.lock_state();
+        match result {
+            Ok(conn) => {
+                let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::info!(
+                    generation,
+                    "connected to the Redis primary the Sentinels name"
+                );
+                *state = PrimaryState::Connected(generation, conn.clone());
+                Ok((generation, conn))
+            }
+            Err(err) => {
+                *state = PrimaryState::Failed(Instant::now(), err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    /// The connection if one is known; the last lookup's error while it is
+    /// recent.
+    fn known(&self) -> RedisResult<Option<(u64, MultiplexedConnection)>> {
+        match &*self.lock_state() {
+            PrimaryState::Connected(generation, conn) => Ok(Some((*generation, conn.clone()))),
+            PrimaryState::Failed(at, err) if at.elapsed() < LOOKUP_BACKOFF => Err(err.clone()),
+            PrimaryState::Failed(..) | PrimaryState::Unknown => Ok(None),
+        }
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, PrimaryState> {
+        // The state is replaced whole: a panic elsewhere cannot leave it
+        // half-written.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// After `err` on the connection of `generation`: forget that
+    /// connection if the error says it no longer reaches a primary.
+    fn after_error(&self, generation: u64, err: &RedisError) {
+        let stale = err.is_io_error()
+            || err.is_connection_dropped()
+            || err.is_connection_refusal()
+            || err.is_unrecoverable_error()
+            || err.is_timeout()
+            || matches!(
+                err.kind(),
+                ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
+            );
+        if !stale {
+            return;
+        }
+        let mut state = self.lock_state();
+        if matches!(&*state, PrimaryState::Connected(current, _) if *current == generation) {
+            tracing::warn!(error = %err, "Redis primary lost; asking the Sentinels again");
+            *state = PrimaryState::Unknown;
+        }
+    }
+
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let (generation, mut conn) = self.primary().await?;
+            let result = conn.req_packed_command(cmd).await;
+            if let Err(err) = &result {
+                self.after_error(generation, err);
+            }
+            result
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let (generation, mut conn) = self.primary().await?;
+            let result = conn.req_packed_commands(pipeline, offset, count).await;
+            if let Err(err) = &result {
+                self.after_error(generation, err);
+            }
+            result
+        })
     }
 }
 

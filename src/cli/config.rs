@@ -71,20 +71,30 @@ fn check(env: &Environment) -> anyhow::Result<()> {
         problems.push(format!("{err:#}"));
     }
     match migrations::connect(&settings.database.url) {
-        Ok(mut conn) => match migrations::pending(&mut conn) {
-            Ok(pending) if pending.is_empty() => {}
-            Ok(pending) => problems.push(format!(
-                "the database has {} pending migration(s) ({}); run `activator migrate`",
-                pending.len(),
-                pending.join(", ")
-            )),
-            Err(err) => problems.push(format!("cannot read the migrations: {err}")),
-        },
+        Ok(mut conn) => {
+            match migrations::pending(&mut conn) {
+                Ok(pending) if pending.is_empty() => {}
+                Ok(pending) => problems.push(format!(
+                    "the database has {} pending migration(s) ({}); run `activator migrate`",
+                    pending.len(),
+                    pending.join(", ")
+                )),
+                Err(err) => problems.push(format!("cannot read the migrations: {err}")),
+            }
+            problems.extend(crate::db::replication_problems(
+                &mut conn,
+                &settings.database.url,
+            ));
+        }
         Err(err) => problems.push(format!(
             "cannot connect to the database (DATABASE_URL): {err}"
         )),
     }
     let redis = super::block_on(async {
+        // What is wrong, when it can be told, before the bare failure.
+        if let Some(problem) = crate::redis::diagnose(&settings.redis_url).await {
+            anyhow::bail!(problem);
+        }
         let redis = RedisConnection::connect(&settings.redis_url).await?;
         redis.ping().await?;
         anyhow::Ok(())
@@ -141,6 +151,10 @@ fn effective(env: &Environment, name: &str, default: DefaultValue) -> String {
     match (set, default) {
         (Some(_), _) if SECRETS.contains(&name) => "(set, redacted)".to_owned(),
         // REDIS_URL alone lists URLs; a comma elsewhere may be a password's.
+        // Its Sentinel form is one URL naming several hosts.
+        (Some(value), _) if name == "REDIS_URL" && value.contains("+sentinel://") => {
+            redact_url(value.trim())
+        }
         (Some(value), _) if name == "REDIS_URL" => value
             .split(',')
             .map(|url| redact_url(url.trim()))

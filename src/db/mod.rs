@@ -176,3 +176,105 @@ pub fn is_retryable(err: &diesel::result::Error) -> bool {
 pub async fn ping(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
     diesel::sql_query("SELECT 1").execute(conn).await.map(drop)
 }
+
+/// What threatens a failover that `url` expects, said for an operator
+/// (`config check`): for a URL naming several hosts, a connection that
+/// reached a standby, a primary with no standby connected, a primary whose
+/// commits wait for a synchronous standby that is not there, a standby
+/// replaying more than [`REPLAY_LAG_LIMIT_SECONDS`] behind. Nothing for a
+/// URL of one host. Must not be called on a Tokio worker.
+pub fn replication_problems(conn: &mut migrations::MigrationConnection, url: &str) -> Vec<String> {
+    use diesel::sql_types::{Bool, Double, Nullable, Text};
+
+    #[derive(diesel::QueryableByName)]
+    struct Server {
+        #[diesel(sql_type = Bool)]
+        standby: bool,
+        #[diesel(sql_type = Text)]
+        synchronous_names: String,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Standby {
+        #[diesel(sql_type = Nullable<Text>)]
+        name: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        sync_state: Option<String>,
+        #[diesel(sql_type = Nullable<Double>)]
+        lag: Option<f64>,
+    }
+
+    if hosts(url) < 2 {
+        return Vec::new();
+    }
+    // The migration harness's connection is synchronous: diesel's own
+    // RunQueryDsl, not diesel_async's.
+    let server = diesel::RunQueryDsl::get_result::<Server>(
+        diesel::sql_query(
+            "SELECT pg_is_in_recovery() AS standby, \
+             current_setting('synchronous_standby_names') AS synchronous_names",
+        ),
+        conn,
+    );
+    let Ok(server) = server else {
+        return Vec::new();
+    };
+    if server.standby {
+        return vec![
+            "DATABASE_URL reaches a standby (read-only): add target_session_attrs=read-write"
+                .to_owned(),
+        ];
+    }
+    // Without pg_read_all_stats the rows are there, their columns NULL:
+    // only what can be seen is judged.
+    let Ok(standbys) = diesel::RunQueryDsl::load::<Standby>(
+        diesel::sql_query(
+            "SELECT application_name AS name, sync_state, \
+             EXTRACT(EPOCH FROM replay_lag)::float8 AS lag FROM pg_stat_replication",
+        ),
+        conn,
+    ) else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    if standbys.is_empty() {
+        problems.push(format!(
+            "DATABASE_URL names {} hosts but the primary has no standby connected: a failover has nowhere to go",
+            hosts(url)
+        ));
+    }
+    let synchronous = standbys
+        .iter()
+        .any(|standby| matches!(standby.sync_state.as_deref(), Some("sync" | "quorum")));
+    // Standbys whose state this user may not see are not judged.
+    let hidden =
+        !standbys.is_empty() && standbys.iter().all(|standby| standby.sync_state.is_none());
+    let commits_wait = !server.synchronous_names.trim().is_empty() && !synchronous && !hidden;
+    if commits_wait {
+        problems.push(
+            "the primary's synchronous_standby_names names no connected standby: every commit waits for one"
+                .to_owned(),
+        );
+    }
+    for standby in &standbys {
+        if let Some(lag) = standby.lag.filter(|lag| *lag > REPLAY_LAG_LIMIT_SECONDS) {
+            problems.push(format!(
+                "standby {:?} replays {lag:.0} s behind the primary",
+                standby.name.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+    problems
+}
+
+/// A standby further behind than this is reported.
+pub const REPLAY_LAG_LIMIT_SECONDS: f64 = 10.0;
+
+/// How many hosts a libpq-style URL names (`h1:5432,h2:5432`).
+fn hosts(url: &str) -> usize {
+    let after = url.split_once("://").map_or(url, |(_, after)| after);
+    let authority = after.split(['/', '?', '#']).next().unwrap_or_default();
+    let hosts = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, hosts)| hosts);
+    hosts.split(',').count()
+}

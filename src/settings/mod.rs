@@ -267,10 +267,169 @@ pub enum LogFormat {
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretKey(Vec<u8>);
 
-/// One Redis URL, or several for a cluster. May carry a password: redacted in
-/// `Debug`.
+/// One Redis URL, several for a cluster, or one `redis+sentinel://` URL
+/// naming the Sentinels of a primary ([`SentinelUrl`]). May carry a
+/// password: redacted in `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisUrl(pub Vec<String>);
+
+impl RedisUrl {
+    /// The Sentinel form, when that is what the URL is (checked when the
+    /// settings were read).
+    pub fn sentinel(&self) -> Option<SentinelUrl> {
+        match self.0.as_slice() {
+            [one] if is_sentinel_url(one) => SentinelUrl::parse(one).ok(),
+            _ => None,
+        }
+    }
+}
+
+fn is_sentinel_url(value: &str) -> bool {
+    value
+        .split_once("://")
+        .is_some_and(|(scheme, _)| scheme.to_ascii_lowercase().ends_with("+sentinel"))
+}
+
+/// `redis+sentinel://[user:password@]host:port[,host:port...]/<primary
+/// name>[/<db>][?sentinel_username=..&sentinel_password=..]`: the Sentinels
+/// to ask which server is the primary named `primary`. The user and
+/// password are the data nodes' (primary and replicas); Sentinels that
+/// require a password of their own take it from the query, since a
+/// Sentinel without one refuses an `AUTH`. A port left out is Sentinel's
+/// 26379. TLS (`rediss+sentinel`) is not offered: the build has no TLS for
+/// Redis at all.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SentinelUrl {
+    pub sentinels: Vec<(String, u16)>,
+    pub primary: String,
+    pub db: i64,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub sentinel_username: Option<String>,
+    pub sentinel_password: Option<String>,
+}
+
+impl fmt::Debug for SentinelUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SentinelUrl")
+            .field("sentinels", &self.sentinels)
+            .field("primary", &self.primary)
+            .field("db", &self.db)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field(
+                "sentinel_password",
+                &self.sentinel_password.as_ref().map(|_| "***"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl SentinelUrl {
+    /// Sentinel's own port, for a host given without one.
+    pub const DEFAULT_PORT: u16 = 26379;
+
+    /// Reads the form above; the problem never quotes the value, which may
+    /// hold a password.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let (scheme, user, hosts, rest) =
+            authority(value).ok_or("expected redis+sentinel://host:port,.../<primary name>")?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "redis+sentinel" => {}
+            "rediss+sentinel" => {
+                return Err("TLS to Redis (rediss+sentinel) is not supported; use redis+sentinel over a private network or a TLS tunnel".into());
+            }
+            _ => return Err("expected the scheme redis+sentinel".into()),
+        }
+        let sentinels = hosts
+            .split(',')
+            .map(|host| {
+                let host = host.trim();
+                let bad = "each Sentinel is host, host:port or [IPv6]:port, comma-separated";
+                let (name, port) = match host.strip_prefix('[') {
+                    Some(bracketed) => {
+                        let (name, after) = bracketed.split_once(']').ok_or(bad)?;
+                        (name, after.strip_prefix(':'))
+                    }
+                    None => match host.split_once(':') {
+                        Some((name, port)) => (name, Some(port)),
+                        None => (host, None),
+                    },
+                };
+                let port = match port {
+                    Some(port) => port
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|port| *port > 0)
+                        .ok_or("each Sentinel's port is from 1 to 65535")?,
+                    None => Self::DEFAULT_PORT,
+                };
+                if name.is_empty() || name.contains(['@', '/', ' ', '[', ']']) {
+                    return Err(bad);
+                }
+                Ok((name.to_owned(), port))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (path, query) = match rest.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (rest, None),
+        };
+        let mut parts = path.trim_start_matches('/').split('/');
+        let primary = parts
+            .next()
+            .filter(|name| !name.is_empty())
+            .ok_or("the path names the primary: redis+sentinel://host:port/<primary name>")?;
+        let primary = decode(primary)?;
+        let db =
+            match parts.next().filter(|db| !db.is_empty()) {
+                Some(db) => db.parse::<i64>().ok().filter(|db| *db >= 0).ok_or(
+                    "the database after the primary's name is a number: /<primary name>/<db>",
+                )?,
+                None => 0,
+            };
+        if parts.next().is_some() {
+            return Err("the path is /<primary name>[/<db>]".into());
+        }
+        let (username, password) = match user {
+            None => (None, None),
+            Some(user) => match user.split_once(':') {
+                Some((name, password)) => (
+                    Some(decode(name)?).filter(|name| !name.is_empty()),
+                    Some(decode(password)?),
+                ),
+                None => (Some(decode(user)?), None),
+            },
+        };
+        let (mut sentinel_username, mut sentinel_password) = (None, None);
+        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match key.as_ref() {
+                "sentinel_username" => sentinel_username = Some(value.into_owned()),
+                "sentinel_password" => sentinel_password = Some(value.into_owned()),
+                _ => {
+                    return Err(
+                        "the only parameters are sentinel_username and sentinel_password".into(),
+                    );
+                }
+            }
+        }
+        Ok(Self {
+            sentinels,
+            primary,
+            db,
+            username,
+            password,
+            sentinel_username,
+            sentinel_password,
+        })
+    }
+}
+
+/// A percent-encoded part of a URL, decoded.
+fn decode(part: &str) -> Result<String, String> {
+    percent_encoding::percent_decode_str(part)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| "a percent-encoded part is not UTF-8".to_owned())
+}
 
 /// The SMTP server's URL, which may carry a password: redacted in `Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -631,10 +790,21 @@ impl Settings {
     pub fn from_source(source: &impl Source) -> Result<Self, SettingsError> {
         let database = DatabaseSettings::from_source(source)?;
 
-        let redis_urls = required(source, "REDIS_URL")?
-            .split(',')
-            .map(|part| url("REDIS_URL", part.trim().to_owned()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let redis_url = required(source, "REDIS_URL")?;
+        let redis_urls = if is_sentinel_url(&redis_url) {
+            // One URL naming several Sentinels, not a list.
+            let redis_url = redis_url.trim().to_owned();
+            SentinelUrl::parse(&redis_url).map_err(|problem| SettingsError::Invalid {
+                name: "REDIS_URL",
+                problem,
+            })?;
+            vec![redis_url]
+        } else {
+            redis_url
+                .split(',')
+                .map(|part| url("REDIS_URL", part.trim().to_owned()))
+                .collect::<Result<Vec<_>, _>>()?
+        };
 
         let secret_key = secret_key(source, "SECRET_KEY")?;
         let secret_key_fallbacks = optional(source, "SECRET_KEY_FALLBACKS")

@@ -456,3 +456,78 @@ fn webhook_settings_take_standard_webhooks_secrets_and_known_events() {
         refused(&source, name, &[value], "MfKQ9r8");
     }
 }
+
+#[test]
+fn a_sentinel_redis_url_names_its_sentinels_primary_and_credentials() {
+    let mut source = base();
+    source.insert(
+        "REDIS_URL",
+        "redis+sentinel://app:hunter%232@s1:26380, s2 ,[::1]:26381/my%20primary/3?sentinel_password=s3cret",
+    );
+    let settings = Settings::from_source(&source).unwrap();
+    let sentinel = settings.redis_url.sentinel().unwrap();
+    assert_eq!(
+        sentinel.sentinels,
+        [
+            ("s1".to_owned(), 26380),
+            ("s2".to_owned(), 26379),
+            ("::1".to_owned(), 26381)
+        ]
+    );
+    assert_eq!(sentinel.primary, "my primary");
+    assert_eq!(sentinel.db, 3);
+    assert_eq!(sentinel.username.as_deref(), Some("app"));
+    assert_eq!(sentinel.password.as_deref(), Some("hunter#2"));
+    assert_eq!(sentinel.sentinel_username, None);
+    assert_eq!(sentinel.sentinel_password.as_deref(), Some("s3cret"));
+    let shown = format!("{:?} {sentinel:?}", settings.redis_url);
+    assert!(
+        !shown.contains("hunter") && !shown.contains("s3cret"),
+        "{shown}"
+    );
+    assert!(shown.contains("s1:26380"), "{shown}");
+
+    source.insert("REDIS_URL", "redis+sentinel://:pw@h/mymaster");
+    let sentinel = Settings::from_source(&source)
+        .unwrap()
+        .redis_url
+        .sentinel()
+        .unwrap();
+    assert_eq!((sentinel.username, sentinel.db), (None, 0));
+    assert_eq!(sentinel.password.as_deref(), Some("pw"));
+    // A plain URL is not the Sentinel form.
+    assert!(
+        Settings::from_source(&base())
+            .unwrap()
+            .redis_url
+            .sentinel()
+            .is_none()
+    );
+}
+
+#[test]
+fn a_bad_sentinel_redis_url_is_one_line_without_the_password() {
+    for (value, problem) in [
+        ("redis+sentinel://:hunter2@h1:26379", "primary"),
+        ("redis+sentinel://:hunter2@h1:26379/", "primary"),
+        ("redis+sentinel://:hunter2@h1:x/mymaster", "port"),
+        ("redis+sentinel://:hunter2@h1:0/mymaster", "port"),
+        ("redis+sentinel://:hunter2@h1,,h2/mymaster", "Sentinel"),
+        ("redis+sentinel://:hunter2@h1/mymaster/db", "number"),
+        ("redis+sentinel://:hunter2@h1/mymaster/0/x", "path"),
+        (
+            "redis+sentinel://:hunter2@h1/mymaster?password=hunter2",
+            "parameters",
+        ),
+        ("rediss+sentinel://:hunter2@h1/mymaster", "TLS"),
+    ] {
+        let mut source = base();
+        source.insert("REDIS_URL", value);
+        let err = Settings::from_source(&source).unwrap_err().to_string();
+        assert!(
+            err.contains("REDIS_URL") && err.contains(problem) && !err.contains("hunter2"),
+            "{value}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}

@@ -36,7 +36,7 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "REDIS_URL",
         default: DefaultValue::Required,
-        meaning: "Redis URL; a comma-separated list of node URLs means a Redis Cluster",
+        meaning: "Redis URL; a comma-separated list of node URLs means a Redis Cluster; `redis+sentinel://host:port,host:port/<primary name>` asks Sentinels for the primary",
     },
     Variable {
         name: "SECRET_KEY",

@@ -3,11 +3,13 @@
 # test: `up DIR PRIMARY_PORT STANDBY_PORT` makes both under DIR (as the
 # postgres user when run as root) with a database `activator`; `fail DIR`
 # stops the primary at once and promotes the standby (which then commits
-# without waiting for a standby of its own); `down DIR` stops
-# whatever still runs. `alone DIR PORT LOCALE` makes one server whose
-# messages are in LOCALE (`lc_messages`, e.g. de_DE.UTF-8), the locale
-# compiled under DIR with localedef (no system locale is installed);
-# `restart DIR` restarts it (fast: its sessions are terminated).
+# without waiting for a standby of its own); `stop-standby DIR` and
+# `start-standby DIR` stop the standby at once and start it again; `down
+# DIR` stops whatever still runs. `alone DIR PORT LOCALE` makes one server
+# whose messages are in LOCALE (`lc_messages`, e.g. de_DE.UTF-8), the
+# locale compiled under DIR with localedef (no system locale is
+# installed); `restart DIR` restarts it (fast: its sessions are
+# terminated).
 set -euo pipefail
 
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r | head -1)
@@ -79,6 +81,12 @@ CONF
     psql_at "$standby_port" "ALTER SYSTEM SET synchronous_standby_names = ''" >/dev/null
     psql_at "$standby_port" "SELECT pg_reload_conf()" >/dev/null
     ;;
+  stop-standby)
+    as_pg "$bin/pg_ctl" -D "$dir/standby" -m immediate -w stop >/dev/null
+    ;;
+  start-standby)
+    as_pg "$bin/pg_ctl" -D "$dir/standby" -l "$dir/standby.log" -w -t 60 start >/dev/null
+    ;;
   down)
     for node in primary standby alone; do
       if [ -d "$dir/$node" ] && as_pg "$bin/pg_ctl" -D "$dir/$node" status >/dev/null 2>&1; then
@@ -88,7 +96,7 @@ CONF
     rm -rf "$dir"
     ;;
   *)
-    echo "usage: $0 up DIR PRIMARY_PORT STANDBY_PORT | fail DIR | alone DIR PORT LOCALE | restart DIR | down DIR" >&2
+    echo "usage: $0 up DIR PRIMARY_PORT STANDBY_PORT | fail DIR | stop-standby DIR | start-standby DIR | alone DIR PORT LOCALE | restart DIR | down DIR" >&2
     exit 2
     ;;
 esac

@@ -20,6 +20,7 @@ mod events;
 mod operations;
 mod operations_failover;
 mod operations_monitoring;
+mod operations_redis_ha;
 mod owner;
 mod passwords;
 mod register;

@@ -13,6 +13,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
 
 use crate::common::Api;
+use crate::common::cli::stderr;
 use crate::common::server::{command, free_port};
 use crate::common::{MailSink, PASSWORD, Server};
 
@@ -193,6 +194,51 @@ async fn registrations_come_back_on_the_promoted_standby_within_seconds() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_check_names_a_missing_standby_and_passes_when_it_is_back() {
+    let (primary, standby) = (free_port(), free_port());
+    let cluster = Cluster::up(primary, standby);
+    let url = format!(
+        "postgresql://postgres@127.0.0.1:{primary},127.0.0.1:{standby}/activator?target_session_attrs=read-write"
+    );
+    let migrated = command(&url, &[]).arg("migrate").output().unwrap();
+    assert!(migrated.status.success(), "{migrated:?}");
+    let check = || {
+        command(&url, &[])
+            .args(["config", "check"])
+            .output()
+            .unwrap()
+    };
+    let output = check();
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let dir = cluster.dir.to_str().unwrap().to_owned();
+    Cluster::script(&["stop-standby", &dir]);
+    let output = check();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("activator: "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("DATABASE_URL names 2 hosts but the primary has no standby connected"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("synchronous_standby_names names no connected standby"),
+        "{text}"
+    );
+
+    Cluster::script(&["start-standby", &dir]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().status.success() {
+        assert!(Instant::now() < deadline, "{}", stderr(&check()));
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// PgBouncer in `mode`, in front of the tests' PostgreSQL, run as the

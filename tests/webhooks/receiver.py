@@ -1,9 +1,10 @@
 """A webhook receiver for the tests: verifies every post with the Standard
 Webhooks reference library (PyPI `standardwebhooks`) and records it.
 
-    receiver.py --secret whsec_... [--fail-first N] [--hold SECONDS]
+    receiver.py --secret whsec_... [--fail-first N] [--hold SECONDS] [--port PORT]
 
-Prints its port on the first line of stdout. Answers 500 to the first N
+Listens on 127.0.0.1 (on PORT, or a free port) and prints its port on the
+first line of stdout. Answers 500 to the first N
 posts, then 204 to posts that verify and 401 to those that do not; with
 --hold, keeps the first post waiting that long before answering.
 `GET /received` returns every post: its webhook-id, whether it verified,
@@ -24,6 +25,7 @@ def main():
     parser.add_argument("--secret", required=True)
     parser.add_argument("--fail-first", type=int, default=0)
     parser.add_argument("--hold", type=float, default=0.0)
+    parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     webhook = Webhook(args.secret)
     lock = threading.Lock()
@@ -71,7 +73,7 @@ def main():
         def log_message(self, *_):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     print(server.server_address[1], flush=True)
     server.serve_forever()
 
