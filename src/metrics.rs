@@ -151,6 +151,9 @@ pub const LIMITS: [&str; 14] = [
     "mailbox_daily",
     "mailbox_daily_total",
 ];
+/// `activator_trace_spans_dropped_total{reason}` values: the export queue
+/// was full, or the collector did not take a batch.
+pub const SPAN_DROP_REASONS: [&str; 2] = ["queue_full", "export_failed"];
 /// `activator_outbox_messages{state}` values (the outbox's states).
 pub const OUTBOX_STATES: [&str; 4] = ["queued", "sent", "dead", "expired"];
 
@@ -173,6 +176,7 @@ pub struct Metrics {
     events: IntCounterVec,
     wrong_codes: IntCounterVec,
     secret_key_uses: IntCounterVec,
+    spans_dropped: IntCounterVec,
 }
 
 /// The process's metrics.
@@ -331,6 +335,11 @@ impl Metrics {
                 "Codes verified and sealed values opened, by the key that did it: current (SECRET_KEY) or fallback_N (the Nth of SECRET_KEY_FALLBACKS). A fallback at 0 for a code's life and an email's retries can be dropped.",
                 "key",
             ),
+            spans_dropped: counter(
+                "activator_trace_spans_dropped_total",
+                "Trace spans not exported: the export queue was full (queue_full), or the collector did not take them (export_failed).",
+                "reason",
+            ),
             registry,
         };
         metrics.secret_key_uses.with_label_values(&["current"]);
@@ -340,6 +349,7 @@ impl Metrics {
             (&metrics.resends, labels::<Resend>()),
             (&metrics.emails, EMAIL_RESULTS.to_vec()),
             (&metrics.hashes, HASH_WORK.to_vec()),
+            (&metrics.spans_dropped, SPAN_DROP_REASONS.to_vec()),
         ] {
             for value in values {
                 counter.with_label_values(&[value]);
@@ -451,6 +461,15 @@ impl Metrics {
         self.secret_key_uses.with_label_values(&[&label]).inc();
     }
 
+    /// Counts `n` trace spans dropped for `reason` (one of
+    /// [`SPAN_DROP_REASONS`]).
+    pub fn spans_dropped(&self, reason: &str, n: usize) {
+        debug_assert!(SPAN_DROP_REASONS.contains(&reason));
+        self.spans_dropped
+            .with_label_values(&[reason])
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
     pub fn hash_rejected(&self) {
         self.hash_rejected.inc();
     }
@@ -542,6 +561,11 @@ mod tests {
             ),
             ("activator_resends_total", "outcome", labels::<Resend>()),
             ("activator_emails_total", "result", EMAIL_RESULTS.to_vec()),
+            (
+                "activator_trace_spans_dropped_total",
+                "reason",
+                SPAN_DROP_REASONS.to_vec(),
+            ),
         ] {
             for value in values {
                 let series = format!("{name}{{{label}=\"{value}\"}}");

@@ -22,9 +22,11 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 mod limits;
+mod traces;
 mod variables;
 
 pub use limits::LimitSettings;
+pub use traces::{RootSampler, Sampler, TraceSettings};
 pub use variables::{DefaultValue, VARIABLES, Variable};
 
 /// The default value of `name`, if it has one.
