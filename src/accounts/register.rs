@@ -207,7 +207,7 @@ impl Accounts {
         hash: &PasswordHash,
     ) -> Result<Registered, AccountError> {
         let locale = newcomer.locale.as_str();
-        let created = transaction!(conn, async |conn| {
+        let created = transaction!(conn, "register", async |conn| {
             let user = match &expired {
                 None => {
                     let new = NewUser {
@@ -271,7 +271,7 @@ impl Accounts {
         hash: &PasswordHash,
     ) -> Result<Registered, AccountError> {
         let site = newcomer.client.site_name();
-        transaction!(conn, async |conn| {
+        transaction!(conn, "claim", async |conn| {
             let current = users::lock(conn, user.id).await?;
             if current
                 .is_none_or(|current| current.is_active || current.created_at != user.created_at)
