@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against private PostgreSQL and Redis instances,
 # installing and starting them if needed: the unit and integration tests
-# (the email ones against a real SMTP server, aiosmtpd, in the git-ignored
-# virtualenv .local/venv, made once; the metrics ones with Debian's
-# prometheus package; the PgBouncer one with Debian's pgbouncer), then the
-# property-based OpenAPI tester against the
-# real binary, then the original service's own endpoint tests against it
-# (scripts/seed-check.sh).
+# (the email ones against a real SMTP server, aiosmtpd, and the traces ones
+# against an OTLP receiver, both in the git-ignored virtualenv .local/venv,
+# made once; the metrics ones with Debian's prometheus package; the
+# PgBouncer one with Debian's pgbouncer), then the property-based OpenAPI
+# tester against the real binary, then the original service's own endpoint
+# tests against it (scripts/seed-check.sh).
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh activate) and
 # skip the OpenAPI tester and the original's tests.
 set -euo pipefail
@@ -21,11 +21,12 @@ eval "$services"
 # Prometheus' promtool and server, for the metrics tests.
 scripts/packages.sh promtool:prometheus prometheus:prometheus pgbouncer:pgbouncer
 
-# Python's venv (python3-venv on Debian) with aiosmtpd and the Standard
-# Webhooks reference library from PyPI; the tests start the SMTP server and
-# the webhook receiver from .local/venv/bin/python.
+# Python's venv (python3-venv on Debian) with aiosmtpd, the Standard
+# Webhooks reference library and OpenTelemetry's published protobuf schema
+# from PyPI; the tests start the SMTP server, the webhook receiver and the
+# OTLP receiver (tests/otlp/) from .local/venv/bin/python.
 venv=.local/venv
-if ! "$venv/bin/python" -c 'import aiosmtpd, standardwebhooks' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import aiosmtpd, standardwebhooks, opentelemetry.proto' 2>/dev/null; then
   if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     if [ "$(id -u)" -ne 0 ]; then
       echo "test: Python's venv is missing; install it with: sudo apt-get install -y python3-venv" >&2
@@ -34,8 +35,9 @@ if ! "$venv/bin/python" -c 'import aiosmtpd, standardwebhooks' 2>/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >&2
   fi
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "aiosmtpd==1.4.6" "standardwebhooks==1.1.0"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "aiosmtpd==1.4.6" "standardwebhooks==1.1.0" \
+    "opentelemetry-proto==1.45.2" "protobuf==7.36.2"
 fi
 
 cargo test --locked "$@"

@@ -24,3 +24,4 @@ mod register;
 mod resend;
 mod sign_in;
 mod signup;
+mod traces;
