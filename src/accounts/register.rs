@@ -77,10 +77,14 @@ impl Accounts {
         allowed(self.limiter.check_register(client).await?)?;
         // No connection is held across the hash: a pool as large as the
         // hash queue would be needed otherwise.
-        let standing = {
-            let mut conn = self.pool.get().await?;
-            self.standing(&mut conn, email).await?
-        };
+        let standing = tracing::Instrument::instrument(
+            async {
+                let mut conn = self.pool.get().await?;
+                self.standing(&mut conn, email).await
+            },
+            crate::traces::spans::read("account"),
+        )
+        .await?;
         if matches!(standing, Standing::Active) {
             return Err(AccountError::AlreadyActive);
         }

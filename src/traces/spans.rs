@@ -65,6 +65,17 @@ pub fn transaction(step: &'static str) -> Span {
     )
 }
 
+/// PostgreSQL reads outside a transaction (the connection's wait
+/// included), of `what` (`account`: an address's account and claims).
+pub fn read(what: &'static str) -> Span {
+    tracing::info_span!(
+        "postgresql read",
+        otel.kind = "client",
+        db.system = "postgresql",
+        activator.read = what,
+    )
+}
+
 /// One Redis round trip of `command` (`EVALSHA`, `PING`, …).
 pub fn redis(command: &str) -> Span {
     tracing::info_span!(

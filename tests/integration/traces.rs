@@ -174,6 +174,7 @@ async fn one_trace_leads_from_a_registration_to_the_providers_answer() {
         "limit hash_queue_per_ip",
         "limit register_per_ip",
         "limit mailbox_daily",
+        "postgresql read",
         "redis EVALSHA",
         "password wait",
         "password hash",
