@@ -39,11 +39,6 @@ impl Carrier {
                 .filter(|state| !state.is_empty() && state.len() <= MAX_TRACESTATE),
         })
     }
-
-    /// The context of the span the caller is in.
-    pub fn current() -> Option<Self> {
-        Self::of(&tracing::Span::current())
-    }
 }
 
 /// Makes `span` continue the trace of `traceparent` (and `tracestate`): a
