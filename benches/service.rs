@@ -20,7 +20,10 @@
 //!    settled (each event delivered before the next activation),
 //! 8. the owner-always-wins attacks (`service/attack.rs`): a sign-in flood
 //!    from 24 /64s of one /56, and a flood of refused registrations, each
-//!    against another client's registrations.
+//!    against another client's registrations,
+//! 9. what traces cost (`service/traces.rs`): register throughput,
+//!    `/health/live` latency and resident memory with every span exported
+//!    to an OTLP receiver, against two servers without traces.
 //!
 //! The dispatcher's own throughput is `benches/email.rs`'s.
 //!
@@ -30,6 +33,7 @@
 //! `activator` to measure, e.g. the previous release, for a comparison),
 //! `CREDENTIAL_PROOF` (passed to the server: `off` measures signups that
 //! verify the password again), `BENCH_ONLY=attack` (only 8),
+//! `BENCH_ONLY=traces` (only 9; `scripts/bench.sh traces`),
 //! `BENCH_ONLY=signup` (only 1, the register load of 2 and 6: e.g.
 //! `BENCH_ONLY=signup BENCH_COST=12 BENCH_CLIENTS=8 scripts/bench.sh service`).
 
@@ -42,6 +46,9 @@ mod mail_sink;
 
 #[path = "service/attack.rs"]
 mod attack;
+
+#[path = "service/traces.rs"]
+mod traces;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -423,6 +430,13 @@ fn main() {
         return;
     }
 
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("traces") {
+        let sink = MailSink::start();
+        traces::run(&database_url, &redis_url, &sink, cost, clients);
+        sql(&maintenance, &format!("DROP DATABASE {name} WITH (FORCE)"));
+        return;
+    }
+
     if std::env::var("BENCH_ONLY").as_deref() == Ok("events") {
         let sink = MailSink::start();
         activation_latency(&database_url, &redis_url, &sink, cost);
@@ -628,6 +642,9 @@ fn main() {
     // 8. The owner-always-wins attacks.
     let (rate_at_12, _) = raw_bcrypt_rate(12, 3);
     attack::run(&database_url, &redis_url, &sink, rate_at_12);
+
+    // 9. What traces cost.
+    traces::run(&database_url, &redis_url, &sink, cost, clients);
     sql(&maintenance, &format!("DROP DATABASE {name} WITH (FORCE)"));
 }
 
