@@ -23,7 +23,11 @@
 //!    against another client's registrations; and (`BENCH_ONLY=owner`)
 //!    owners signing up under a claim flood, a sign-in spray from 100
 //!    networks and renewal bombing of their inbox: their p50 against
-//!    unloaded, their first tries, the inbox's emails against its cap.
+//!    unloaded, their first tries, the inbox's emails against its cap,
+//! 9. (`BENCH_ONLY=capacity` only) what a signup costs the stores,
+//! 10. what traces cost (`service/traces.rs`): register throughput,
+//!     `/health/live` latency and resident memory with every span exported
+//!     to an OTLP receiver, against two servers without traces.
 //!
 //! The dispatcher's own throughput is `benches/email.rs`'s.
 //!
@@ -36,6 +40,7 @@
 //! `BENCH_ONLY=owner` (only 8 c; `BENCH_OWNER_ROUNDS`, default 6),
 //! `BENCH_ONLY=capacity` (only 9: what a signup costs the stores, on a
 //! PostgreSQL and a Redis of its own; `BENCH_CAPACITY_SIGNUPS`),
+//! `BENCH_ONLY=traces` (only 10; `scripts/bench.sh traces`),
 //! `BENCH_ONLY=signup` (only 1, the register load of 2 and 6: e.g.
 //! `BENCH_ONLY=signup BENCH_COST=12 BENCH_CLIENTS=8 scripts/bench.sh service`).
 
@@ -51,6 +56,9 @@ mod attack;
 
 #[path = "service/capacity.rs"]
 mod capacity;
+
+#[path = "service/traces.rs"]
+mod traces;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -481,6 +489,13 @@ fn main() {
         return;
     }
 
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("traces") {
+        let sink = MailSink::start();
+        traces::run(&database_url, &redis_url, &sink, cost, clients);
+        sql(&maintenance, &format!("DROP DATABASE {name} WITH (FORCE)"));
+        return;
+    }
+
     if std::env::var("BENCH_ONLY").as_deref() == Ok("owner") {
         let sink = MailSink::start();
         attack::owner_under_attack(&database_url, &redis_url, &sink);
@@ -693,6 +708,9 @@ fn main() {
     // 8. The owner-always-wins attacks.
     let (rate_at_12, _) = raw_bcrypt_rate(12, 3);
     attack::run(&database_url, &redis_url, &sink, rate_at_12);
+
+    // 10. What traces cost.
+    traces::run(&database_url, &redis_url, &sink, cost, clients);
     sql(&maintenance, &format!("DROP DATABASE {name} WITH (FORCE)"));
 }
 

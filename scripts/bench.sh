@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks the release binary end to end against private PostgreSQL and
 # Redis. `scripts/bench.sh` runs every benchmark; `scripts/bench.sh email`
-# (or `service`) one of them. See benches/*.rs for what each measures and
-# its knobs.
+# (or `service`) one of them; `scripts/bench.sh traces` only the service
+# benchmark's section on what traces cost (about 70 s; it needs the OTLP
+# receiver's virtualenv, which scripts/test.sh makes). See benches/*.rs for
+# what each measures and its knobs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -15,5 +17,8 @@ eval "$services"
 benches=("$@")
 [ ${#benches[@]} -eq 0 ] && benches=(service email connections passwords)
 for bench in "${benches[@]}"; do
-  cargo bench --locked --bench "$bench"
+  case "$bench" in
+    traces) BENCH_ONLY=traces cargo bench --locked --bench service ;;
+    *) cargo bench --locked --bench "$bench" ;;
+  esac
 done

@@ -94,6 +94,7 @@ METRICS = {
     "activator_password_hash_rejected_total": {},
     "activator_password_hashes_total": {"work": {"hash", "verify"}},
     "activator_events_total": {"type": {"user.activated", "user.registered"}, "result": {"queued", "delivered", "retried", "dead", "expired"}},
+    "activator_trace_spans_dropped_total": {"reason": {"queue_full", "export_failed"}},
 }
 TARGET_LABELS = {"job": None, "instance": None}
 HISTOGRAMS = {"activator_http_request_duration_seconds", "activator_email_send_duration_seconds"}
@@ -896,11 +897,19 @@ for name in ("api", "mailbox"):
     test = services.get(name, {}).get("healthcheck", {}).get("test")
     if not test or "healthcheck" not in " ".join(test if isinstance(test, list) else [test]):
         errors.append(f"{name}: no `activator healthcheck` healthcheck")
+# Traces are opt-in: a collector only under a profile, no endpoint unless given.
+for name, service in services.items():
+    if "jaeger" in str(service.get("image", "")) or "opentelemetry-collector" in str(service.get("image", "")):
+        if not service.get("profiles"):
+            errors.append(f"{name}: a trace collector outside an optional profile")
+endpoint = str(env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""))
+if endpoint and not re.fullmatch(r"\$\{OTEL_EXPORTER_OTLP_ENDPOINT:-\}", endpoint):
+    errors.append(f"api: traces are on by default ({endpoint!r})")
 for e in errors:
     print(e)
 sys.exit(1 if errors else 0)
 PY
-check "docker-compose.yml: nothing published beyond loopback, SECRET_KEY required, restart, healthchecks" \
+check "docker-compose.yml: nothing published beyond loopback, SECRET_KEY required, restart, healthchecks, traces opt-in" \
   python3 "$tmp/check_compose.py" docker-compose.yml
 
 echo "check-deploy: $((SECONDS - started))s, $failed failed"

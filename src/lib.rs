@@ -37,6 +37,7 @@ pub mod redis;
 pub mod schema;
 pub mod seal;
 pub mod settings;
+pub mod traces;
 pub mod turns;
 
 use rocket::figment::Figment;

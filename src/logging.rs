@@ -11,16 +11,23 @@
 //! parameters, lettre the SMTP conversation. Those targets are capped at
 //! [`CAPPED_AT`] whatever `RUST_LOG` asks; Rocket's request lines, which
 //! carry the query string, are off at every level.
+//!
+//! With traces on (`crate::traces`), the lines written inside a request or
+//! an email's delivery carry its `trace_id`: the span that carries it is
+//! the only one the log shows (text: `request{trace_id=…}:` before the
+//! line; JSON: `"span":{"trace_id":…}`); the other spans are the traces'
+//! alone.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::settings::LogFormat;
+use crate::traces::Traces;
 
 /// The most these targets may log.
 pub const CAPPED_AT: LevelFilter = LevelFilter::INFO;
@@ -50,9 +57,13 @@ const CAPPED: &[&str] = &[
 /// what happened to each request, by route template, without its query.
 const SILENCED: &[&str] = &["rocket::server", ROCKET_HEADER_WARNING];
 
-/// Installs the global subscriber, writing to stderr. `default_filter`
-/// applies when `RUST_LOG` is unset.
-pub fn init(format: LogFormat, default_filter: &str) {
+/// The field of the spans the log shows: a request's, a delivery's.
+pub const TRACE_ID: &str = "trace_id";
+
+/// Installs the global subscriber, writing to stderr, and exporting this
+/// crate's spans with `traces` when given. `default_filter` applies when
+/// `RUST_LOG` is unset.
+pub fn init(format: LogFormat, default_filter: &str, traces: Option<&Traces>) {
     let asked =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let caps = CAPPED.iter().fold(
@@ -62,17 +73,30 @@ pub fn init(format: LogFormat, default_filter: &str) {
     let caps = SILENCED.iter().fold(caps, |caps, target| {
         caps.with_target(*target, LevelFilter::OFF)
     });
-    let filter = asked.and(caps);
+    // Events as asked; of the spans only those that carry a trace id (made
+    // only with traces on), whatever the level asked, so that every line
+    // of a request has it.
+    let events = filter_fn(|meta| meta.is_event()).with_max_level_hint(LevelFilter::TRACE);
+    let with_trace_id = filter_fn(|meta| meta.is_span() && meta.fields().field(TRACE_ID).is_some())
+        .with_max_level_hint(LevelFilter::INFO);
+    let filter = with_trace_id.or(asked.and(caps).and(events));
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true);
     let layer = match format {
         LogFormat::Text => layer.with_filter(filter).boxed(),
-        LogFormat::Json => layer.json().flatten_event(true).with_filter(filter).boxed(),
+        LogFormat::Json => layer
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .with_filter(filter)
+            .boxed(),
     };
     // A second initialisation (tests) keeps the first subscriber.
-    let subscriber = tracing_subscriber::registry().with(layer);
+    let subscriber = tracing_subscriber::registry()
+        .with(layer)
+        .with(traces.map(|traces| traces.layer()));
     if tracing::subscriber::set_global_default(subscriber).is_ok() {
         // Rocket and other dependencies log through `log`.
         if log::set_boxed_logger(Box::new(Bridge(tracing_log::LogTracer::new()))).is_ok() {

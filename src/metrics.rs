@@ -168,6 +168,9 @@ pub const PASSWORD_RULES: [&str; 10] = [
     "resembles_address",
     "guessable",
 ];
+/// `activator_trace_spans_dropped_total{reason}` values: the export queue
+/// was full, or the collector did not take a batch.
+pub const SPAN_DROP_REASONS: [&str; 2] = ["queue_full", "export_failed"];
 /// `activator_outbox_messages{state}` values (the outbox's states).
 pub const OUTBOX_STATES: [&str; 4] = ["queued", "sent", "dead", "expired"];
 
@@ -195,6 +198,7 @@ pub struct Metrics {
     /// the fallback at position `i`.
     secret_key_last_uses: std::sync::Mutex<BTreeMap<Option<usize>, DateTime<Utc>>>,
     password_refusals: IntCounterVec,
+    spans_dropped: IntCounterVec,
 }
 
 /// The process's metrics.
@@ -359,6 +363,11 @@ impl Metrics {
                 "New passwords refused (422), by the rule they broke: the length and character rules, the deny list (breached), the strength estimate (common, resembles_address, guessable).",
                 "rule",
             ),
+            spans_dropped: counter(
+                "activator_trace_spans_dropped_total",
+                "Trace spans not exported: the export queue was full (queue_full), or the collector did not take them (export_failed).",
+                "reason",
+            ),
             registry,
         };
         metrics.secret_key_uses.with_label_values(&["current"]);
@@ -369,6 +378,7 @@ impl Metrics {
             (&metrics.emails, EMAIL_RESULTS.to_vec()),
             (&metrics.hashes, HASH_WORK.to_vec()),
             (&metrics.password_refusals, PASSWORD_RULES.to_vec()),
+            (&metrics.spans_dropped, SPAN_DROP_REASONS.to_vec()),
         ] {
             for value in values {
                 counter.with_label_values(&[value]);
@@ -499,6 +509,15 @@ impl Metrics {
         self.password_refusals.with_label_values(&[rule]).inc();
     }
 
+    /// Counts `n` trace spans dropped for `reason` (one of
+    /// [`SPAN_DROP_REASONS`]).
+    pub fn spans_dropped(&self, reason: &str, n: usize) {
+        debug_assert!(SPAN_DROP_REASONS.contains(&reason));
+        self.spans_dropped
+            .with_label_values(&[reason])
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
     pub fn hash_rejected(&self) {
         self.hash_rejected.inc();
     }
@@ -594,6 +613,11 @@ mod tests {
                 "activator_password_refusals_total",
                 "rule",
                 PASSWORD_RULES.to_vec(),
+            ),
+            (
+                "activator_trace_spans_dropped_total",
+                "reason",
+                SPAN_DROP_REASONS.to_vec(),
             ),
         ] {
             for value in values {

@@ -255,7 +255,7 @@ impl Hasher {
         let password = password.0.clone();
         let cost = self.cost;
         let hash = self
-            .run(client, move || bcrypt::hash(password, cost))
+            .run(client, "hash", move || bcrypt::hash(password, cost))
             .await??;
         crate::metrics::get().hashed("hash");
         Ok(PasswordHash(hash))
@@ -300,7 +300,7 @@ impl Hasher {
         let password = password.0.clone();
         let (cost, salt) = (like.get_cost(), like.get_salt_raw());
         let hash = self
-            .run(client, move || {
+            .run(client, work, move || {
                 bcrypt::hash_with_salt(password, cost, salt)
                     .map(|parts| parts.format_for_version(bcrypt::Version::TwoB))
             })
@@ -324,7 +324,7 @@ impl Hasher {
             None => (self.dummy_hash.clone(), false),
         };
         let matches = self
-            .run(client, move || {
+            .run(client, "verify", move || {
                 bcrypt::verify(password, &hash).unwrap_or(false)
             })
             .await?;
@@ -337,24 +337,41 @@ impl Hasher {
     /// round trip (the hash itself takes its place later, and may still be
     /// refused if others took the room meanwhile).
     pub fn admits(&self, client: ClientIp) -> Result<(), HashError> {
-        if let Some(share) = client.queue_share()
+        let span = crate::traces::spans::limit("hash_queue_per_ip");
+        let refused = if let Some(share) = client.queue_share()
             && lock(&self.per_client).get(&share).copied().unwrap_or(0) >= self.max_per_client
         {
-            crate::metrics::get().hash_rejected();
-            return Err(HashError::ClientBusy);
+            Some(HashError::ClientBusy)
+        } else if self.waiting.load(Ordering::Acquire) >= self.max_waiting {
+            Some(HashError::Busy)
+        } else {
+            None
+        };
+        // A full queue (503) is no client's limit: it is said as its own.
+        let refused_by = refused.as_ref().map(|err| match err {
+            HashError::ClientBusy => "hash_queue_per_ip",
+            _ => "hash_queue_full",
+        });
+        crate::traces::spans::limit_decided(&span, refused_by);
+        match refused {
+            Some(err) => {
+                crate::metrics::get().hash_rejected();
+                Err(err)
+            }
+            None => Ok(()),
         }
-        if self.waiting.load(Ordering::Acquire) >= self.max_waiting {
-            crate::metrics::get().hash_rejected();
-            return Err(HashError::Busy);
-        }
-        Ok(())
     }
 
+    /// Runs bcrypt's `work` (`hash` or `verify`, for its span) on the
+    /// blocking pool once `client` has its turn: the wait and the work are
+    /// spans of the request's trace.
     async fn run<T: Send + 'static>(
         &self,
         client: ClientIp,
+        kind: &'static str,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
+        use tracing::Instrument;
         let _place = match client.queue_share() {
             Some(share) => Some(ClientPlace::take(
                 &self.per_client,
@@ -364,9 +381,15 @@ impl Hasher {
             None => None,
         };
         let _queued = QueueSlot::take(&self.waiting, self.max_waiting)?;
-        let _turn = self.turns.take(client.queue_share()).await;
+        let _turn = self
+            .turns
+            .take(client.queue_share())
+            .instrument(crate::traces::spans::password_wait())
+            .await;
         drop(_queued);
-        Ok(tokio::task::spawn_blocking(work).await?)
+        Ok(tokio::task::spawn_blocking(work)
+            .instrument(crate::traces::spans::password_hash(kind))
+            .await?)
     }
 }
 

@@ -255,13 +255,16 @@ async fn open(url: &str) -> RedisResult<MultiplexedConnection> {
         .await
 }
 
+/// Each command and each pipeline is a span of the trace it is sent in
+/// (`redis EVALSHA`): its name, never its keys or arguments.
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
+        let sent = match self {
             Self::Single(conn) => conn.req_packed_command(cmd),
             Self::Cluster(conn) => conn.req_packed_command(cmd),
             Self::Sentinel(conn) => conn.req_packed_command(cmd),
-        }
+        };
+        traced(sent, || crate::traces::spans::redis(command_name(cmd)))
     }
 
     fn req_packed_commands<'a>(
@@ -270,11 +273,14 @@ impl ConnectionLike for RedisConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
+        let sent = match self {
             Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
             Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
             Self::Sentinel(conn) => conn.req_packed_commands(pipeline, offset, count),
-        }
+        };
+        traced(sent, || {
+            crate::traces::spans::redis_pipeline(pipeline.len())
+        })
     }
 
     fn get_db(&self) -> i64 {
@@ -283,6 +289,34 @@ impl ConnectionLike for RedisConnection {
             Self::Cluster(conn) => conn.get_db(),
             Self::Sentinel(conn) => conn.db,
         }
+    }
+}
+
+/// `sent` inside the span `span` makes, unless nobody listens (traces off):
+/// then as it is, without another allocation.
+fn traced<'a, T: Send + 'a>(
+    sent: RedisFuture<'a, T>,
+    span: impl FnOnce() -> tracing::Span,
+) -> RedisFuture<'a, T> {
+    use tracing::Instrument;
+    let span = span();
+    if span.is_disabled() {
+        sent
+    } else {
+        Box::pin(sent.instrument(span))
+    }
+}
+
+/// A command's name (its first word, `EVALSHA`), as Redis spells its
+/// commands; anything else (never seen) is `?`.
+fn command_name(cmd: &Cmd) -> &str {
+    match cmd.args_iter().next() {
+        Some(redis::Arg::Simple(name))
+            if !name.is_empty() && name.iter().all(u8::is_ascii_alphabetic) =>
+        {
+            std::str::from_utf8(name).unwrap_or("?")
+        }
+        _ => "?",
     }
 }
 
@@ -542,6 +576,15 @@ impl std::fmt::Debug for KeyNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_is_named_by_its_first_word_only() {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg("0123abcd").arg(1).arg("activator:{a:hash}:key");
+        assert_eq!(command_name(&cmd), "EVALSHA");
+        assert_eq!(command_name(&redis::cmd("PING")), "PING");
+        assert_eq!(command_name(&redis::cmd("weird name")), "?");
+    }
 
     #[test]
     fn names_carry_no_subject_and_differ_by_kind_and_key() {

@@ -48,6 +48,8 @@ diesel::table! {
         event_type -> Nullable<Text>,
         claim_id -> Nullable<Int8>,
         inbox -> Nullable<Text>,
+        traceparent -> Nullable<Text>,
+        tracestate -> Nullable<Text>,
     }
 }
 

@@ -75,7 +75,7 @@ impl Accounts {
         let length = code.as_str().len();
         let max = self.limiter.policy().activation_max_failures;
         let mut conn = self.pool.get().await?;
-        let tried = transaction!(&mut conn, async |conn| {
+        let tried = transaction!(&mut conn, "activate", async |conn| {
             let now = Utc::now();
             let current = users::lock(conn, user.id).await?;
             if let (Some(current), Some(claim)) = (&current, user.claim)

@@ -80,7 +80,7 @@ impl Accounts {
     /// every workflow does; a long one if `long`.
     async fn reissue_for(&self, user: &User, long: bool) -> Result<(), AccountError> {
         let mut conn = self.pool.get().await?;
-        transaction!(&mut conn, async |conn| {
+        transaction!(&mut conn, "issue code", async |conn| {
             let current = users::lock(conn, user.id)
                 .await?
                 .ok_or_else(|| AccountError::UnknownUser(user.email.clone()))?;

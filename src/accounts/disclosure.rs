@@ -131,7 +131,7 @@ impl Accounts {
         let counted = self.inbox_of(&user.email);
         let site = newcomer.client.site_name();
         let mut conn = self.pool.get().await?;
-        transaction!(&mut conn, async |conn| {
+        transaction!(&mut conn, "claim", async |conn| {
             let Some(current) = users::lock(conn, user.id).await?.filter(|u| u.is_active) else {
                 return Ok(Registered::Changed(
                     self.standing(conn, newcomer.email).await?,

@@ -32,14 +32,19 @@ use crate::settings::{Disclosure, Settings};
 
 /// Runs the async closure `$work` in a transaction on `$conn` (a `&mut
 /// AsyncPgConnection`), once more if PostgreSQL aborted it for a deadlock or
-/// a serialization failure ([`run_again`]). A macro, so that each run gets a
-/// closure of its own.
+/// a serialization failure ([`run_again`]). Each run is a span of the
+/// request's trace, named for the workflow's `$step`. A macro, so that each
+/// run gets a closure of its own.
 macro_rules! transaction {
-    ($conn:expr, $work:expr) => {{
+    ($conn:expr, $step:expr, $work:expr) => {{
         let conn: &mut diesel_async::AsyncPgConnection = $conn;
         let mut attempt = 1;
         loop {
-            let result = diesel_async::AsyncConnection::transaction(&mut *conn, $work).await;
+            let result = tracing::Instrument::instrument(
+                diesel_async::AsyncConnection::transaction(&mut *conn, $work),
+                crate::traces::spans::transaction($step),
+            )
+            .await;
             if !super::run_again(&result, attempt) {
                 break result;
             }

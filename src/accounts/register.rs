@@ -81,10 +81,14 @@ impl Accounts {
         allowed(self.limiter.check_register(client).await?)?;
         // No connection is held across the hash: a pool as large as the
         // hash queue would be needed otherwise.
-        let standing = {
-            let mut conn = self.pool.get().await?;
-            self.standing(&mut conn, email).await?
-        };
+        let standing = tracing::Instrument::instrument(
+            async {
+                let mut conn = self.pool.get().await?;
+                self.standing(&mut conn, email).await
+            },
+            crate::traces::spans::read("account"),
+        )
+        .await?;
         if matches!(standing, Standing::Active(_)) && !self.hides_registrations() {
             return Err(AccountError::AlreadyActive);
         }
@@ -220,7 +224,7 @@ impl Accounts {
         hash: &PasswordHash,
     ) -> Result<Registered, AccountError> {
         let locale = newcomer.locale.as_str();
-        let created = transaction!(conn, async |conn| {
+        let created = transaction!(conn, "register", async |conn| {
             let user = match &expired {
                 None => {
                     let new = NewUser {
@@ -284,7 +288,7 @@ impl Accounts {
         hash: &PasswordHash,
     ) -> Result<Registered, AccountError> {
         let site = newcomer.client.site_name();
-        transaction!(conn, async |conn| {
+        transaction!(conn, "claim", async |conn| {
             let current = users::lock(conn, user.id).await?;
             if current
                 .is_none_or(|current| current.is_active || current.created_at != user.created_at)

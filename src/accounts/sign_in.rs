@@ -129,6 +129,14 @@ impl Accounts {
     /// that have not expired (each registration and claim expires
     /// `PENDING_ACCOUNT_TTL_SECONDS` after it was made).
     async fn signable(&self, email: &Email) -> Result<Option<Signable>, AccountError> {
+        tracing::Instrument::instrument(
+            self.read_signable(email),
+            crate::traces::spans::read("account"),
+        )
+        .await
+    }
+
+    async fn read_signable(&self, email: &Email) -> Result<Option<Signable>, AccountError> {
         let mut conn = self.pool.get().await?;
         let Some(user) = users::find_by_email(&mut conn, email).await? else {
             return Ok(None);

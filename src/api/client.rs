@@ -46,6 +46,12 @@ impl Network {
         contains(&self.settings.trusted_proxies, ip)
     }
 
+    /// Whether `peer` is a trusted proxy, whose `X-Forwarded-For` (and
+    /// `traceparent`, `api::access`) is believed.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.trusted(peer.to_canonical())
+    }
+
     /// The client's address for a request from `peer` with the
     /// `X-Forwarded-For` values `forwarded` (in header order).
     pub fn client(&self, peer: IpAddr, forwarded: &[&str]) -> IpAddr {

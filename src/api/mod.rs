@@ -11,9 +11,10 @@ pub mod request;
 
 use rocket::{Catcher, Route, catchers, routes};
 
-/// Every route of the API, mounted at `/`.
+/// Every route of the API, mounted at `/`, each run in its request's
+/// spans (`access::traced`).
 pub fn routes() -> Vec<Route> {
-    routes![
+    access::traced(routes![
         auth::register,
         auth::resend,
         auth::activate,
@@ -23,7 +24,7 @@ pub fn routes() -> Vec<Route> {
         docs::docs,
         docs::init_js,
         docs::scalar_js,
-    ]
+    ])
 }
 
 /// The catcher that gives every error Rocket answers itself the API's JSON

@@ -9,7 +9,9 @@ use crate::db::migrations;
 use crate::mail::courier::Courier;
 use crate::policy::PasswordPolicy;
 use crate::redis::RedisConnection;
-use crate::settings::{DefaultValue, Environment, Settings, Source, VARIABLES, redact_url};
+use crate::settings::{
+    DefaultValue, Environment, Settings, Source, TraceSettings, VARIABLES, redact_url,
+};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -22,12 +24,14 @@ pub enum Command {
 /// Settings that hold a key: never printed.
 const SECRETS: [&str; 3] = ["SECRET_KEY", "SECRET_KEY_FALLBACKS", "WEBHOOK_SECRET"];
 /// Settings that are URLs, or lists of them, which may carry credentials.
-const URLS: [&str; 5] = [
+const URLS: [&str; 7] = [
     "DATABASE_URL",
     "REDIS_URL",
     "EMAIL_API_URL",
     "SMTP_URL",
     "WEBHOOK_URL",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
 ];
 
 pub fn run(command: Command, env: &Environment) -> anyhow::Result<()> {
@@ -39,6 +43,7 @@ pub fn run(command: Command, env: &Environment) -> anyhow::Result<()> {
 fn check(env: &Environment) -> anyhow::Result<()> {
     // Nothing else can be checked without readable settings.
     let settings = Settings::from_source(env)?;
+    TraceSettings::from_source(env)?;
     for variable in VARIABLES {
         println!(
             "{}={}",

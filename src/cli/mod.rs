@@ -13,7 +13,10 @@ pub mod user;
 
 use clap::{Parser, Subcommand};
 
-use crate::settings::{Environment, LogFormat};
+use anyhow::Context;
+
+use crate::settings::{Environment, LogFormat, TraceSettings};
+use crate::traces::Traces;
 
 /// User registration and activation service, and its admin tool.
 #[derive(Debug, Parser)]
@@ -58,6 +61,14 @@ const COMMAND_LOG_FILTER: &str = "warn";
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let env = Environment::load()?;
     let service = matches!(cli.command, Command::Serve(_) | Command::Mailbox(_));
+    // Only `serve` is traced; its exporter is part of the log's subscriber.
+    let traces = match cli.command {
+        Command::Serve(_) => TraceSettings::from_source(&env)?
+            .map(|settings| Traces::start(&settings))
+            .transpose()
+            .context("cannot set up the traces' exporter (OTEL_*)")?,
+        _ => None,
+    };
     crate::logging::init(
         LogFormat::from_source(&env)?,
         if service {
@@ -65,9 +76,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } else {
             COMMAND_LOG_FILTER
         },
+        traces.as_ref(),
     );
     match cli.command {
-        Command::Serve(opts) => serve::run(opts, &env),
+        Command::Serve(opts) => serve::run(opts, &env, traces),
         Command::Mailbox(opts) => mailbox::run(opts),
         Command::Migrate(opts) => migrate::run(opts, &env),
         Command::User(command) => user::run(command, &env),

@@ -11,6 +11,7 @@ use crate::db::migrations;
 use crate::mail::courier::Courier;
 use crate::mail::dispatcher::{self, Dispatcher};
 use crate::settings::{Environment, Settings};
+use crate::traces::Traces;
 
 #[derive(Debug, clap::Args)]
 pub struct Opts {
@@ -20,7 +21,16 @@ pub struct Opts {
     migrate: bool,
 }
 
-pub fn run(opts: Opts, env: &Environment) -> anyhow::Result<()> {
+/// Serves until stopped; then exports the last spans of `traces`, if on.
+pub fn run(opts: Opts, env: &Environment, traces: Option<Traces>) -> anyhow::Result<()> {
+    let served = serve(opts, env);
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
+    served
+}
+
+fn serve(opts: Opts, env: &Environment) -> anyhow::Result<()> {
     let settings = Settings::from_source(env)?;
     if settings.bcrypt_cost < 10 {
         tracing::warn!(

@@ -82,6 +82,10 @@ pub struct Message {
     pub kind: String,
     /// An event's type (`user.activated`).
     pub event_type: Option<String>,
+    /// The trace context of the request that queued it (`traces::context`),
+    /// if traces were on.
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
 }
 
 impl Message {
@@ -142,6 +146,8 @@ pub struct NewMessage<'a> {
 }
 
 /// Queues a message. A trigger notifies listening dispatchers at commit.
+/// With traces on, the row keeps the trace context of its insert's span
+/// (a child of the request's), which its delivery continues.
 ///
 /// On a shared connection, so it may be pipelined with another statement of
 /// the transaction (one round trip for both).
@@ -152,6 +158,12 @@ pub struct NewMessage<'a> {
 /// pipelined with; this form is prepared once per connection.
 pub async fn insert(mut conn: &AsyncPgConnection, new: &NewMessage<'_>) -> QueryResult<i64> {
     use diesel::sql_types::{Bytea, Nullable};
+    use tracing::Instrument;
+    let span = crate::traces::spans::outbox_insert(new.kind);
+    let (traceparent, tracestate) = crate::traces::context::Carrier::of(&span)
+        .map_or((None, None), |carrier| {
+            (Some(carrier.traceparent), carrier.tracestate)
+        });
     let values = diesel::select((
         new.user_id.map(|id| id.0).into_sql::<Nullable<BigInt>>(),
         new.recipient.into_sql::<Text>(),
@@ -161,6 +173,8 @@ pub async fn insert(mut conn: &AsyncPgConnection, new: &NewMessage<'_>) -> Query
         new.event_type.into_sql::<Nullable<Text>>(),
         new.claim_id.into_sql::<Nullable<BigInt>>(),
         new.inbox.into_sql::<Nullable<Text>>(),
+        traceparent.into_sql::<Nullable<Text>>(),
+        tracestate.into_sql::<Nullable<Text>>(),
     ));
     diesel::insert_into(email_outbox::table)
         .values(values)
@@ -173,9 +187,12 @@ pub async fn insert(mut conn: &AsyncPgConnection, new: &NewMessage<'_>) -> Query
             email_outbox::event_type,
             email_outbox::claim_id,
             email_outbox::inbox,
+            email_outbox::traceparent,
+            email_outbox::tracestate,
         ))
         .returning(email_outbox::id)
         .get_result(&mut conn)
+        .instrument(span)
         .await
 }
 
@@ -282,7 +299,7 @@ pub async fn claim_due(
                       WHERE m.status = 'queued' AND m.next_attempt_at <= $1 AND {due} \
                       ORDER BY m.next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
          RETURNING id, user_id, recipient, payload, created_at, expires_at, attempts, kind, \
-                   event_type"
+                   event_type, traceparent, tracestate"
     ))
     .bind::<Timestamptz, _>(now)
     .bind::<Timestamptz, _>(now + crate::duration::to_delta(lease))

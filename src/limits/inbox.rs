@@ -35,6 +35,13 @@ pub enum GuessPaid {
     Refused,
 }
 
+/// A refused guess is one the inbox's budget had no room for.
+impl super::Verdict for GuessPaid {
+    fn refused_by(&self) -> Option<&'static str> {
+        matches!(self, Self::Refused).then_some("inbox_guesses")
+    }
+}
+
 /// A window of the calendar's: the same for every inbox and client, so a
 /// refusal's wait tells nobody when someone else asked, and what is given
 /// back goes to the window it was taken from.
@@ -116,6 +123,14 @@ impl Limiter {
     /// total (past which each site still gets its first email of the day:
     /// nobody else can spend it).
     pub async fn reserve_email(
+        &self,
+        inbox: &str,
+        client: ClientIp,
+    ) -> RedisResult<Result<EmailSlot, Decision>> {
+        super::checked("mailbox_daily", self.count_email(inbox, client)).await
+    }
+
+    async fn count_email(
         &self,
         inbox: &str,
         client: ClientIp,
@@ -205,13 +220,16 @@ impl Limiter {
         cost: u64,
         first: bool,
     ) -> RedisResult<GuessPaid> {
-        Ok(
-            match self.guess(inbox, "pay", cost, registrant, first).await? {
-                (2, _, _) => GuessPaid::First,
-                (1, day, year) => GuessPaid::Units(cost, day, year),
-                _ => GuessPaid::Refused,
-            },
-        )
+        super::checked("inbox_guesses", async {
+            Ok(
+                match self.guess(inbox, "pay", cost, registrant, first).await? {
+                    (2, _, _) => GuessPaid::First,
+                    (1, day, year) => GuessPaid::Units(cost, day, year),
+                    _ => GuessPaid::Refused,
+                },
+            )
+        })
+        .await
     }
 
     async fn guess(

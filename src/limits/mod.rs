@@ -12,6 +12,9 @@
 //! is refused without looking at the code, so a burst of parallel guesses
 //! cannot test more codes than the limit allows. A failed attempt that reaches
 //! the limit starts the lockout; a successful one clears the counters.
+//!
+//! Each check is a span of its traces (`limit <name>`), saying whether it
+//! allowed or which limit refused, and nothing of whom it counted.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -214,6 +217,44 @@ fn pttl(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(1_000).max(1))
 }
 
+/// What a check decided, as its span records it: the limit that refused,
+/// if one did.
+trait Verdict {
+    fn refused_by(&self) -> Option<&'static str>;
+}
+
+impl Verdict for Decision {
+    fn refused_by(&self) -> Option<&'static str> {
+        match self {
+            Decision::Allowed => None,
+            Decision::Limited { limit, .. } => Some(limit.as_str()),
+        }
+    }
+}
+
+impl<T> Verdict for Result<T, Decision> {
+    fn refused_by(&self) -> Option<&'static str> {
+        self.as_ref().err().and_then(Verdict::refused_by)
+    }
+}
+
+/// Runs the check `name` in a span of its own (`limit <name>`, the Redis
+/// round trips inside it), recording whether it allowed or which limit
+/// refused (`traces::spans::limit`).
+async fn checked<T: Verdict>(
+    name: &'static str,
+    check: impl Future<Output = RedisResult<T>>,
+) -> RedisResult<T> {
+    use tracing::Instrument;
+    let span = crate::traces::spans::limit(name);
+    let decided = check.instrument(span.clone()).await;
+    match &decided {
+        Ok(verdict) => crate::traces::spans::limit_decided(&span, verdict.refused_by()),
+        Err(_) => crate::traces::spans::limit_failed(&span),
+    }
+    decided
+}
+
 impl Limiter {
     pub fn new(conn: RedisConnection, policy: LimitSettings, names: KeyNames) -> Self {
         Self {
@@ -301,22 +342,32 @@ impl Limiter {
         claim: Option<i64>,
     ) -> RedisResult<Result<Attempt, Duration>> {
         let keys = self.keys(email, claim);
-        let (locked, value): (i64, i64) = self
-            .reserve_attempt
-            .key(&keys.attempts)
-            .key(&keys.lock)
-            .arg(self.policy.attempt_limit)
-            .arg(millis(self.policy.attempt_window))
-            .arg(millis(self.policy.lock))
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        if locked == 1 {
-            Ok(Err(pttl(value)))
-        } else {
-            Ok(Ok(Attempt {
-                number: u32::try_from(value).unwrap_or(u32::MAX),
-            }))
-        }
+        let reserved = checked("activation_attempts", async {
+            let (locked, value): (i64, i64) = self
+                .reserve_attempt
+                .key(&keys.attempts)
+                .key(&keys.lock)
+                .arg(self.policy.attempt_limit)
+                .arg(millis(self.policy.attempt_window))
+                .arg(millis(self.policy.lock))
+                .invoke_async(&mut self.conn.clone())
+                .await?;
+            Ok(if locked == 1 {
+                Err(Decision::Limited {
+                    limit: Limit::ActivationAttempts,
+                    retry_after: pttl(value),
+                })
+            } else {
+                Ok(Attempt {
+                    number: u32::try_from(value).unwrap_or(u32::MAX),
+                })
+            })
+        })
+        .await?;
+        Ok(reserved.map_err(|refused| match refused {
+            Decision::Limited { retry_after, .. } => retry_after,
+            Decision::Allowed => Duration::ZERO,
+        }))
     }
 
     /// Called after attempt `attempt` failed: when it was the last one the
@@ -349,12 +400,15 @@ impl Limiter {
     /// that would exceed the per-minute or daily limit.
     pub async fn check_resend(&self, email: &Email, claim: Option<i64>) -> RedisResult<Decision> {
         let keys = self.keys(email, claim);
-        self.count(
-            &[
-                (keys.resend_minute, self.policy.resend_per_minute, MINUTE),
-                (keys.resend_day, self.policy.resend_daily, DAY),
-            ],
-            &[Limit::ResendPerMinute, Limit::ResendDaily],
+        checked(
+            "resend",
+            self.count(
+                &[
+                    (keys.resend_minute, self.policy.resend_per_minute, MINUTE),
+                    (keys.resend_day, self.policy.resend_daily, DAY),
+                ],
+                &[Limit::ResendPerMinute, Limit::ResendDaily],
+            ),
         )
         .await
     }
@@ -364,11 +418,14 @@ impl Limiter {
     /// back).
     pub async fn check_register(&self, ip: ClientIp) -> RedisResult<Decision> {
         let policy = &self.policy;
-        self.count_ip_remembered(
-            ip,
-            "register",
-            (policy.register_per_ip, policy.register_window),
-            Limit::RegisterPerIp,
+        checked(
+            "register_per_ip",
+            self.count_ip_remembered(
+                ip,
+                "register",
+                (policy.register_per_ip, policy.register_window),
+                Limit::RegisterPerIp,
+            ),
         )
         .await
     }
@@ -423,14 +480,17 @@ impl Limiter {
     /// registered for addresses it cannot read.
     pub async fn reserve_activation_failure(&self, ip: ClientIp) -> RedisResult<Decision> {
         let policy = &self.policy;
-        self.count_ip(
-            ip,
-            "activation:failures",
-            (
-                policy.activation_failures_per_ip,
-                policy.activation_failure_window,
+        checked(
+            "activation_failures_per_ip",
+            self.count_ip(
+                ip,
+                "activation:failures",
+                (
+                    policy.activation_failures_per_ip,
+                    policy.activation_failure_window,
+                ),
+                Limit::ActivationFailuresPerIp,
             ),
-            Limit::ActivationFailuresPerIp,
         )
         .await
     }
@@ -453,6 +513,10 @@ impl Limiter {
     /// limits: none of them says anything of the account. A sign-in that
     /// turns out right is given back with [`Limiter::release_auth_failure`].
     pub async fn reserve_auth_failure(&self, email: &Email, ip: ClientIp) -> RedisResult<Decision> {
+        checked("auth_failures", self.count_auth_failure(email, ip)).await
+    }
+
+    async fn count_auth_failure(&self, email: &Email, ip: ClientIp) -> RedisResult<Decision> {
         let policy = &self.policy;
         // Two scripts: the address's and the client's keys live in other
         // slots. The client's also checks (without counting) its
@@ -513,13 +577,16 @@ impl Limiter {
     /// window's share (`SIGN_IN_LIMIT`): asked only once the password is
     /// known right, so it tells nothing to whoever does not know it.
     pub async fn check_sign_ins(&self, email: &Email) -> RedisResult<Decision> {
-        self.count(
-            &[(
-                self.keys(email, None).sign_ins,
-                self.policy.sign_ins_per_email,
-                self.policy.auth_failure_window,
-            )],
-            &[Limit::SignIns],
+        checked(
+            "sign_ins",
+            self.count(
+                &[(
+                    self.keys(email, None).sign_ins,
+                    self.policy.sign_ins_per_email,
+                    self.policy.auth_failure_window,
+                )],
+                &[Limit::SignIns],
+            ),
         )
         .await
     }
@@ -530,11 +597,14 @@ impl Limiter {
     /// A full window is remembered until it ends: sign-ins are never given
     /// back.
     pub async fn check_sign_ins_per_ip(&self, ip: ClientIp) -> RedisResult<Decision> {
-        self.count_ip_remembered(
-            ip,
-            "sign-ins",
-            (self.policy.sign_ins_per_ip, Duration::ZERO),
-            Limit::SignInsPerIp,
+        checked(
+            "sign_ins_per_ip",
+            self.count_ip_remembered(
+                ip,
+                "sign-ins",
+                (self.policy.sign_ins_per_ip, Duration::ZERO),
+                Limit::SignInsPerIp,
+            ),
         )
         .await
     }

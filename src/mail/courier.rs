@@ -90,9 +90,86 @@ impl Outcome {
 pub(super) struct Sent {
     pub(super) message: Message,
     pub(super) result: Result<(), Failure>,
+    /// With traces on, its attempt's spans, ended once its outcome is
+    /// recorded.
+    spans: Option<Attempt>,
+}
+
+/// One delivery attempt's span, in the trace of the request that queued
+/// the message (its outbox row's context: after any wait or restart), and
+/// the span the log shows inside it, which carries only the trace id.
+#[derive(Clone)]
+struct Attempt {
+    delivery: tracing::Span,
+    log: tracing::Span,
+}
+
+impl Attempt {
+    fn of(message: &Message) -> Self {
+        let kind = if message.is_event() { "event" } else { "email" };
+        let delivery = tracing::info_span!(
+            "deliver",
+            otel.name = %format_args!("{kind} deliver"),
+            otel.kind = "client",
+            activator.outbox.kind = kind,
+            activator.event.type = message.event_type.as_deref(),
+            activator.outbox.message_id = message.id,
+            activator.delivery.attempt = message.attempts,
+            activator.delivery.status = tracing::field::Empty,
+            activator.delivery.outcome = tracing::field::Empty,
+            activator.delivery.retry_in_s = tracing::field::Empty,
+            activator.delivery.retry_after_s = tracing::field::Empty,
+        );
+        crate::traces::context::continue_trace(
+            &delivery,
+            message.traceparent.as_deref(),
+            message.tracestate.as_deref(),
+        );
+        let log = match crate::traces::context::trace_id(&delivery) {
+            Some(trace_id) => {
+                tracing::info_span!(parent: &delivery, "delivery", trace_id = %trace_id)
+            }
+            None => tracing::Span::none(),
+        };
+        Self { delivery, log }
+    }
+
+    /// Records what became of the attempt, failed with the provider's
+    /// `status` if it was not delivered. No reason text: a provider's may
+    /// quote the address.
+    fn outcome(&self, outcome: Outcome, status: Option<u16>) {
+        let span = &self.delivery;
+        span.record("activator.delivery.outcome", outcome.as_str());
+        if outcome != Outcome::Delivered {
+            let what = match status {
+                Some(status) => format!("{}: {status}", outcome.as_str()),
+                None => outcome.as_str().to_owned(),
+            };
+            crate::traces::set_error(span, what);
+        }
+    }
 }
 
 impl Sent {
+    /// Records on the attempt's span (if traced) what became of it, and
+    /// for a retry or a throttle how long it waits (`wait`: until the next
+    /// attempt, or the pause all sends take, from the provider's
+    /// `Retry-After` when it gave one).
+    fn traced(&self, outcome: Outcome, wait: Option<Duration>) {
+        let Some(spans) = &self.spans else {
+            return;
+        };
+        let status = self.result.as_ref().err().and_then(Failure::status);
+        spans.outcome(outcome, status);
+        if let Some(wait) = wait {
+            let field = match outcome {
+                Outcome::Throttled => "activator.delivery.retry_after_s",
+                _ => "activator.delivery.retry_in_s",
+            };
+            spans.delivery.record(field, wait.as_secs_f64());
+        }
+    }
+
     /// Whether this outcome pauses its lane: a provider's 429 pauses every
     /// email; a webhook receiver that fails or hangs is backed off as a
     /// whole (its lane pauses, and probes one event at a time until one
@@ -144,15 +221,47 @@ impl Courier {
         self.webhook.is_some()
     }
 
-    /// Sends one claimed message. Never panics: see [`caught`].
+    /// Sends one claimed message. Never panics: see [`caught`]. With
+    /// traces on, the attempt is a span of the trace that queued the
+    /// message, and the provider is sent its context.
     pub(super) async fn send(self, message: Message) -> Sent {
-        let result = caught(message.id, self.try_send(&message)).await;
-        Sent { message, result }
+        use tracing::Instrument;
+        let Some(spans) = crate::traces::enabled().then(|| Attempt::of(&message)) else {
+            let result = caught(message.id, self.try_send(&message, None)).await;
+            return Sent {
+                result: result.map(drop),
+                message,
+                spans: None,
+            };
+        };
+        let trace = crate::traces::context::Carrier::of(&spans.delivery);
+        let result = caught(message.id, self.try_send(&message, trace.as_ref()))
+            .instrument(spans.log.clone())
+            .instrument(spans.delivery.clone())
+            .await;
+        let status = match &result {
+            Ok(status) => *status,
+            Err(failure) => failure.status(),
+        };
+        if let Some(status) = status {
+            spans
+                .delivery
+                .record("activator.delivery.status", i64::from(status));
+        }
+        Sent {
+            result: result.map(drop),
+            message,
+            spans: Some(spans),
+        }
     }
 
     /// Opens the message's payload, writes the email and sends it; or posts
-    /// an event to the webhook.
-    async fn try_send(&self, message: &Message) -> Result<(), Failure> {
+    /// an event to the webhook. `Ok` holds the provider's status, if any.
+    async fn try_send(
+        &self,
+        message: &Message,
+        trace: Option<&crate::traces::context::Carrier>,
+    ) -> Result<Option<u16>, Failure> {
         let permanent = |reason: String| Failure::Permanent {
             status: None,
             reason,
@@ -165,7 +274,10 @@ impl Courier {
             let webhook = self.webhook.as_ref().ok_or_else(|| {
                 permanent("WEBHOOK_URL is unset: nowhere to send the event".into())
             })?;
-            return webhook.send(message.id, sealed.to_vec()).await;
+            return webhook
+                .send(message.id, sealed.to_vec(), trace)
+                .await
+                .map(Some);
         }
         let user = message
             .user_id
@@ -181,7 +293,7 @@ impl Courier {
                     .templates
                     .account_exists(&notice.locale, &message.recipient)
                     .map_err(|err| permanent(err.to_string()))?;
-                return self.deliver(message, &mail).await;
+                return self.deliver(message, &mail, trace).await;
             }
         };
         // The code's whole life, as the email states it.
@@ -198,17 +310,19 @@ impl Courier {
                 valid_for,
             )
             .map_err(|err| permanent(err.to_string()))?;
-        self.deliver(message, &mail)
+        self.deliver(message, &mail, trace)
             .await
             .map_err(|failure| failure.redacted(payload.code.as_str()))
     }
 
-    /// Sends a written email, timing the send.
+    /// Sends a written email, timing the send; `Ok` holds the provider's
+    /// status, if any.
     async fn deliver(
         &self,
         message: &Message,
         mail: &crate::mail::templates::Rendered,
-    ) -> Result<(), Failure> {
+        trace: Option<&crate::traces::context::Carrier>,
+    ) -> Result<Option<u16>, Failure> {
         let started = Instant::now();
         let sent = self
             .transport
@@ -220,6 +334,7 @@ impl Courier {
                 subject: &mail.subject,
                 body: &mail.text,
                 html: &mail.html,
+                trace,
             })
             .await;
         crate::metrics::get().email_sent_in(started.elapsed());
@@ -242,10 +357,12 @@ impl Courier {
                 throttle.relax();
                 outbox::finish(conn, &[message.id], MessageState::Sent, now, None).await?;
                 tracing::info!(email_id = message.id, attempts, "{} sent", noun(message));
+                sent.traced(Outcome::Delivered, None);
                 return Ok(Outcome::Delivered);
             }
             Err(Failure::Throttled { retry_after }) => {
                 let pause = throttle.pause(*retry_after);
+                sent.traced(Outcome::Throttled, Some(pause));
                 outbox::throttled(conn, message.id, now + crate::duration::to_delta(pause)).await?;
                 tracing::warn!(
                     email_id = message.id,
@@ -281,6 +398,7 @@ impl Courier {
             None
         };
         if let Some((state, outcome, what)) = end {
+            sent.traced(outcome, None);
             tracing::warn!(
                 email_id = message.id,
                 attempts,
@@ -291,6 +409,7 @@ impl Courier {
             outbox::finish(conn, &[message.id], state, now, Some(error)).await?;
             return Ok(outcome);
         }
+        sent.traced(Outcome::Retried, (retry_at - now).to_std().ok());
         tracing::warn!(email_id = message.id, attempts, error = reason, %retry_at, "{} failed; will retry", noun(message));
         outbox::retry_at(conn, message.id, retry_at, error).await?;
         Ok(Outcome::Retried)
@@ -299,10 +418,10 @@ impl Courier {
 
 /// Runs a send, turning a panic in it into a logged transient failure, so
 /// the message counts a failed attempt instead of vanishing.
-async fn caught(
+async fn caught<T>(
     email_id: i64,
-    send: impl Future<Output = Result<(), Failure>>,
-) -> Result<(), Failure> {
+    send: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
     AssertUnwindSafe(send)
         .catch_unwind()
         .await
@@ -330,7 +449,18 @@ pub(super) async fn record_one(
     throttle: &mut Throttle,
     tally: &mut Tally,
 ) -> QueryResult<()> {
-    match courier.record(conn, sent, throttle).await {
+    let recorded = match &sent.spans {
+        Some(spans) => {
+            use tracing::Instrument;
+            courier
+                .record(conn, sent, throttle)
+                .instrument(spans.log.clone())
+                .instrument(spans.delivery.clone())
+                .await
+        }
+        None => courier.record(conn, sent, throttle).await,
+    };
+    match recorded {
         Ok(outcome) => tally.count_one(&sent.message, outcome),
         Err(err) if crate::db::is_connection_error(&err) => return Err(err),
         Err(err) => tracing::error!(
@@ -552,7 +682,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_send_is_a_failed_attempt_not_a_lost_message() {
-        let result = caught(7, async { panic!("transport bug") }).await;
+        let result = caught::<()>(7, async { panic!("transport bug") }).await;
         assert!(
             matches!(&result, Err(Failure::Transient { status: None, reason }) if reason == "the send panicked"),
             "{result:?}"

@@ -33,6 +33,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Serialize;
 
 use crate::settings::SmtpUrl;
+use crate::traces::context::Carrier;
 
 /// How long connecting to the email API may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -59,6 +60,10 @@ pub struct Outgoing<'a> {
     /// The text body.
     pub body: &'a str,
     pub html: &'a str,
+    /// The delivery's trace context, sent as `traceparent` (and
+    /// `tracestate`) to an email API; SMTP carries none.
+    #[serde(skip)]
+    pub trace: Option<&'a Carrier>,
 }
 
 /// Why a message was not delivered, sorted by what to do about it.
@@ -133,11 +138,12 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// Delivers one message.
-    pub async fn send(&self, message: &Outgoing<'_>) -> Result<(), Failure> {
+    /// Delivers one message; `Ok` holds the provider's status (HTTP, or
+    /// the SMTP reply's code), `None` for the log.
+    pub async fn send(&self, message: &Outgoing<'_>) -> Result<Option<u16>, Failure> {
         match self {
-            Self::Http(http) => http.send(message).await,
-            Self::Smtp(smtp) => smtp.send(message).await,
+            Self::Http(http) => http.send(message).await.map(Some),
+            Self::Smtp(smtp) => smtp.send(message).await.map(Some),
             Self::Log => {
                 tracing::warn!(
                     to = message.to,
@@ -145,7 +151,7 @@ impl Transport {
                     body = message.body,
                     "email not sent (EMAIL_API_URL is unset); its text follows"
                 );
-                Ok(())
+                Ok(None)
             }
         }
     }
@@ -170,18 +176,19 @@ impl HttpTransport {
 
     /// Posts on the blocking pool (ureq is blocking), so the dispatcher's
     /// other sends and its bookkeeping carry on meanwhile.
-    async fn send(&self, message: &Outgoing<'_>) -> Result<(), Failure> {
+    async fn send(&self, message: &Outgoing<'_>) -> Result<u16, Failure> {
         let body = serde_json::to_vec(message).map_err(|err| Failure::Permanent {
             status: None,
             reason: format!("cannot encode the message: {err}"),
         })?;
         let (url, agent, key) = (self.url.clone(), self.agent.clone(), message.id);
+        let trace = message.trace.cloned();
         let posted = tokio::task::spawn_blocking(move || {
-            let response = agent
+            let request = agent
                 .post(&*url)
                 .header("Content-Type", "application/json")
-                .header("Idempotency-Key", key.to_string())
-                .send(&body[..]);
+                .header("Idempotency-Key", key.to_string());
+            let response = with_trace(request, trace.as_ref()).send(&body[..]);
             classify_response(response)
         })
         .await;
@@ -192,6 +199,22 @@ impl HttpTransport {
                 reason: format!("the send failed: {err}"),
             }),
         }
+    }
+}
+
+/// `request` carrying the trace context `trace` (W3C Trace Context), if
+/// there is one.
+pub(super) fn with_trace<B>(
+    request: ureq::RequestBuilder<B>,
+    trace: Option<&Carrier>,
+) -> ureq::RequestBuilder<B> {
+    let Some(trace) = trace else {
+        return request;
+    };
+    let request = request.header("traceparent", &trace.traceparent);
+    match &trace.tracestate {
+        Some(state) => request.header("tracestate", state),
+        None => request,
     }
 }
 
@@ -302,14 +325,14 @@ impl SmtpTransport {
         }
     }
 
-    async fn send(&self, message: &Outgoing<'_>) -> Result<(), Failure> {
+    async fn send(&self, message: &Outgoing<'_>) -> Result<u16, Failure> {
         let email = write_email(message).map_err(|reason| Failure::Permanent {
             status: None,
             reason,
         })?;
         let (generation, client) = self.client();
         match tokio::time::timeout(SEND_TIMEOUT, client.send(email)).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(reply)) => Ok(u16::from(reply.code())),
             Ok(Err(err)) => Err(classify_smtp(&err)),
             Err(_) => {
                 self.discard(generation);
@@ -390,10 +413,11 @@ pub fn classify_reply(code: u16, text: &str) -> Failure {
     }
 }
 
-/// Sorts an answer (or the lack of one) into delivered or a failure class.
+/// Sorts an answer (or the lack of one) into delivered (its status) or a
+/// failure class.
 pub(super) fn classify_response(
     response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-) -> Result<(), Failure> {
+) -> Result<u16, Failure> {
     let mut response = match response {
         Ok(response) => response,
         Err(err) => {
@@ -416,7 +440,7 @@ pub(super) fn classify_response(
         .limit(ANSWER_LIMIT)
         .read_to_vec()
         .unwrap_or_default();
-    classify(status, retry_after, &answer)
+    classify(status, retry_after, &answer).map(|()| status)
 }
 
 /// What an HTTP status means for a message.
@@ -547,6 +571,7 @@ mod tests {
             subject: "Votre code d’activation",
             body: "Votre code d’activation est\u{a0}: 1234\n",
             html: "<p>1234</p>",
+            trace: None,
         };
         let email = write_email(&message).unwrap();
         let raw = String::from_utf8(email.formatted()).unwrap();

@@ -16,8 +16,9 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::mail::transport::{Failure, classify_response, http_agent};
+use crate::mail::transport::{Failure, classify_response, http_agent, with_trace};
 use crate::settings::WebhookSettings;
+use crate::traces::context::Carrier;
 
 /// Posts signed events. Cheap to clone.
 #[derive(Clone)]
@@ -62,22 +63,30 @@ impl Webhook {
             .join(" ")
     }
 
-    /// Posts the event `body` of outbox message `id`, on the blocking pool.
-    pub async fn send(&self, id: i64, body: Vec<u8>) -> Result<(), Failure> {
+    /// Posts the event `body` of outbox message `id`, on the blocking pool,
+    /// carrying the delivery's trace context `trace`; `Ok` holds the
+    /// receiver's status.
+    pub async fn send(
+        &self,
+        id: i64,
+        body: Vec<u8>,
+        trace: Option<&Carrier>,
+    ) -> Result<u16, Failure> {
         let event_id = Self::event_id(id);
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
         let signature = self.signature(&event_id, timestamp, &body);
         let (url, agent) = (self.url.clone(), self.agent.clone());
+        let trace = trace.cloned();
         let posted = tokio::task::spawn_blocking(move || {
-            let response = agent
+            let request = agent
                 .post(&*url)
                 .header("Content-Type", "application/json")
                 .header("webhook-id", &event_id)
                 .header("webhook-timestamp", timestamp.to_string())
-                .header("webhook-signature", signature)
-                .send(&body[..]);
+                .header("webhook-signature", signature);
+            let response = with_trace(request, trace.as_ref()).send(&body[..]);
             classify_response(response)
         })
         .await

@@ -23,10 +23,12 @@ use ipnet::IpNet;
 
 mod limits;
 mod passwords;
+mod traces;
 mod variables;
 
 pub use limits::LimitSettings;
 pub use passwords::{BCRYPT_MAX_BYTES, Disclosure, Normalization, PasswordSettings, Preset};
+pub use traces::{RootSampler, Sampler, TraceSettings};
 pub use variables::{DefaultValue, VARIABLES, Variable};
 
 /// The default value of `name`, if it has one.

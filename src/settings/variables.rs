@@ -305,4 +305,49 @@ pub const VARIABLES: &[Variable] = &[
         default: DefaultValue::Value("text"),
         meaning: "`text` or `json`",
     },
+    Variable {
+        name: "OTEL_EXPORTER_OTLP_ENDPOINT",
+        default: DefaultValue::Unset,
+        meaning: "an OpenTelemetry collector's OTLP/HTTP address (`http://collector:4318`), spans posted to its `/v1/traces`; with neither endpoint set, no traces",
+    },
+    Variable {
+        name: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        default: DefaultValue::Unset,
+        meaning: "the whole URL spans are posted to, instead (`http://collector:4318/v1/traces`)",
+    },
+    Variable {
+        name: "OTEL_SERVICE_NAME",
+        default: DefaultValue::Value("activator"),
+        meaning: "the traces' `service.name`",
+    },
+    Variable {
+        name: "OTEL_RESOURCE_ATTRIBUTES",
+        default: DefaultValue::Unset,
+        meaning: "more attributes of the service, `key=value` pairs comma-separated (`deployment.environment.name=prod`)",
+    },
+    Variable {
+        name: "OTEL_TRACES_SAMPLER",
+        default: DefaultValue::Value("parentbased_always_on"),
+        meaning: "which traces are kept: `always_on`, `always_off`, `traceidratio`, or `parentbased_` and one of those (a continued trace as its caller decided)",
+    },
+    Variable {
+        name: "OTEL_TRACES_SAMPLER_ARG",
+        default: DefaultValue::Value("1.0"),
+        meaning: "the share of traces a `traceidratio` sampler keeps, 0 to 1",
+    },
+    Variable {
+        name: "OTEL_BSP_MAX_QUEUE_SIZE",
+        default: DefaultValue::Value("2048"),
+        meaning: "spans waiting for export at most; past it, spans are dropped and counted, never waited for",
+    },
+    Variable {
+        name: "OTEL_BSP_SCHEDULE_DELAY",
+        default: DefaultValue::Value("5000"),
+        meaning: "milliseconds between two exports of the spans waiting",
+    },
+    Variable {
+        name: "OTEL_SDK_DISABLED",
+        default: DefaultValue::Value("false"),
+        meaning: "`true`: no traces, whatever the endpoint",
+    },
 ];

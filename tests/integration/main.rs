@@ -27,3 +27,4 @@ mod register;
 mod resend;
 mod sign_in;
 mod signup;
+mod traces;

@@ -63,6 +63,8 @@ struct State {
     answered: Vec<(Instant, Duration)>,
     /// The `Idempotency-Key` of every post, in arrival order.
     idempotency_keys: Vec<Option<String>>,
+    /// The `traceparent` of every post, in arrival order.
+    traceparents: Vec<Option<String>>,
     /// Answers for the next posts, in order, before the default one.
     script: VecDeque<Answer>,
     /// Refuse every post with a 503.
@@ -89,6 +91,7 @@ pub struct MailSink {
 
 struct Request {
     key: Option<String>,
+    traceparent: Option<String>,
     body: Vec<u8>,
 }
 
@@ -100,6 +103,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
     }
     let mut content_length = 0usize;
     let mut key = None;
+    let mut traceparent = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).ok()? == 0 {
@@ -114,12 +118,18 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
                 content_length = value.trim().parse().unwrap_or(0);
             } else if name.eq_ignore_ascii_case("idempotency-key") {
                 key = Some(value.trim().to_owned());
+            } else if name.eq_ignore_ascii_case("traceparent") {
+                traceparent = Some(value.trim().to_owned());
             }
         }
     }
     let mut body = vec![0; content_length];
     reader.read_exact(&mut body).ok()?;
-    Some(Request { key, body })
+    Some(Request {
+        key,
+        traceparent,
+        body,
+    })
 }
 
 impl MailSink {
@@ -156,6 +166,7 @@ impl MailSink {
                 let mut state = lock.lock().unwrap();
                 state.posts += 1;
                 state.idempotency_keys.push(request.key);
+                state.traceparents.push(request.traceparent);
                 changed.notify_all();
                 (self.pause_for(&state, &message), state.stall)
             };
@@ -332,6 +343,12 @@ impl MailSink {
     /// The `Idempotency-Key` header of every post, in arrival order.
     pub fn idempotency_keys(&self) -> Vec<Option<String>> {
         self.state.0.lock().unwrap().idempotency_keys.clone()
+    }
+
+    /// The `traceparent` header of every post, in arrival order.
+    #[allow(dead_code, reason = "the benchmark includes this file too")]
+    pub fn traceparents(&self) -> Vec<Option<String>> {
+        self.state.0.lock().unwrap().traceparents.clone()
     }
 
     /// Waits until at least `n` messages were delivered; returns them all.

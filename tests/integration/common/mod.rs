@@ -8,6 +8,7 @@ pub mod api;
 pub mod cli;
 pub mod email;
 pub mod mail_sink;
+pub mod otlp_receiver;
 pub mod sentinel;
 pub mod server;
 pub mod smtp_sink;

@@ -1,0 +1,3 @@
+ALTER TABLE email_outbox
+    DROP COLUMN tracestate,
+    DROP COLUMN traceparent;
