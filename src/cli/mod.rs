@@ -62,7 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let env = Environment::load()?;
     let service = matches!(cli.command, Command::Serve(_) | Command::Mailbox(_));
     // Only `serve` is traced; its exporter is part of the log's subscriber.
-    let traces = match cli.command {
+    let mut traces = match cli.command {
         Command::Serve(_) => TraceSettings::from_source(&env)?
             .map(|settings| Traces::start(&settings))
             .transpose()
@@ -78,6 +78,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         },
         traces.as_ref(),
     );
+    if let Some(traces) = &mut traces {
+        traces.probe();
+    }
     match cli.command {
         Command::Serve(opts) => serve::run(opts, &env, traces),
         Command::Mailbox(opts) => mailbox::run(opts),

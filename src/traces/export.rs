@@ -100,13 +100,15 @@ pub(super) fn probe(client: Client, endpoint: String) {
                 Ok(answer) => format!("it answers {}", answer.status().as_u16()),
                 Err(err) => err.to_string(),
             };
-            // The first failed export then says nothing new for a while.
-            FAILED.count();
-            tracing::warn!(
-                endpoint = shown,
-                error = problem,
-                "cannot export traces; serving anyway, spans are dropped and counted (activator_trace_spans_dropped_total) until the collector takes them"
-            );
+            // One line, whether this or the first failed export says it;
+            // then nothing new for a while.
+            if FAILED.count().is_some() {
+                tracing::warn!(
+                    endpoint = shown,
+                    error = problem,
+                    "cannot export traces; serving anyway, spans are dropped and counted (activator_trace_spans_dropped_total) until the collector takes them"
+                );
+            }
         });
     if let Err(err) = probed {
         tracing::warn!(error = %err, "cannot check the traces endpoint");

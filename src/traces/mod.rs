@@ -61,6 +61,8 @@ pub fn enabled() -> bool {
 /// The running export: the tracer provider and its batch thread.
 pub struct Traces {
     provider: SdkTracerProvider,
+    /// The collector to ask once whether it takes an export, until asked.
+    probe: Option<(export::Client, String)>,
 }
 
 impl Traces {
@@ -92,9 +94,20 @@ impl Traces {
             .with_sampler(sampler(settings.sampler))
             .with_resource(resource(settings))
             .build();
-        export::probe(client, settings.endpoint.clone());
         ENABLED.store(true, Ordering::Relaxed);
-        Ok(Self { provider })
+        Ok(Self {
+            provider,
+            probe: Some((client, settings.endpoint.clone())),
+        })
+    }
+
+    /// Says once, in the background, whether the collector takes an
+    /// export: called once the log's subscriber is installed, so that an
+    /// unreachable collector's line is not lost before it.
+    pub fn probe(&mut self) {
+        if let Some((client, endpoint)) = self.probe.take() {
+            export::probe(client, endpoint);
+        }
     }
 
     /// The layer that turns this crate's spans into OpenTelemetry's. Log
