@@ -194,6 +194,33 @@ impl SpanProcessor for Admitted {
     }
 }
 
+/// Lowers the priority of the thread that encodes and posts batches (the
+/// batch processor's own, where [`Counted::export`] runs), once: an export
+/// is a burst of work that a saturated machine should give to requests
+/// first. Spans only wait longer for the collector (Linux, where a
+/// thread's nice value is its own; elsewhere nothing changes).
+fn yield_to_requests() {
+    thread_local! {
+        static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if LOWERED.replace(true) {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority take and return plain integers; the
+    // thread id names the calling thread, whose nice value alone changes.
+    unsafe {
+        let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, thread, EXPORT_NICE) != 0 {
+            tracing::debug!("cannot lower the trace exporter's priority");
+        }
+    }
+}
+
+/// The nice value of the exporting thread (19 is the lowest priority).
+#[cfg(target_os = "linux")]
+const EXPORT_NICE: libc::c_int = 10;
+
 /// The OTLP exporter, giving back the queue's places of each batch it is
 /// handed and counting the spans of a batch the collector did not take
 /// (after the exporter's own retries).
@@ -211,6 +238,7 @@ impl<E> Counted<E> {
 
 impl<E: SpanExporter> SpanExporter for Counted<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        yield_to_requests();
         let spans = batch.len();
         self.queue.give_back(spans);
         let exported = self.exporter.export(batch).await;
@@ -245,6 +273,34 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The nice value of the calling thread.
+    #[cfg(target_os = "linux")]
+    fn nice() -> libc::c_int {
+        // SAFETY: plain integers in and out; the id names this thread.
+        unsafe {
+            let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::getpriority(libc::PRIO_PROCESS, thread)
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_exporting_thread_gives_way_and_no_other_thread_does() {
+        let base = nice();
+        let (exporting, other) = std::thread::scope(|scope| {
+            let exporting = scope.spawn(|| {
+                yield_to_requests();
+                yield_to_requests();
+                nice()
+            });
+            let other = scope.spawn(nice);
+            (exporting.join().unwrap(), other.join().unwrap())
+        });
+        assert_eq!(exporting, EXPORT_NICE.max(base));
+        assert_eq!(other, base);
+        assert_eq!(nice(), base);
+    }
 
     #[test]
     fn the_queue_admits_its_capacity_and_takes_more_once_given_back() {
