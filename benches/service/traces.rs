@@ -22,17 +22,26 @@ pub fn run(database_url: &str, redis_url: &str, sink: &MailSink, cost: u32, clie
     let rounds: usize = env_or("BENCH_TRACE_ROUNDS", 4);
     let seconds: u64 = env_or("BENCH_TRACE_SECONDS", 5);
     let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".local/venv/bin/python");
-    let receiver = Command::new(&python)
+    // The collector runs elsewhere in production; here it shares the two
+    // cores, so it gets what the service leaves (nice 19), and its own
+    // CPU time is reported.
+    if !python.exists() {
+        println!(
+            "traces: skipped, no {} (scripts/test.sh makes it)",
+            python.display()
+        );
+        return;
+    }
+    let receiver = Command::new("nice")
+        .args(["-n", "19"])
+        .arg(&python)
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otlp/receiver.py"))
         // Decoded, counted, not written anywhere.
         .args(["--port", "0", "--spans", "", "--raw", ""])
         .stdout(Stdio::piped())
         .spawn();
     let Ok(mut receiver) = receiver else {
-        println!(
-            "traces: skipped, no {} (scripts/test.sh makes it)",
-            python.display()
-        );
+        println!("traces: skipped, the OTLP receiver did not start");
         return;
     };
     let mut line = String::new();
@@ -169,9 +178,10 @@ pub fn run(database_url: &str, redis_url: &str, sink: &MailSink, cost: u32, clie
         .filter(|line| line.starts_with("activator_trace_spans_dropped_total{"))
         .collect();
     println!(
-        "traces: the receiver got {} spans in {} exports; {}",
+        "traces: the receiver got {} spans in {} exports, decoding them in {:.1} s of CPU; {}",
         stats["spans"],
         stats["trace_requests"],
+        cpu_seconds(receiver.id()),
         dropped.join(", ")
     );
     let _ = receiver.kill();
@@ -182,7 +192,7 @@ pub fn run(database_url: &str, redis_url: &str, sink: &MailSink, cost: u32, clie
 /// queue's places.
 fn with<'a>(extra: &[(&'static str, &'a str)]) -> Vec<(&'static str, &'a str)> {
     let mut env = vec![
-        ("REGISTER_PER_IP_LIMIT", "100000000"),
+        ("REGISTER_PER_IP_LIMIT", "1000000"),
         ("HASH_QUEUE_PER_IP", "10000"),
     ];
     env.extend_from_slice(extra);
@@ -207,4 +217,23 @@ fn memory(server: &Server) -> (f64, f64) {
             .unwrap_or(0.0)
     };
     (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
+}
+
+/// The CPU time (user and system) process `pid` has used, in seconds
+/// (Linux, at the usual 100 ticks a second).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command's closing parenthesis: utime and stime
+    // are the 12th and 13th of them.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
