@@ -174,13 +174,18 @@ struct Report {
     last_email: Option<EmailReport>,
     /// The account's webhook events, oldest first.
     events: Vec<EventReport>,
-    /// Later registrations' claims to the pending address, oldest first.
+    /// Later registrations' claims to the pending address, oldest first;
+    /// of an active address, the decoys of hidden registrations.
     claims: Vec<ClaimReport>,
 }
 
 #[derive(Debug, Serialize)]
 struct ClaimReport {
     id: i64,
+    /// A claim of an active account: recorded by a registration with
+    /// `REGISTRATION_DISCLOSURE=hidden` and another password, it answers
+    /// as a pending registrant's would and activates nothing.
+    decoy: bool,
     created_at: DateTime<Utc>,
     language: Option<String>,
     activation_failures_left: u32,
@@ -278,6 +283,7 @@ async fn show(
         let code = activation_codes::find_live(&mut conn, user.id, Some(claim.id)).await?;
         claims.push(ClaimReport {
             id: claim.id,
+            decoy: user.is_active,
             created_at: claim.created_at,
             language: claim.locale,
             activation_failures_left: max_failures
@@ -400,7 +406,7 @@ fn render(report: &Report, now: DateTime<Utc>) -> String {
     line("code", describe(&report.code));
     for claim in &report.claims {
         line(
-            "claim",
+            if claim.decoy { "decoy claim" } else { "claim" },
             format!(
                 "#{} made {}; {} failed activation(s) left; code {}",
                 claim.id,

@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::email::{code_for, serve_with_email_api};
+use crate::common::server::run;
 use crate::common::{Api, Call, MailSink, Reply, TestDb, unique_email};
 
 const OWNER: &str = "0wner!Pass";
@@ -411,6 +412,26 @@ async fn a_decoys_lockout_and_failure_budget_answer_as_a_registrants() {
                 .await
                 .assert_detail(201, "Activation email sent");
         }
+        // The operator sees the active address's decoy for what it is;
+        // the pending address's claim is a claim.
+        let shown = |email: &str| {
+            let output = run(&db.url, &[], &["user", "show", email, "--json"]);
+            assert!(output.status.success(), "{output:?}");
+            let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+            report["claims"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|claim| claim["decoy"].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shown(&addresses[2]), [serde_json::Value::Bool(true)]);
+        assert_eq!(shown(&addresses[1]), [serde_json::Value::Bool(false)]);
+        let text = run(&db.url, &[], &["user", "show", &addresses[2]]);
+        assert!(
+            String::from_utf8_lossy(&text.stdout).contains("decoy claim #"),
+            "{text:?}"
+        );
         let answers = wrong_activations(&server, &addresses, n).await;
         assert_eq!(answers[0], answers[1], "unknown and pending told apart");
         assert_eq!(answers[0], answers[2], "unknown and active told apart");
