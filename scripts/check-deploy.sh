@@ -93,8 +93,9 @@ METRICS = {
     "activator_password_hash_waiting": {},
     "activator_password_hash_rejected_total": {},
     "activator_password_hashes_total": {"work": {"hash", "verify"}},
-    "activator_events_total": {"type": {"user.activated", "user.registered"}, "result": {"queued", "delivered", "retried", "dead", "expired"}},
+    "activator_events_total": {"type": {"user.activated", "user.registered", "user.deleted"}, "result": {"queued", "delivered", "retried", "dead", "expired"}},
     "activator_trace_spans_dropped_total": {"reason": {"queue_full", "export_failed"}},
+    "activator_password_refusals_total": {"rule": {"too_short", "too_long", "too_many_bytes", "whitespace", "control_characters", "character_classes", "breached", "common", "resembles_address", "guessable"}},
 }
 TARGET_LABELS = {"job": None, "instance": None}
 HISTOGRAMS = {"activator_http_request_duration_seconds", "activator_email_send_duration_seconds"}
