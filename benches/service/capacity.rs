@@ -216,6 +216,29 @@ impl Redis {
     }
 }
 
+impl Redis {
+    /// Calls so far of each command (`INFO commandstats`), by name.
+    fn calls(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut conn = redis::Client::open(self.url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut conn)
+            .unwrap();
+        info.lines()
+            .filter_map(|line| {
+                let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = stats
+                    .split(',')
+                    .find_map(|stat| stat.strip_prefix("calls="))?;
+                Some((name.to_owned(), calls.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -245,6 +268,7 @@ pub fn run() {
     let commits =
         postgres.number("SELECT xact_commit FROM pg_stat_database WHERE datname = 'activator'");
     let (commands, redis_cpu) = redis.stats();
+    let calls = redis.calls();
     let pg_cpu = postgres.cpu();
     let started = Instant::now();
     super::signup_count(&server.base, &sink, clients, signups, "count");
@@ -278,6 +302,24 @@ pub fn run() {
         pg_cpu / n * 1e6,
         commands / n,
         redis_cpu / n * 1e6,
+    );
+    let mut by_command: Vec<(String, f64)> = redis
+        .calls()
+        .into_iter()
+        .map(|(name, after)| {
+            let before = calls.get(&name).copied().unwrap_or(0.0);
+            (name, (after - before) / n)
+        })
+        .filter(|(_, per_signup)| *per_signup >= 0.05)
+        .collect();
+    by_command.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!(
+        "capacity: Redis commands per signup, by command: {}",
+        by_command
+            .iter()
+            .map(|(name, per_signup)| format!("{name} {per_signup:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "capacity: at those costs one PostgreSQL core carries {:.0} signups/s and one Redis shard (one core) {:.0} signups/s; WAL at 100 signups/s: {:.1} MB/s",
