@@ -406,6 +406,21 @@ fn secret_key_fallbacks_are_keys_like_secret_key() {
 }
 
 #[test]
+fn a_fallback_that_is_secret_key_itself_is_refused_without_showing_it() {
+    let mut source = base();
+    source.insert(
+        "SECRET_KEY_FALLBACKS",
+        "the old key of at least thirty-two bytes, 0123456789abcdef0123456789abcdef",
+    );
+    let err = Settings::from_source(&source).unwrap_err().to_string();
+    assert!(
+        err.contains("SECRET_KEY_FALLBACKS") && err.contains("holds SECRET_KEY itself"),
+        "{err}"
+    );
+    assert!(!err.contains("0123456789abcdef"), "{err}");
+}
+
+#[test]
 fn a_database_url_may_name_several_hosts_libpq_style() {
     let mut source = base();
     let url =

@@ -963,6 +963,27 @@ async fn a_new_key_without_the_old_one_as_fallback_stops_start_up_naming_it() {
     assert!(!line.contains("a-replacement-key"), "{line}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fallback_that_is_secret_key_itself_stops_start_up_naming_it() {
+    let db = TestDb::new().await;
+    let key = crate::common::SECRET_KEY;
+    for command in ["serve", "config"] {
+        let mut run = crate::common::server::command(&db.url, &[("SECRET_KEY_FALLBACKS", key)]);
+        run.arg(command);
+        if command == "config" {
+            run.arg("check");
+        }
+        let output = run.output().unwrap();
+        assert!(!output.status.success(), "{command}: {output:?}");
+        let line = error_line(&output);
+        assert!(
+            line.contains("SECRET_KEY_FALLBACKS") && line.contains("holds SECRET_KEY itself"),
+            "{command}: {line}"
+        );
+        assert!(!line.contains(key), "{command}: {line}");
+    }
+}
+
 /// Commands this Redis has processed so far.
 fn commands_processed(url: &str) -> u64 {
     let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
