@@ -33,6 +33,7 @@ pub mod mail;
 pub mod metrics;
 pub mod password;
 pub mod policy;
+pub mod quieted;
 pub mod redis;
 pub mod schema;
 pub mod seal;

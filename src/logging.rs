@@ -18,16 +18,13 @@
 //! line; JSON: `"span":{"trace_id":…}`); the other spans are the traces'
 //! alone.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-
 use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use crate::quieted::{QUIET_FOR, Quieted};
 use crate::settings::LogFormat;
-use crate::traces::Traces;
+use crate::traces::{TRACE_ID, Traces};
 
 /// The most these targets may log.
 pub const CAPPED_AT: LevelFilter = LevelFilter::INFO;
@@ -56,9 +53,6 @@ const CAPPED: &[&str] = &[
 /// client may fill with credentials. The access line (`api::access`) says
 /// what happened to each request, by route template, without its query.
 const SILENCED: &[&str] = &["rocket::server", ROCKET_HEADER_WARNING];
-
-/// The field of the spans the log shows: a request's, a delivery's.
-pub const TRACE_ID: &str = "trace_id";
 
 /// Installs the global subscriber, writing to stderr, and exporting this
 /// crate's spans with `traces` when given. `default_filter` applies when
@@ -146,72 +140,3 @@ impl log::Log for Bridge {
 
 /// Request headers Rocket dropped because they were not UTF-8.
 pub static NOT_UTF8_HEADERS: Quieted = Quieted::new(QUIET_FOR);
-
-/// How long a noisy event is quiet after it was said.
-pub const QUIET_FOR: Duration = Duration::from_secs(10);
-
-/// An event any client can repeat thousands of times a second (a full
-/// password-hash queue, a bad header): counted each time, said the first
-/// time and then at most once per interval, with how many happened since.
-pub struct Quieted {
-    count: AtomicU64,
-    said: Mutex<Option<Instant>>,
-    every: Duration,
-}
-
-impl Quieted {
-    pub const fn new(every: Duration) -> Self {
-        Self {
-            count: AtomicU64::new(0),
-            said: Mutex::new(None),
-            every,
-        }
-    }
-
-    /// Counts one occurrence; see [`Quieted::due`].
-    pub fn count(&self) -> Option<u64> {
-        self.add();
-        self.due()
-    }
-
-    /// Counts one occurrence, to be said by a later [`Quieted::due`].
-    pub fn add(&self) {
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// How many occurrences to say now, if it is time to say them: the
-    /// first, then what was counted since, once per interval.
-    pub fn due(&self) -> Option<u64> {
-        let mut said = self
-            .said
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if said.is_some_and(|at| at.elapsed() < self.every) {
-            return None;
-        }
-        let n = self.count.swap(0, Ordering::Relaxed);
-        if n == 0 {
-            return None;
-        }
-        *said = Some(Instant::now());
-        Some(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_quieted_event_is_said_first_then_once_per_interval_with_its_count() {
-        let quieted = Quieted::new(Duration::from_millis(200));
-        assert_eq!(quieted.due(), None, "nothing happened");
-        assert_eq!(quieted.count(), Some(1), "the first is said");
-        for _ in 0..999 {
-            assert_eq!(quieted.count(), None);
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        assert_eq!(quieted.due(), Some(999), "then how many since");
-        assert_eq!(quieted.due(), None);
-    }
-}

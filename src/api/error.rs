@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use crate::accounts::AccountError;
 use crate::api::client::{self, Network};
 use crate::limits::{Limit, retry_after_seconds};
-use crate::logging::Quieted;
+use crate::quieted::{QUIET_FOR, Quieted};
 
 /// `{"detail": "..."}`: the body of every answer but a 422 and the health
 /// probes.
@@ -105,7 +105,7 @@ impl FieldError {
 }
 
 /// 503s for a full password-hash queue, said once in a while.
-static BUSY: Quieted = Quieted::new(crate::logging::QUIET_FOR);
+static BUSY: Quieted = Quieted::new(QUIET_FOR);
 
 /// What the service depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, Span, SpanData, SpanExporter, SpanProcessor};
 
-use crate::logging::Quieted;
+use crate::quieted::Quieted;
 
 /// How long connecting to the collector may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

@@ -48,6 +48,10 @@ pub mod spans;
 /// How long shutting down waits for the last spans to leave.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 
+/// The field of the spans the log shows (a request's, a delivery's): the
+/// only spans the log prints, and the ones traces leave out.
+pub const TRACE_ID: &str = "trace_id";
+
 /// Whether traces are on in this process: the spans that cost something
 /// to make even when nobody listens (the request's, a delivery's, which
 /// the log shows) are made only then.
@@ -134,7 +138,7 @@ impl Traces {
                 filter_fn(|meta| {
                     meta.is_span()
                         && meta.target().starts_with("activator")
-                        && meta.fields().field(crate::logging::TRACE_ID).is_none()
+                        && meta.fields().field(TRACE_ID).is_none()
                 })
                 .with_max_level_hint(LevelFilter::INFO),
             )
