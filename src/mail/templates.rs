@@ -38,48 +38,31 @@ const OLD_FILES: [&str; 3] = [
     "activation.html.hbs",
 ];
 
-macro_rules! built_in {
-    ($locale:literal) => {
+/// The shipped locales' `files` (literals, in the order of a `*_FILES`
+/// list), compiled in: `[(locale, [contents, ...]), ...]`.
+macro_rules! shipped {
+    ($files:tt for $($locale:literal),+) => {
+        [$(shipped!(@locale $locale $files)),+]
+    };
+    (@locale $locale:literal [$($file:literal),+]) => {
         (
             $locale,
-            [
-                include_str!(concat!("../../templates/", $locale, "/subject.hbs")),
-                include_str!(concat!("../../templates/", $locale, "/body.txt.hbs")),
-                include_str!(concat!("../../templates/", $locale, "/body.html.hbs")),
-                include_str!(concat!("../../templates/", $locale, "/locale.toml")),
-            ],
+            [$(include_str!(concat!("../../templates/", $locale, "/", $file))),+],
         )
     };
 }
 
 /// The shipped locales, their files in the order of [`FILES`].
-const BUILT_IN: [(&str, [&str; 4]); 4] = [
-    built_in!("en"),
-    built_in!("fr"),
-    built_in!("de"),
-    built_in!("es"),
-];
-
-macro_rules! built_in_notice {
-    ($locale:literal) => {
-        (
-            $locale,
-            [
-                include_str!(concat!("../../templates/", $locale, "/exists_subject.hbs")),
-                include_str!(concat!("../../templates/", $locale, "/exists.txt.hbs")),
-                include_str!(concat!("../../templates/", $locale, "/exists.html.hbs")),
-            ],
-        )
-    };
-}
+const BUILT_IN: [(&str, [&str; 4]); 4] = shipped!(
+    ["subject.hbs", "body.txt.hbs", "body.html.hbs", "locale.toml"]
+    for "en", "fr", "de", "es"
+);
 
 /// The shipped locales' notices, in the order of [`NOTICE_FILES`].
-const BUILT_IN_NOTICES: [(&str, [&str; 3]); 4] = [
-    built_in_notice!("en"),
-    built_in_notice!("fr"),
-    built_in_notice!("de"),
-    built_in_notice!("es"),
-];
+const BUILT_IN_NOTICES: [(&str, [&str; 3]); 4] = shipped!(
+    ["exists_subject.hbs", "exists.txt.hbs", "exists.html.hbs"]
+    for "en", "fr", "de", "es"
+);
 
 /// A template that cannot be read, parsed or rendered, or a locale that
 /// cannot be used; the message names the file or the setting.
