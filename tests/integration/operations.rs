@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::common::cli::error_line;
 use crate::common::email::code_for;
+use crate::common::sentinel::ClusterNodes;
 use crate::common::server::{free_port, run};
 use crate::common::{Api, Call};
 use crate::common::{
@@ -216,63 +217,18 @@ async fn with_redis_down_every_owner_flow_is_503_never_401_or_429() {
 
 /// Three masters on loopback, each also using port + 10000 for its bus.
 struct LocalCluster {
-    nodes: Vec<Child>,
-    dir: std::path::PathBuf,
+    _nodes: ClusterNodes,
     pub url: String,
 }
 
 impl LocalCluster {
     fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "activator-cluster-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        // Ports whose bus port (+10000) is free as well.
-        let mut ports = Vec::new();
-        while ports.len() < 3 {
-            let port = free_port();
-            if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-                ports.push(port);
-            }
-        }
-        let nodes = ports
+        let nodes = ClusterNodes::start(3);
+        let addresses: Vec<String> = nodes
+            .ports
             .iter()
-            .map(|port| {
-                let node_dir = dir.join(port.to_string());
-                std::fs::create_dir_all(&node_dir).unwrap();
-                Command::new("redis-server")
-                    .args([
-                        "--port",
-                        &port.to_string(),
-                        "--bind",
-                        "127.0.0.1",
-                        "--cluster-enabled",
-                        "yes",
-                    ])
-                    .args([
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                    ])
-                    .current_dir(&node_dir)
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .unwrap()
-            })
+            .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        for port in &ports {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
-                assert!(Instant::now() < deadline, "redis node did not start");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
@@ -285,36 +241,9 @@ impl LocalCluster {
             String::from_utf8_lossy(&created.stdout)
         );
         // Wait until every node agrees the cluster is up.
-        for port in &ports {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                let info = Command::new("redis-cli")
-                    .args(["-p", &port.to_string(), "cluster", "info"])
-                    .output()
-                    .unwrap();
-                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "cluster did not converge");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        let url = ports
-            .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}/"))
-            .collect::<Vec<_>>()
-            .join(",");
-        Self { nodes, dir, url }
-    }
-}
-
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            let _ = node.kill();
-            let _ = node.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        nodes.wait_for(|info| info.contains("cluster_state:ok"));
+        let url = nodes.url();
+        Self { _nodes: nodes, url }
     }
 }
 

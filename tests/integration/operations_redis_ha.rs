@@ -7,13 +7,12 @@
 //! processes on loopback.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::common::cli::{refused, stderr, stdout};
-use crate::common::sentinel::{PRIMARY_NAME, Sentinels, cli};
+use crate::common::sentinel::{ClusterNodes, PRIMARY_NAME, Sentinels, cli};
 use crate::common::server::{free_port, run};
 use crate::common::{Api, PASSWORD, Server, TestApp, TestDb, settings_for, unique_email};
 
@@ -190,93 +189,19 @@ async fn config_check_names_unreachable_sentinels_and_a_replica_named_as_the_ser
 
 /// Two Redis Cluster nodes that serve slots 0 to 16000 between them: 383
 /// slots are nobody's.
-struct PartialCluster {
-    nodes: Vec<Child>,
-    dir: std::path::PathBuf,
-    ports: Vec<u16>,
-}
-
-impl PartialCluster {
-    fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "activator-partial-cluster-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        let mut ports = Vec::new();
-        while ports.len() < 2 {
-            let port = free_port();
-            if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-                ports.push(port);
-            }
-        }
-        let nodes = ports
-            .iter()
-            .map(|port| {
-                let node_dir = dir.join(port.to_string());
-                std::fs::create_dir_all(&node_dir).unwrap();
-                let child = Command::new("redis-server")
-                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                    .args([
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                    ])
-                    .args(["--save", "", "--appendonly", "no"])
-                    .current_dir(&node_dir)
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .unwrap();
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
-                    assert!(Instant::now() < deadline, "redis node did not start");
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                child
-            })
-            .collect();
-        let (a, b) = (ports[0], ports[1]);
-        cli(a, &["CLUSTER", "ADDSLOTSRANGE", "0", "8191"]);
-        cli(b, &["CLUSTER", "ADDSLOTSRANGE", "8192", "16000"]);
-        cli(a, &["CLUSTER", "MEET", "127.0.0.1", &b.to_string()]);
-        let cluster = Self { nodes, dir, ports };
-        cluster.wait_for(|info| info.contains("cluster_slots_assigned:16001"));
-        cluster
-    }
-
-    fn url(&self) -> String {
-        self.ports
-            .iter()
-            .map(|port| format!("redis://127.0.0.1:{port}/"))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn wait_for(&self, done: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for port in &self.ports {
-            while !done(&cli(*port, &["CLUSTER", "INFO"])) {
-                assert!(Instant::now() < deadline, "cluster did not converge");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-}
-
-impl Drop for PartialCluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            let _ = node.kill();
-            let _ = node.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+fn partial_cluster() -> ClusterNodes {
+    let nodes = ClusterNodes::start(2);
+    let (a, b) = (nodes.ports[0], nodes.ports[1]);
+    cli(a, &["CLUSTER", "ADDSLOTSRANGE", "0", "8191"]);
+    cli(b, &["CLUSTER", "ADDSLOTSRANGE", "8192", "16000"]);
+    cli(a, &["CLUSTER", "MEET", "127.0.0.1", &b.to_string()]);
+    nodes.wait_for(|info| info.contains("cluster_slots_assigned:16001"));
+    nodes
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_with_slots_uncovered_is_named_and_serve_recovers_when_they_are_served() {
-    let cluster = PartialCluster::start();
+    let cluster = partial_cluster();
     let db = TestDb::new().await;
     let url = cluster.url();
     let output = run(&db.url, &[("REDIS_URL", &url)], &["config", "check"]);

@@ -1,6 +1,7 @@
-//! A Redis primary, its replica and three Sentinels watching it, as real
-//! `redis-server` processes on loopback (Sentinel is `redis-server
-//! --sentinel`, the same program). Killed and removed on drop.
+//! Redis as real `redis-server` processes on loopback, killed and removed
+//! on drop: a primary, its replica and three Sentinels watching it
+//! (Sentinel is `redis-server --sentinel`, the same program), and Redis
+//! Cluster nodes.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -181,4 +182,86 @@ pub fn cli(port: u16, args: &[&str]) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `n` Redis Cluster nodes on loopback, started and answering, each with
+/// its bus port (+10000) free; no slot is assigned yet.
+pub struct ClusterNodes {
+    nodes: Vec<Child>,
+    dir: std::path::PathBuf,
+    pub ports: Vec<u16>,
+}
+
+impl ClusterNodes {
+    pub fn start(n: usize) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "activator-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let mut ports = Vec::new();
+        while ports.len() < n {
+            let port = free_port();
+            if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+                ports.push(port);
+            }
+        }
+        let nodes = ports
+            .iter()
+            .map(|port| {
+                let node_dir = dir.join(port.to_string());
+                std::fs::create_dir_all(&node_dir).unwrap();
+                let child = Command::new("redis-server")
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                    .args([
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                    ])
+                    .args(["--save", "", "--appendonly", "no"])
+                    .current_dir(&node_dir)
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                    assert!(Instant::now() < deadline, "redis node did not start");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                child
+            })
+            .collect();
+        Self { nodes, dir, ports }
+    }
+
+    /// `REDIS_URL` naming every node.
+    pub fn url(&self) -> String {
+        self.ports
+            .iter()
+            .map(|port| format!("redis://127.0.0.1:{port}/"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Waits until `done` holds for every node's `CLUSTER INFO`.
+    pub fn wait_for(&self, done: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for port in &self.ports {
+            while !done(&cli(*port, &["CLUSTER", "INFO"])) {
+                assert!(Instant::now() < deadline, "cluster did not converge");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+impl Drop for ClusterNodes {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.kill();
+            let _ = node.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
