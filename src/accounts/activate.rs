@@ -46,6 +46,25 @@ impl Accounts {
         client: ClientIp,
     ) -> Result<(), AccountError> {
         let attempt = self.reserve_attempt(user).await?;
+        let tried = self.use_attempt(user, code, client, attempt).await;
+        if tried.as_ref().is_err_and(AccountError::is_unavailable) {
+            // Not an attempt at the code but a store that failed (a 503,
+            // retried by the client): it does not count for the lockout.
+            if let Err(err) = self.limiter.release_attempt(&user.email, user.claim).await {
+                tracing::warn!(error = %err, "could not give back an activation attempt");
+            }
+        }
+        tried
+    }
+
+    /// The activation of `user` with `code`, its `attempt` reserved.
+    async fn use_attempt(
+        &self,
+        user: &User,
+        code: &Code,
+        client: ClientIp,
+        attempt: Attempt,
+    ) -> Result<(), AccountError> {
         // A decoy claim (`super::disclosure`) goes on as a pending
         // registrant's attempt, and never matches.
         if user.is_active && user.claim.is_none() {

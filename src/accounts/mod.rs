@@ -93,6 +93,14 @@ pub enum AccountError {
     Hash(HashError),
 }
 
+impl AccountError {
+    /// Whether a store (PostgreSQL or Redis) failed, rather than the
+    /// request being answered: a 503 that the client may retry.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Pool(_) | Self::Database(_) | Self::Redis(_))
+    }
+}
+
 impl From<HashError> for AccountError {
     fn from(err: HashError) -> Self {
         match err {

@@ -496,6 +496,12 @@ impl Limiter {
     }
 
     /// Gives back what [`Limiter::reserve_activation_failure`] counted.
+    /// Gives back an activation attempt reserved by [`Limiter::reserve_attempt`]
+    /// that never reached the code (a store failed).
+    pub async fn release_attempt(&self, email: &Email, claim: Option<i64>) -> RedisResult<()> {
+        self.give_back(&self.keys(email, claim).attempts).await
+    }
+
     pub async fn release_activation_failure(&self, ip: ClientIp) -> RedisResult<()> {
         match ip.0 {
             Some(ip) => {
